@@ -1,0 +1,49 @@
+// Build: esbuild bundles each entry to CommonJS for Node; `vscode` stays external.
+// `--production` minifies and drops source maps; `--watch` rebuilds on change.
+import * as esbuild from 'esbuild';
+
+const production = process.argv.includes('--production');
+const watch = process.argv.includes('--watch');
+
+/** @type {import('esbuild').BuildOptions} */
+const common = {
+  bundle: true,
+  format: 'cjs',
+  platform: 'node',
+  target: 'node20',
+  minify: production,
+  sourcemap: !production,
+  sourcesContent: false,
+  external: ['vscode'],
+  logLevel: 'warning',
+};
+
+const builds = [
+  // The extension: what VS Code loads at activation. Keep it lean (no MCP SDK, no zod).
+  { ...common, entryPoints: { extension: 'src/extension.ts' }, outdir: 'dist' },
+  // The MCP room, loaded on first use by the extension and by the CLI.
+  { ...common, entryPoints: { mcp: 'src/mcp/index.ts' }, outdir: 'dist' },
+  // The standalone CLI (`mcp-tunnel start | mcp`).
+  { ...common, entryPoints: { cli: 'src/cli.ts' }, outdir: 'dist', banner: { js: '#!/usr/bin/env node' } },
+];
+
+const existing = [];
+for (const b of builds) {
+  const entry = Object.values(b.entryPoints)[0];
+  try {
+    (await import('node:fs')).accessSync(entry);
+    existing.push(b);
+  } catch {
+    // entry not written yet
+  }
+}
+
+if (watch) {
+  for (const b of existing) {
+    const ctx = await esbuild.context(b);
+    await ctx.watch();
+  }
+  console.log('[esbuild] watching');
+} else {
+  await Promise.all(existing.map((b) => esbuild.build(b)));
+}
