@@ -1,0 +1,167 @@
+/**
+ * `mcp-tunnel` — the engine outside VS Code.
+ *   mcp-tunnel start [--port 8002] [--host localhost] [--path /mcp] [--cloudflared PATH] [--json]
+ * runs a tunnel in the foreground; Ctrl+C stops cloudflared cleanly.
+ */
+import { parseArgs } from 'node:util';
+import { findCloudflared, type EdgeProtocol, type HostHeaderMode } from './core/cloudflared';
+import { defaultStateDir } from './core/paths';
+import { validateTarget } from './core/target';
+import { TunnelController } from './core/tunnelController';
+import { DEFAULT_TARGET, joinUrl, localUrlOf, snapshotOf, type TunnelState } from './core/tunnelState';
+
+const VERSION = process.env['MCP_TUNNEL_VERSION'] ?? '0.1.0';
+
+const HELP = `mcp-tunnel ${VERSION} — expose a local MCP server through a Cloudflare quick tunnel
+
+Usage:
+  mcp-tunnel start [options]     run a tunnel in the foreground (Ctrl+C stops it)
+
+Options for start:
+  --port N             local port of the server            (default ${DEFAULT_TARGET.port})
+  --host H             local host of the server (loopback) (default ${DEFAULT_TARGET.host})
+  --path P             path of the MCP endpoint            (default ${DEFAULT_TARGET.path})
+  --cloudflared PATH   the cloudflared executable          (default: PATH, then usual install folders)
+  --protocol P         auto | quic | http2 (http2 where UDP 7844 is blocked)
+  --host-header M      origin (the server sees its own host:port, default) | public
+  --timeout S          seconds to wait for the tunnel       (default 45)
+  --json               one JSON object per state change instead of text
+  -h, --help           this help
+  -v, --version        print the version
+`;
+
+function fail(message: string, code = 2): never {
+  process.stderr.write(`mcp-tunnel: ${message}\n`);
+  process.exit(code);
+}
+
+async function start(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      port: { type: 'string' },
+      host: { type: 'string' },
+      path: { type: 'string' },
+      cloudflared: { type: 'string' },
+      protocol: { type: 'string' },
+      'host-header': { type: 'string' },
+      timeout: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  const v = validateTarget(
+    { port: values.port, host: values.host, path: values.path },
+    // The person at the terminal chose the host deliberately: any host they type is allowed.
+    { allowedHosts: values.host ? [values.host] : [] },
+  );
+  if (!v.ok) fail(`${v.message}\nRun "mcp-tunnel start --help" for usage.`);
+  const target = v.target;
+  const protocol = values.protocol ?? 'auto';
+  if (!['auto', 'quic', 'http2'].includes(protocol)) fail(`--protocol must be auto, quic or http2 (got "${protocol}").`);
+  const hostHeader = values['host-header'] ?? 'origin';
+  if (!['origin', 'public'].includes(hostHeader)) fail(`--host-header must be origin or public (got "${hostHeader}").`);
+  const timeoutS = values.timeout !== undefined ? Number(values.timeout) : 45;
+  if (!Number.isFinite(timeoutS) || timeoutS < 1 || timeoutS > 600) fail(`--timeout must be a number of seconds between 1 and 600 (got "${values.timeout}").`);
+  const json = values.json;
+
+  const controller = new TunnelController({
+    findCloudflared: () => findCloudflared({ ...(values.cloudflared ? { explicitPath: values.cloudflared } : {}), settingName: '--cloudflared' }),
+    stateDir: defaultStateDir(),
+    startTimeoutMs: timeoutS * 1000,
+    hostHeader: hostHeader as HostHeaderMode,
+    protocol: protocol as EdgeProtocol,
+    metricsIntervalMs: 0,
+  });
+  const out = (line: string) => process.stdout.write(`${line}\n`);
+  const reaped = await controller.reapOrphans();
+  for (const r of reaped) if (r.outcome === 'ended' && !json) process.stderr.write(`Ended an orphaned cloudflared (PID ${r.pid}) from an earlier run.\n`);
+
+  let exitCode: number | undefined;
+  let finish!: (code: number) => void;
+  const finished = new Promise<number>((r) => (finish = r));
+  const show = (s: TunnelState) => {
+    if (json) {
+      out(JSON.stringify(snapshotOf(s, Date.now(), controller.lastError)));
+      return;
+    }
+    switch (s.status) {
+      case 'starting':
+        out(s.pid ? `Starting cloudflared (PID ${s.pid}) for ${joinUrl(localUrlOf(s.target), s.target.path)}…` : `Looking for cloudflared…`);
+        break;
+      case 'connecting':
+        out(`Got ${s.url}; waiting for Cloudflare's edge to connect…`);
+        break;
+      case 'active':
+        out(`Tunnel active (edge ${s.connections.map((c) => c.location ?? '?').join(', ')}).`);
+        out(`  Public URL:      ${s.url}`);
+        out(`  Public MCP URL:  ${joinUrl(s.url, s.target.path)}`);
+        out(`  Local:           ${joinUrl(localUrlOf(s.target), s.target.path)}`);
+        out(`Press Ctrl+C to stop.`);
+        break;
+      case 'reconnecting':
+        out(`Edge connection lost (${s.reason}); cloudflared is reconnecting…`);
+        break;
+      case 'stopping':
+        out('Stopping…');
+        break;
+      case 'stopped':
+        out('Stopped.');
+        break;
+      case 'failed':
+        process.stderr.write(`Tunnel failed: ${s.error.message}\n`);
+        break;
+    }
+  };
+  controller.onDidChangeState((s) => {
+    show(s);
+    if (s.status === 'failed') {
+      exitCode ??= 1;
+      finish(1);
+    }
+    if (s.status === 'stopped') finish(exitCode ?? 0);
+  });
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (exitCode === undefined) exitCode = 0;
+    if (!json) process.stderr.write(`\n${sig}: stopping cloudflared…\n`);
+    void controller.shutdown(controller.state.status === 'stopping' ? 0 : 6000).then(() => finish(exitCode ?? 0));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGHUP', onSignal);
+  const settled = await controller.start(target);
+  if (settled.status === 'connecting' && !json) out(`(${settled.url} is issued but not connected yet; still trying. Ctrl+C to stop.)`);
+  const code = await finished;
+  controller.dispose();
+  return code;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      process.stdout.write(HELP);
+      return cmd === undefined ? 2 : 0;
+    case '-v':
+    case '--version':
+      process.stdout.write(`${VERSION}\n`);
+      return 0;
+    case 'start':
+      if (rest.includes('--help') || rest.includes('-h')) {
+        process.stdout.write(HELP);
+        return 0;
+      }
+      return start(rest);
+    default:
+      return fail(`unknown command "${cmd}".\n${HELP}`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => fail(err instanceof Error ? err.message : String(err), 1),
+);

@@ -1,0 +1,228 @@
+/**
+ * Finding the cloudflared binary, reading its version, and building the argv + env of one run.
+ * Facts behind every flag: shared/reference/cloudflared.md.
+ */
+import { execFile } from 'node:child_process';
+import { constants as fsConstants, promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { compareVersions, parseVersionOutput } from './cloudflaredLog';
+import { localUrlOf, type CloudflaredInfo, type TunnelTarget } from './tunnelState';
+
+export const INSTALL_URL = 'https://developers.cloudflare.com/cloudflare-one/connections/connect-networks/downloads/';
+
+/** First release whose `tunnel` command knows `--output json` (older ones exit 0 with "Incorrect Usage"). */
+export const JSON_OUTPUT_SINCE = '2025.6.1';
+
+export type CloudflaredErrorCode = 'not-found' | 'not-executable' | 'not-cloudflared';
+
+/** cloudflared could not be used; `message` names the fix. */
+export class CloudflaredError extends Error {
+  constructor(
+    readonly code: CloudflaredErrorCode,
+    message: string,
+    readonly path?: string,
+  ) {
+    super(message);
+    this.name = 'CloudflaredError';
+  }
+}
+
+export interface FindOptions {
+  /** From the setting / `--cloudflared`; wins over everything else. */
+  explicitPath?: string;
+  env?: NodeJS.ProcessEnv;
+  platform?: NodeJS.Platform;
+  /** How the caller names the explicit path in messages, e.g. "the setting `mcpTunnel.cloudflaredPath`". */
+  settingName?: string;
+}
+
+/** Where installers put cloudflared when it is not on PATH (GUI apps often get a short PATH). */
+export function wellKnownLocations(platform: NodeJS.Platform = process.platform, env: NodeJS.ProcessEnv = process.env): string[] {
+  if (platform === 'win32') {
+    const pf = env['ProgramFiles'] ?? 'C:\\Program Files';
+    const pf86 = env['ProgramFiles(x86)'] ?? 'C:\\Program Files (x86)';
+    const local = env['LOCALAPPDATA'];
+    return [
+      path.win32.join(pf, 'cloudflared', 'cloudflared.exe'),
+      path.win32.join(pf86, 'cloudflared', 'cloudflared.exe'),
+      ...(local ? [path.win32.join(local, 'Microsoft', 'WinGet', 'Links', 'cloudflared.exe')] : []),
+    ];
+  }
+  const home = env['HOME'] ?? os.homedir();
+  return [
+    '/opt/homebrew/bin/cloudflared',
+    '/usr/local/bin/cloudflared',
+    '/usr/bin/cloudflared',
+    '/home/linuxbrew/.linuxbrew/bin/cloudflared',
+    path.join(home, '.local', 'bin', 'cloudflared'),
+    path.join(home, 'bin', 'cloudflared'),
+  ];
+}
+
+function candidatesOnPath(env: NodeJS.ProcessEnv, platform: NodeJS.Platform): string[] {
+  const sep = platform === 'win32' ? ';' : ':';
+  const dirs = (env['PATH'] ?? env['Path'] ?? '').split(sep).filter(Boolean);
+  const names = platform === 'win32' ? ['cloudflared.exe', 'cloudflared.cmd', 'cloudflared.bat'] : ['cloudflared'];
+  const join = (...parts: string[]) => (platform === 'win32' ? path.win32.join(...parts) : path.posix.join(...parts));
+  return dirs.flatMap((d) => names.map((n) => join(d, n)));
+}
+
+async function isFile(p: string): Promise<boolean> {
+  try {
+    return (await fs.stat(p)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+async function isExecutable(p: string, platform: NodeJS.Platform): Promise<boolean> {
+  if (platform === 'win32') return true;
+  try {
+    await fs.access(p, fsConstants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const versionCache = new Map<string, { mtimeMs: number; version: string }>();
+
+/** Runs `<bin> --version` (5 s cap) and parses it; cached per path and modification time. */
+export async function readVersion(binary: string, settingName = 'the cloudflared path'): Promise<string> {
+  const st = await fs.stat(binary);
+  const cached = versionCache.get(binary);
+  if (cached && cached.mtimeMs === st.mtimeMs) return cached.version;
+  const out = await new Promise<string>((resolve, reject) => {
+    execFile(binary, ['--version'], { timeout: 5000, maxBuffer: 64 * 1024, windowsHide: true, shell: /\.(cmd|bat)$/i.test(binary) }, (err, stdout, stderr) => {
+      if (err && !stdout) reject(new Error(err.message, { cause: err }));
+      else resolve(`${stdout}\n${stderr}`);
+    });
+  }).catch((err: unknown) => {
+    throw new CloudflaredError(
+      'not-cloudflared',
+      `${binary} could not be run (${err instanceof Error ? err.message : String(err)}). Point ${settingName} at the cloudflared executable, or install it: ${INSTALL_URL}`,
+      binary,
+    );
+  });
+  const version = parseVersionOutput(out);
+  if (!version) {
+    throw new CloudflaredError(
+      'not-cloudflared',
+      `${binary} is not cloudflared ("--version" printed ${JSON.stringify(out.trim().slice(0, 80))}). Point ${settingName} at the cloudflared executable, or install it: ${INSTALL_URL}`,
+      binary,
+    );
+  }
+  versionCache.set(binary, { mtimeMs: st.mtimeMs, version });
+  return version;
+}
+
+/**
+ * Finds cloudflared: the explicit path first, then PATH, then the usual install locations.
+ * Throws `CloudflaredError` whose message names the fix.
+ */
+export async function findCloudflared(options: FindOptions = {}): Promise<CloudflaredInfo> {
+  const env = options.env ?? process.env;
+  const platform = options.platform ?? process.platform;
+  const settingName = options.settingName ?? 'the cloudflared path setting';
+  const explicit = options.explicitPath?.trim();
+  if (explicit) {
+    const p = explicit.startsWith('~') ? path.join(env['HOME'] ?? os.homedir(), explicit.slice(1)) : explicit;
+    if (!path.isAbsolute(p)) {
+      throw new CloudflaredError('not-found', `${settingName} must be an absolute path, got "${explicit}".`, p);
+    }
+    if (!(await isFile(p))) {
+      throw new CloudflaredError('not-found', `cloudflared was not found at ${p} (from ${settingName}). Fix the path, or clear it to search PATH. Install: ${INSTALL_URL}`, p);
+    }
+    if (!(await isExecutable(p, platform))) {
+      throw new CloudflaredError('not-executable', `${p} is not executable. Run \`chmod +x ${p}\`, or point ${settingName} at another cloudflared.`, p);
+    }
+    return { path: p, version: await readVersion(p, settingName) };
+  }
+  let notExecutable: string | undefined;
+  for (const p of [...candidatesOnPath(env, platform), ...wellKnownLocations(platform, env)]) {
+    if (!(await isFile(p))) continue;
+    if (!(await isExecutable(p, platform))) {
+      notExecutable ??= p;
+      continue;
+    }
+    return { path: p, version: await readVersion(p, settingName) };
+  }
+  if (notExecutable) {
+    throw new CloudflaredError('not-executable', `Found ${notExecutable}, but it is not executable. Run \`chmod +x ${notExecutable}\`, or set ${settingName}.`, notExecutable);
+  }
+  throw new CloudflaredError(
+    'not-found',
+    `cloudflared is not installed (not on PATH, nor in the usual install folders). Install it (${INSTALL_URL}; macOS: \`brew install cloudflared\`, Windows: \`winget install --id Cloudflare.cloudflared\`) or set ${settingName} to its full path.`,
+  );
+}
+
+export function supportsJsonOutput(version: string): boolean {
+  return compareVersions(version, JSON_OUTPUT_SINCE) >= 0;
+}
+
+/** Which Host header the origin sees. */
+export type HostHeaderMode = 'origin' | 'public';
+export type EdgeProtocol = 'auto' | 'quic' | 'http2';
+
+export interface RunOptions {
+  cloudflared: CloudflaredInfo;
+  target: TunnelTarget;
+  /** A file containing `{}`: stops ~/.cloudflared/config.yml from taking over the tunnel. */
+  emptyConfigPath: string;
+  /** Passed as `--grace-period`; our own SIGKILL comes a little after it. */
+  gracePeriodMs: number;
+  /** `origin` (default): the origin sees its own `host:port`, which localhost-checking servers accept. */
+  hostHeader?: HostHeaderMode;
+  protocol?: EdgeProtocol;
+  /** cloudflared's `--loglevel` (default: its own, info). */
+  logLevel?: 'debug' | 'info' | 'warn' | 'error';
+  /** Address the origin is reached at, when it differs from the target (e.g. the access gate). */
+  originUrl?: string;
+  baseEnv?: NodeJS.ProcessEnv;
+}
+
+export interface RunSpec {
+  command: string;
+  args: string[];
+  env: NodeJS.ProcessEnv;
+  json: boolean;
+}
+
+/** `TUNNEL_*` would override our flags (TUNNEL_NAME turns it into a named tunnel); NO_AUTOUPDATE is ours to set. */
+export function childEnv(base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(base)) {
+    if (/^TUNNEL_/i.test(k) || /^NO_AUTOUPDATE$/i.test(k)) continue;
+    env[k] = v;
+  }
+  return env;
+}
+
+function goDuration(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${Math.max(1, Math.round(ms))}ms`;
+}
+
+export function buildRun(o: RunOptions): RunSpec {
+  const json = supportsJsonOutput(o.cloudflared.version);
+  const origin = o.originUrl ?? localUrlOf(o.target);
+  const args = [
+    'tunnel',
+    '--no-autoupdate',
+    '--config',
+    o.emptyConfigPath,
+    '--metrics',
+    '127.0.0.1:0',
+    '--grace-period',
+    goDuration(o.gracePeriodMs),
+  ];
+  if (json) args.push('--output', 'json');
+  if ((o.hostHeader ?? 'origin') === 'origin') {
+    const host = o.target.host.includes(':') && !o.target.host.startsWith('[') ? `[${o.target.host}]` : o.target.host;
+    args.push('--http-host-header', `${host}:${o.target.port}`);
+  }
+  if (o.protocol && o.protocol !== 'auto') args.push('--protocol', o.protocol);
+  if (o.logLevel && o.logLevel !== 'info') args.push('--loglevel', o.logLevel);
+  args.push('--url', origin);
+  return { command: o.cloudflared.path, args, env: childEnv(o.baseEnv), json };
+}

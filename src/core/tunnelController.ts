@@ -1,0 +1,536 @@
+/**
+ * The state machine: spawns and supervises one cloudflared, turns its log into states, reads its
+ * metrics while live, and never leaves a process behind. See ARCHITECTURE.md for the diagram.
+ */
+import { promises as fs } from 'node:fs';
+import {
+  CloudflaredError,
+  buildRun,
+  INSTALL_URL,
+  type EdgeProtocol,
+  type HostHeaderMode,
+} from './cloudflared';
+import { CloudflaredLogParser, classifyFailure, type LogLevel, type ParsedLine } from './cloudflaredLog';
+import { Emitter, type Event } from './events';
+import { MetricsPoller, readQuickTunnel } from './metrics';
+import { newRunId, reapOrphans, removeRun, writeRunRecord, type ReapResult } from './orphans';
+import { spawnProcess, type SpawnFn, type SpawnedProcess } from './processRunner';
+import { sameTarget } from './target';
+import {
+  TunnelBusyError,
+  snapshotOf,
+  type CloudflaredInfo,
+  type EdgeConnection,
+  type TunnelApi,
+  type TunnelError,
+  type TunnelErrorCode,
+  type TunnelMetrics,
+  type TunnelSnapshot,
+  type TunnelState,
+  type TunnelTarget,
+} from './tunnelState';
+import * as path from 'node:path';
+
+export interface TunnelControllerOptions {
+  /** Finds the binary and its version; throws `CloudflaredError` (message names the fix). */
+  findCloudflared: () => Promise<CloudflaredInfo>;
+  /** Folder for run records and the empty config file (extension global storage, or a user folder for the CLI). */
+  stateDir: string;
+  spawn?: SpawnFn;
+  /** How long `start()` waits for the URL and the first edge connection. */
+  startTimeoutMs?: number;
+  /** cloudflared's `--grace-period`; SIGKILL follows one second after it. */
+  stopGraceMs?: number;
+  hostHeader?: HostHeaderMode;
+  protocol?: EdgeProtocol;
+  logLevel?: 'debug' | 'info' | 'warn' | 'error';
+  /** Environment the child's is built from (TUNNEL_* removed). */
+  baseEnv?: NodeJS.ProcessEnv;
+  /** Metrics polling period while live; 0 turns polling off. */
+  metricsIntervalMs?: number;
+}
+
+/** One line for the log channel: cloudflared's own lines at their level, and our events. */
+export interface TunnelLogEntry {
+  source: 'cloudflared' | 'tunnel';
+  level: LogLevel;
+  message: string;
+}
+
+export const DEFAULT_START_TIMEOUT_MS = 45_000;
+export const DEFAULT_STOP_GRACE_MS = 5_000;
+const LAST_LINES = 50;
+const LAST_LINE_CHARS = 500;
+
+interface Run {
+  id: string;
+  target: TunnelTarget;
+  startedAt: number;
+  proc?: SpawnedProcess;
+  pid?: number;
+  url?: string;
+  metricsAddress?: string;
+  connectedAt?: number;
+  connections: Map<number, EdgeConnection>;
+  lastLines: string[];
+  cloudflared?: CloudflaredInfo;
+  configPath?: string;
+  stopRequested: boolean;
+  /** Set when we decided the run failed before it exited (timeout). */
+  failure?: TunnelError;
+  ended: boolean;
+  startPromise: Promise<TunnelState>;
+  settleStart: (s: TunnelState) => void;
+  startSettled: boolean;
+  exited: Promise<void>;
+  markExited: () => void;
+  stopPromise?: Promise<void>;
+  startTimer?: NodeJS.Timeout;
+  killTimer?: NodeJS.Timeout;
+  poller?: MetricsPoller;
+}
+
+function pushLine(run: Run, text: string): void {
+  const t = text.length > LAST_LINE_CHARS ? `${text.slice(0, LAST_LINE_CHARS)}…` : text;
+  run.lastLines.push(t);
+  if (run.lastLines.length > LAST_LINES) run.lastLines.shift();
+}
+
+export class TunnelController implements TunnelApi {
+  private _state: TunnelState = { status: 'stopped' };
+  private _metrics: TunnelMetrics | undefined;
+  private _lastError: TunnelError | undefined;
+  private _cloudflared: CloudflaredInfo | undefined;
+  private run: Run | undefined;
+  private options: Required<Omit<TunnelControllerOptions, 'protocol' | 'baseEnv' | 'logLevel'>> & Pick<TunnelControllerOptions, 'protocol' | 'baseEnv' | 'logLevel'>;
+  private disposed = false;
+
+  private readonly _onDidChangeState = new Emitter<TunnelState>();
+  private readonly _onDidChangeMetrics = new Emitter<TunnelMetrics | undefined>();
+  private readonly _onDidLog = new Emitter<TunnelLogEntry>();
+  readonly onDidChangeState: Event<TunnelState> = this._onDidChangeState.event;
+  readonly onDidChangeMetrics: Event<TunnelMetrics | undefined> = this._onDidChangeMetrics.event;
+  /** cloudflared's lines and the controller's own events, for a log channel. */
+  readonly onDidLog: Event<TunnelLogEntry> = this._onDidLog.event;
+
+  constructor(options: TunnelControllerOptions) {
+    this.options = {
+      spawn: spawnProcess,
+      startTimeoutMs: DEFAULT_START_TIMEOUT_MS,
+      stopGraceMs: DEFAULT_STOP_GRACE_MS,
+      hostHeader: 'origin',
+      metricsIntervalMs: 2000,
+      ...options,
+    };
+  }
+
+  get state(): TunnelState {
+    return this._state;
+  }
+  get metrics(): TunnelMetrics | undefined {
+    return this._metrics;
+  }
+  get lastError(): TunnelError | undefined {
+    return this._lastError;
+  }
+  get cloudflared(): CloudflaredInfo | undefined {
+    return this._cloudflared;
+  }
+  /** Listener counts of the public events (leak checks). */
+  get listenerCounts(): { state: number; metrics: number; log: number } {
+    return { state: this._onDidChangeState.listenerCount, metrics: this._onDidChangeMetrics.listenerCount, log: this._onDidLog.listenerCount };
+  }
+
+  /** Settings changed: applies from the next start (a live tunnel keeps running as it is). */
+  updateOptions(partial: Partial<Omit<TunnelControllerOptions, 'stateDir' | 'spawn'>>): void {
+    this.options = { ...this.options, ...partial };
+  }
+
+  snapshot(): TunnelSnapshot {
+    return snapshotOf(this._state, Date.now(), this._lastError);
+  }
+
+  /** Ends cloudflared processes an earlier, crashed host left behind (see orphans.ts). */
+  async reapOrphans(): Promise<ReapResult[]> {
+    return reapOrphans(this.options.stateDir, (m) => this.log('warn', m));
+  }
+
+  start(target: TunnelTarget): Promise<TunnelState> {
+    if (this.disposed) return Promise.resolve(this._state);
+    const run = this.run;
+    if (run && !run.stopRequested) {
+      if (sameTarget(run.target, target)) return run.startSettled ? Promise.resolve(this._state) : run.startPromise;
+      return Promise.reject(new TunnelBusyError(run.target, target));
+    }
+    if (run?.stopPromise) return run.stopPromise.then(() => this.start(target));
+    return this.launch({ ...target });
+  }
+
+  stop(): Promise<void> {
+    const run = this.run;
+    if (!run) {
+      if (this._state.status === 'failed') this.setState({ status: 'stopped' });
+      return Promise.resolve();
+    }
+    if (run.stopPromise) return run.stopPromise;
+    run.stopRequested = true;
+    this.log('info', 'Stopping the tunnel.');
+    this.setState({ status: 'stopping', target: run.target, ...(run.pid ? { pid: run.pid } : {}), ...(run.url ? { url: run.url } : {}) });
+    this.terminate(run);
+    run.stopPromise = run.exited;
+    return run.stopPromise;
+  }
+
+  async restart(target?: TunnelTarget): Promise<TunnelState> {
+    const next = target ?? this.run?.target ?? ('target' in this._state ? this._state.target : undefined);
+    if (!next) throw new Error('Nothing to restart: no tunnel has been started yet.');
+    await this.stop();
+    return this.start(next);
+  }
+
+  /**
+   * Stop within `deadlineMs` whatever cloudflared does: SIGTERM, then SIGKILL at the deadline.
+   * For deactivate / CLI exit.
+   */
+  async shutdown(deadlineMs = 4000): Promise<void> {
+    const run = this.run;
+    const stopped = this.stop();
+    if (!run) return stopped;
+    const timer = setTimeout(() => this.kill(run, 'SIGKILL'), Math.max(0, deadlineMs - 500));
+    try {
+      await stopped;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    const done = this.shutdown();
+    void done.finally(() => {
+      this._onDidChangeState.dispose();
+      this._onDidChangeMetrics.dispose();
+      this._onDidLog.dispose();
+    });
+  }
+
+  // ---- internals ---------------------------------------------------------------------------
+
+  private setState(next: TunnelState): void {
+    const prev = this._state;
+    if (prev.status === next.status && JSON.stringify(prev) === JSON.stringify(next)) return;
+    this._state = next;
+    if (next.status === 'failed') this._lastError = next.error;
+    this._onDidChangeState.fire(next);
+  }
+
+  private log(level: LogLevel, message: string, source: TunnelLogEntry['source'] = 'tunnel'): void {
+    this._onDidLog.fire({ source, level, message });
+  }
+
+  private launch(target: TunnelTarget): Promise<TunnelState> {
+    let settle!: (s: TunnelState) => void;
+    let markExited!: () => void;
+    const run: Run = {
+      id: newRunId(),
+      target,
+      startedAt: Date.now(),
+      connections: new Map(),
+      lastLines: [],
+      stopRequested: false,
+      ended: false,
+      startSettled: false,
+      startPromise: new Promise<TunnelState>((r) => (settle = r)),
+      settleStart: () => undefined,
+      exited: new Promise<void>((r) => (markExited = r)),
+      markExited: () => undefined,
+    };
+    run.settleStart = (s) => {
+      if (run.startSettled) return;
+      run.startSettled = true;
+      if (run.startTimer) clearTimeout(run.startTimer);
+      settle(s);
+    };
+    run.markExited = markExited;
+    this.run = run;
+    this.log('info', `Starting a quick tunnel to ${target.host}:${target.port}.`);
+    this.setState({ status: 'starting', target, startedAt: run.startedAt });
+    run.startTimer = setTimeout(() => this.onStartTimeout(run), this.options.startTimeoutMs);
+    void this.spawnRun(run);
+    return run.startPromise;
+  }
+
+  private async spawnRun(run: Run): Promise<void> {
+    let info: CloudflaredInfo;
+    try {
+      info = await this.options.findCloudflared();
+      this._cloudflared = info;
+      run.cloudflared = info;
+    } catch (err) {
+      const code: TunnelErrorCode = err instanceof CloudflaredError ? err.code : 'not-found';
+      const message = err instanceof Error ? err.message : String(err);
+      this.endRun(run, null, null, run.stopRequested ? undefined : { code, message, lastLines: [] });
+      return;
+    }
+    if (run.stopRequested) return this.endRun(run, null, null);
+    const { stateDir } = this.options;
+    run.configPath = path.join(stateDir, `config-${run.id}.yml`);
+    try {
+      await fs.mkdir(stateDir, { recursive: true });
+      await fs.writeFile(run.configPath, '{}\n', { mode: 0o600 });
+    } catch (err) {
+      return this.endRun(run, null, null, {
+        code: 'spawn-failed',
+        message: `Could not write cloudflared's config file in ${stateDir}: ${(err as Error).message}`,
+        lastLines: [],
+      });
+    }
+    if (run.stopRequested) return this.endRun(run, null, null);
+    const spec = buildRun({
+      cloudflared: info,
+      target: run.target,
+      emptyConfigPath: run.configPath,
+      gracePeriodMs: this.options.stopGraceMs,
+      hostHeader: this.options.hostHeader,
+      ...(this.options.protocol ? { protocol: this.options.protocol } : {}),
+      ...(this.options.logLevel ? { logLevel: this.options.logLevel } : {}),
+      ...(this.options.baseEnv ? { baseEnv: this.options.baseEnv } : {}),
+    });
+    this.log('debug', `Running ${spec.command} ${spec.args.join(' ')}`);
+    let proc: SpawnedProcess;
+    try {
+      proc = this.options.spawn(spec.command, spec.args, { env: spec.env });
+    } catch (err) {
+      return this.endRun(run, null, null, this.spawnError(err as NodeJS.ErrnoException, info.path));
+    }
+    run.proc = proc;
+    run.pid = proc.pid;
+    proc.on('error', (err: NodeJS.ErrnoException) => {
+      // 'error' without a pid means it never started; otherwise 'exit' follows (or already came).
+      if (!run.pid) this.endRun(run, null, null, this.spawnError(err, info.path));
+      else this.log('warn', `cloudflared process error: ${err.message}`);
+    });
+    proc.once('exit', (code, signal) => this.endRun(run, code, signal));
+    const parser = new CloudflaredLogParser({ json: spec.json });
+    proc.stderr?.on('data', (chunk: Buffer) => this.onParsed(run, parser.push(chunk)));
+    proc.stderr?.on('end', () => this.onParsed(run, parser.end()));
+    const outParser = new CloudflaredLogParser();
+    proc.stdout?.on('data', (chunk: Buffer) => this.onParsed(run, outParser.push(chunk)));
+    proc.stdout?.on('end', () => this.onParsed(run, outParser.end()));
+    if (!run.pid) return;
+    if (run.stopRequested) this.terminate(run);
+    else if (this.run === run && this._state.status === 'starting') this.setState({ status: 'starting', target: run.target, startedAt: run.startedAt, pid: run.pid });
+    try {
+      await writeRunRecord(stateDir, { id: run.id, pid: run.pid, configPath: run.configPath, ownerPid: process.pid, startedAt: run.startedAt, binary: info.path });
+      if (run.ended) await removeRun(stateDir, run.id);
+    } catch (err) {
+      this.log('warn', `Could not record the cloudflared process (orphan clean-up will not know it): ${(err as Error).message}`);
+    }
+  }
+
+  private spawnError(err: NodeJS.ErrnoException, binary: string): TunnelError {
+    if (err.code === 'ENOENT') {
+      return { code: 'not-found', message: `cloudflared was not found at ${binary}. Install it (${INSTALL_URL}) or fix the cloudflared path setting.`, lastLines: [] };
+    }
+    if (err.code === 'EACCES') {
+      return { code: 'not-executable', message: `${binary} could not be executed (permission denied). Run \`chmod +x ${binary}\` or point the cloudflared path setting elsewhere.`, lastLines: [] };
+    }
+    return { code: 'spawn-failed', message: `cloudflared could not be started: ${err.message}`, lastLines: [] };
+  }
+
+  private onParsed(run: Run, lines: ParsedLine[]): void {
+    for (const { line, events } of lines) {
+      if (!line.message && !line.fields['error']) continue;
+      const text = line.fields['error'] ? `${line.message}${line.message ? ' ' : ''}error=${JSON.stringify(line.fields['error'])}` : line.message;
+      pushLine(run, text);
+      this.log(line.level, text, 'cloudflared');
+      if (run.ended || run.stopRequested || this.run !== run) continue;
+      for (const ev of events) {
+        switch (ev.kind) {
+          case 'url':
+            if (!run.url) {
+              run.url = ev.url;
+              this.log('info', `Public URL: ${ev.url} (not reachable until the edge connection registers).`);
+              this.setState(this.liveState(run));
+            }
+            break;
+          case 'metrics':
+            run.metricsAddress = ev.address;
+            this.startPoller(run);
+            if (run.url) this.setState(this.liveState(run));
+            break;
+          case 'registered':
+            run.connections.set(ev.connIndex, {
+              connIndex: ev.connIndex,
+              ...(ev.location ? { location: ev.location } : {}),
+              ...(ev.ip ? { ip: ev.ip } : {}),
+              ...(ev.protocol ? { protocol: ev.protocol } : {}),
+            });
+            run.connectedAt ??= Date.now();
+            if (run.url) {
+              this.setState(this.liveState(run));
+              run.settleStart(this._state);
+              void this.crossCheckUrl(run);
+              void run.poller?.pollNow();
+            }
+            break;
+          case 'down':
+            if (ev.reason === 'retrying' || ev.reason === 'dial-failed') {
+              if (ev.connIndex !== undefined) run.connections.delete(ev.connIndex);
+            } else {
+              run.connections.delete(ev.connIndex ?? 0);
+            }
+            if (run.connectedAt && run.connections.size === 0 && this._state.status !== 'reconnecting') {
+              this.setState({ ...this.liveState(run), status: 'reconnecting', reason: ev.error ?? ev.reason } as TunnelState);
+            }
+            break;
+          default:
+            break;
+        }
+      }
+    }
+  }
+
+  /** The state implied by what we know of a live run. */
+  private liveState(run: Run): TunnelState {
+    const base = {
+      target: run.target,
+      startedAt: run.startedAt,
+      pid: run.pid ?? 0,
+      ...(run.metricsAddress ? { metricsAddress: run.metricsAddress } : {}),
+    };
+    if (!run.url) return { status: 'starting', ...base };
+    if (!run.connectedAt) return { status: 'connecting', ...base, url: run.url };
+    const connections = [...run.connections.values()].sort((a, b) => a.connIndex - b.connIndex);
+    if (connections.length === 0) {
+      const prev = this._state;
+      return { status: 'reconnecting', ...base, url: run.url, connectedAt: run.connectedAt, connections, reason: prev.status === 'reconnecting' ? prev.reason : 'edge connection lost' };
+    }
+    return { status: 'active', ...base, url: run.url, connectedAt: run.connectedAt, connections };
+  }
+
+  /** `/quicktunnel` names the hostname cloudflared really got: trust it over our parse. */
+  private async crossCheckUrl(run: Run): Promise<void> {
+    if (!run.metricsAddress || !run.url) return;
+    try {
+      const host = await readQuickTunnel(run.metricsAddress);
+      if (!host || run.ended || this.run !== run) return;
+      const url = `https://${host}`;
+      if (url !== run.url) {
+        this.log('warn', `cloudflared's metrics server reports ${url}, the log said ${run.url}; using ${url}.`);
+        run.url = url;
+        this.setState(this.liveState(run));
+      }
+    } catch (err) {
+      this.log('debug', `Could not cross-check the URL with /quicktunnel: ${(err as Error).message}`);
+    }
+  }
+
+  private startPoller(run: Run): void {
+    if (run.poller || !run.metricsAddress || this.options.metricsIntervalMs <= 0) return;
+    run.poller = new MetricsPoller(run.metricsAddress, {
+      intervalMs: this.options.metricsIntervalMs,
+      onMetrics: (m) => {
+        if (run.ended || this.run !== run) return;
+        this._metrics = m;
+        this._onDidChangeMetrics.fire(m);
+      },
+      onError: (e) => this.log('debug', `Metrics read failed: ${e.message}`),
+    });
+    run.poller.start();
+  }
+
+  private onStartTimeout(run: Run): void {
+    if (run.startSettled || run.ended) return;
+    const secs = Math.round(this.options.startTimeoutMs / 1000);
+    if (run.url) {
+      // The URL exists; cloudflared keeps trying to reach the edge. Report honestly and keep going.
+      this.log('warn', `No edge connection after ${secs} s; cloudflared keeps trying. The URL will not work until it connects.`);
+      run.settleStart(this._state);
+      return;
+    }
+    run.failure = {
+      code: 'timeout',
+      message: `cloudflared gave no tunnel URL within ${secs} s. Cloudflare's quick-tunnel service may be slow or unreachable from this network; check the connection (and any proxy), then try again.`,
+      lastLines: [...run.lastLines],
+    };
+    this.log('error', run.failure.message);
+    this.terminate(run);
+  }
+
+  private kill(run: Run, signal: NodeJS.Signals): void {
+    if (run.ended || !run.proc) return;
+    try {
+      run.proc.kill(signal);
+    } catch {
+      // already gone
+    }
+  }
+
+  /** SIGTERM (cloudflared drains up to --grace-period), then SIGKILL a second after the grace. */
+  private terminate(run: Run): void {
+    if (run.ended || !run.proc || run.killTimer) return;
+    this.kill(run, 'SIGTERM');
+    run.killTimer = setTimeout(() => {
+      this.log('warn', `cloudflared did not exit ${this.options.stopGraceMs + 1000} ms after SIGTERM; killing it.`);
+      this.kill(run, 'SIGKILL');
+    }, this.options.stopGraceMs + 1000);
+  }
+
+  private endRun(run: Run, code: number | null, signal: NodeJS.Signals | null, error?: TunnelError): void {
+    if (run.ended) return;
+    run.ended = true;
+    if (run.startTimer) clearTimeout(run.startTimer);
+    if (run.killTimer) clearTimeout(run.killTimer);
+    run.poller?.dispose();
+    void removeRun(this.options.stateDir, run.id).catch(() => undefined);
+    const wasCurrent = this.run === run;
+    if (wasCurrent) this.run = undefined;
+    if (wasCurrent && this._metrics) {
+      this._metrics = undefined;
+      this._onDidChangeMetrics.fire(undefined);
+    }
+    let next: TunnelState;
+    if (run.stopRequested && !run.failure) {
+      this.log('info', run.proc ? `cloudflared exited (${signal ? `signal ${signal}` : `code ${code}`}).` : 'Start cancelled.');
+      next = { status: 'stopped' };
+    } else {
+      const err = error ?? run.failure ?? this.describeExit(run, code, signal);
+      if (!error && !run.failure) this.log('error', err.message);
+      next = { status: 'failed', target: run.target, error: err };
+    }
+    if (wasCurrent) this.setState(next);
+    run.settleStart(wasCurrent ? this._state : next);
+    run.markExited();
+  }
+
+  private describeExit(run: Run, code: number | null, signal: NodeJS.Signals | null): TunnelError {
+    const lastLines = [...run.lastLines];
+    const { kind, detail } = classifyFailure(lastLines, code);
+    const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+    const d = detail ? ` (${detail})` : '';
+    const base = { exitCode: code, signal, lastLines };
+    switch (kind) {
+      case 'no-network':
+        return { ...base, code: 'no-network', message: `cloudflared could not reach Cloudflare's quick-tunnel service${d}. Check the internet connection, DNS, proxy or firewall, then start again.` };
+      case 'rate-limited':
+        return { ...base, code: 'service-unavailable', message: `Cloudflare's quick-tunnel service is rate limiting this machine (429 Too Many Requests). Wait a few minutes before starting again, or use a named tunnel.` };
+      case 'service-unavailable':
+        return { ...base, code: 'service-unavailable', message: `Cloudflare's quick-tunnel service did not give a tunnel${d}. It may be down or overloaded: try again in a minute, or use a named tunnel.` };
+      case 'edge-unreachable':
+        return { ...base, code: 'edge-unreachable', message: `cloudflared could not connect to Cloudflare's edge${d}. If this network blocks UDP port 7844 (QUIC), set the protocol to http2 and start again.` };
+      case 'incorrect-usage':
+        return { ...base, code: 'incorrect-usage', message: `This cloudflared (${run.cloudflared?.version ?? 'unknown version'}) rejected the command line${d}. Update cloudflared: ${INSTALL_URL}` };
+      case 'updated':
+        return { ...base, code: 'updated', message: `cloudflared replaced itself with an update and exited (code ${code}). Start the tunnel again.` };
+      case 'config':
+        return { ...base, code: 'exited', message: `cloudflared rejected its configuration${d}.` };
+      default: {
+        const last = [...lastLines].reverse().find((l) => /err|fail|fatal|cannot|could not|unable/i.test(l)) ?? lastLines[lastLines.length - 1];
+        const phase = run.connectedAt ? 'while the tunnel was live' : run.url ? 'before connecting to the edge' : 'before the tunnel URL was issued';
+        return { ...base, code: 'exited', message: `cloudflared ${how} ${phase}${last ? `: ${last}` : ''}. See the log for details, then start again.` };
+      }
+    }
+  }
+}

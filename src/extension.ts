@@ -1,0 +1,127 @@
+/** Composition root: build objects, wire events, push disposables. No logic. */
+import * as vscode from 'vscode';
+import { findCloudflared } from './core/cloudflared';
+import { TunnelController } from './core/tunnelController';
+import type { CloudflaredInfo } from './core/tunnelState';
+import { registerCommands } from './vscode/commands';
+import { readConfig, SECTION, type ConfigProblem, type TunnelConfig } from './vscode/config';
+import { TunnelLog } from './vscode/log';
+import { TunnelStatusBar } from './vscode/statusBar';
+import { TunnelTreeProvider } from './vscode/tunnelTree';
+
+/** What `activate` returns: the extension-host tests drive and read these. */
+export interface MpcTunnelExtensionApi {
+  controller: TunnelController;
+  tree: TunnelTreeProvider;
+  statusBarText(): string;
+  config(): TunnelConfig;
+  /** Settings problems reported at the last read. */
+  configProblems(): ConfigProblem[];
+  checkCloudflared(): Promise<CloudflaredInfo | undefined>;
+}
+
+let controller: TunnelController | undefined;
+
+export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionApi {
+  const log = new TunnelLog();
+  let { config, problems } = readConfig();
+  const warn = (ps: ConfigProblem[]) => {
+    for (const p of ps) {
+      log.warn(p.message);
+      void vscode.window.showWarningMessage(`MCP Tunnel: ${p.message}`, 'Open Settings').then((a) => a && vscode.commands.executeCommand('workbench.action.openSettings', p.setting));
+    }
+  };
+  warn(problems);
+
+  const settingName = 'the setting `mcpTunnel.cloudflaredPath`';
+  const ctl = new TunnelController({
+    findCloudflared: () => findCloudflared({ ...(config.cloudflaredPath ? { explicitPath: config.cloudflaredPath } : {}), settingName }),
+    stateDir: context.globalStorageUri.fsPath,
+    startTimeoutMs: config.startTimeoutMs,
+    stopGraceMs: config.stopGraceMs,
+    hostHeader: config.hostHeader,
+    protocol: config.protocol,
+    logLevel: config.logLevel,
+  });
+  controller = ctl;
+  context.subscriptions.push(ctl.onDidLog((e) => log.write(e)));
+
+  // Context keys drive menus, `when` clauses and the welcome views.
+  let cloudflared: CloudflaredInfo | undefined;
+  const setKeys = () => {
+    void vscode.commands.executeCommand('setContext', 'mcpTunnel.state', ctl.state.status);
+    void vscode.commands.executeCommand('setContext', 'mcpTunnel.hasUrl', 'url' in ctl.state && !!ctl.state.url);
+  };
+  setKeys();
+  const checkCloudflared = async (): Promise<CloudflaredInfo | undefined> => {
+    try {
+      cloudflared = await findCloudflared({ ...(config.cloudflaredPath ? { explicitPath: config.cloudflaredPath } : {}), settingName });
+      log.info(`Using cloudflared ${cloudflared.version} at ${cloudflared.path}.`);
+    } catch (err) {
+      cloudflared = undefined;
+      log.warn((err as Error).message);
+    }
+    void vscode.commands.executeCommand('setContext', 'mcpTunnel.cloudflaredMissing', !cloudflared);
+    tree.refresh();
+    return cloudflared;
+  };
+  context.subscriptions.push(
+    ctl.onDidChangeState((s) => {
+      setKeys();
+      if (s.status === 'failed' && (s.error.code === 'not-found' || s.error.code === 'not-executable' || s.error.code === 'not-cloudflared')) {
+        void vscode.commands.executeCommand('setContext', 'mcpTunnel.cloudflaredMissing', true);
+      } else if (s.status === 'active' || s.status === 'connecting') {
+        void vscode.commands.executeCommand('setContext', 'mcpTunnel.cloudflaredMissing', false);
+      }
+    }),
+  );
+
+  const statusBar = new TunnelStatusBar(ctl, () => config.target);
+  const tree = new TunnelTreeProvider(ctl, () => config.target, () => cloudflared);
+  // Look for cloudflared when the view is first shown, not at activation (no process at start-up).
+  tree.onFirstVisible = () => void checkCloudflared();
+  const treeView = vscode.window.createTreeView('mcpTunnel.status', { treeDataProvider: tree });
+  context.subscriptions.push(statusBar, tree, treeView, log);
+  context.subscriptions.push(...registerCommands({ controller: ctl, log, defaultTarget: () => config.target, recheckCloudflared: async () => void (await checkCloudflared()) }));
+
+  context.subscriptions.push(
+    vscode.workspace.onDidChangeConfiguration((e) => {
+      if (!e.affectsConfiguration(SECTION)) return;
+      const prevPath = config.cloudflaredPath;
+      ({ config, problems } = readConfig());
+      warn(problems);
+      ctl.updateOptions({ startTimeoutMs: config.startTimeoutMs, stopGraceMs: config.stopGraceMs, hostHeader: config.hostHeader, protocol: config.protocol, logLevel: config.logLevel });
+      statusBar.render();
+      tree.refresh();
+      if (prevPath !== config.cloudflaredPath) void checkCloudflared();
+    }),
+  );
+
+  // A host killed earlier (crash, SIGKILL) may have left cloudflared serving a public URL: end it.
+  const reap = setTimeout(() => {
+    void ctl.reapOrphans().then((rs) => {
+      const n = rs.filter((r) => r.outcome === 'ended').length;
+      if (n) void vscode.window.showInformationMessage(`MCP Tunnel ended ${n} cloudflared process${n > 1 ? 'es' : ''} left running by an earlier session.`);
+    });
+  }, 1000);
+  context.subscriptions.push({ dispose: () => clearTimeout(reap) });
+
+  return {
+    controller: ctl,
+    tree,
+    statusBarText: () => statusBar.text,
+    config: () => config,
+    configProblems: () => problems,
+    checkCloudflared,
+  };
+}
+
+/** VS Code gives deactivate about 5 s: cloudflared is stopped well within it. */
+export async function deactivate(): Promise<void> {
+  const c = controller;
+  controller = undefined;
+  if (c) {
+    await c.shutdown(3000);
+    c.dispose();
+  }
+}

@@ -1,0 +1,412 @@
+/**
+ * The MCP face of a tunnel controller: three tools (start / stop / status) and four JSON
+ * resources (`tunnel://status|url|config|metrics`) with `resources/subscribe` support.
+ *
+ * A factory apart from its transport: the in-editor HTTP host creates one server per session, the
+ * CLI one over stdio, tests one over an in-memory pair; all close over the same controller.
+ */
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import {
+  ErrorCode,
+  McpError,
+  SubscribeRequestSchema,
+  UnsubscribeRequestSchema,
+  type CallToolResult,
+  type ReadResourceResult,
+} from '@modelcontextprotocol/sdk/types.js';
+import { z } from 'zod';
+import type { Disposable } from '../core/events';
+import { sameTarget, validateTarget, MAX_TARGET_PATH_LENGTH } from '../core/target';
+import {
+  DEFAULT_TARGET,
+  TunnelBusyError,
+  isLive,
+  joinUrl,
+  localUrlOf,
+  snapshotOf,
+  type TunnelApi,
+  type TunnelSnapshot,
+  type TunnelState,
+  type TunnelStatus,
+  type TunnelTarget,
+} from '../core/tunnelState';
+
+export type McpLogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+export interface TunnelMcpServerOptions {
+  /** Reported as `serverInfo.version`. */
+  version: string;
+  /** Non-loopback hosts the user allowed `start_tunnel` to expose. */
+  allowedHosts?: readonly string[];
+  /**
+   * Asked before a tool call exposes a target that is not already live. Resolving `false` makes
+   * `start_tunnel` return an error saying the user declined; not given = no prompt.
+   */
+  confirmStart?: (target: TunnelTarget) => Promise<boolean>;
+  log?: (level: McpLogLevel, message: string) => void;
+}
+
+/** `serverInfo.name`: VS Code lists the tools as `mcp_<name>_<tool>`. */
+export const MCP_SERVER_NAME = 'mcp-tunnel';
+
+export const TOOL_NAMES = ['start_tunnel', 'stop_tunnel', 'get_tunnel_status'] as const;
+
+export const RESOURCE_URIS = {
+  status: 'tunnel://status',
+  url: 'tunnel://url',
+  config: 'tunnel://config',
+  metrics: 'tunnel://metrics',
+} as const;
+export type ResourceUri = (typeof RESOURCE_URIS)[keyof typeof RESOURCE_URIS];
+const ALL_URIS: readonly ResourceUri[] = Object.values(RESOURCE_URIS);
+
+// A Record literal must name every status exactly once, so this list cannot drift from TunnelStatus.
+const STATUS_SET: Record<TunnelStatus, true> = { stopped: true, starting: true, connecting: true, active: true, reconnecting: true, stopping: true, failed: true };
+const STATUSES = Object.keys(STATUS_SET) as [TunnelStatus, ...TunnelStatus[]];
+
+const statusSchema = z.enum(STATUSES).describe('Tunnel state: stopped, starting, connecting (URL known, not reachable yet), active, reconnecting, stopping or failed.');
+const nullableString = (description: string) => z.string().nullable().describe(description);
+
+const startOutput = {
+  status: statusSchema,
+  url: nullableString('Public base URL (https://<random>.trycloudflare.com), null until assigned.'),
+  mcp_url: nullableString('Public URL of the MCP endpoint: url + path. Give this to MCP clients.'),
+  local_url: nullableString('The local origin being exposed, e.g. http://localhost:8002.'),
+  pid: z.number().int().nullable().describe('Process id of cloudflared.'),
+  message: z.string().describe('What happened and what to do next.'),
+};
+const stopOutput = {
+  status: statusSchema,
+  message: z.string().describe('What happened.'),
+};
+const statusOutput = {
+  status: statusSchema,
+  active: z.boolean().describe('True when the public URL works.'),
+  url: startOutput.url,
+  mcp_url: startOutput.mcp_url,
+  local_url: startOutput.local_url,
+  pid: startOutput.pid,
+  uptime_seconds: z.number().int().min(0).describe('Seconds since the first edge connection; 0 when not active.'),
+  started_at: nullableString('When cloudflared was started (ISO 8601).'),
+  last_error: z
+    .object({
+      code: z.string(),
+      message: z.string(),
+      exit_code: z.number().int().nullable(),
+      signal: z.string().nullable(),
+    })
+    .nullable()
+    .describe('Why the last run failed, if it did.'),
+};
+
+type StartOutput = { [K in keyof typeof startOutput]: z.infer<(typeof startOutput)[K]> };
+type StopOutput = { [K in keyof typeof stopOutput]: z.infer<(typeof stopOutput)[K]> };
+type StatusOutput = { [K in keyof typeof statusOutput]: z.infer<(typeof statusOutput)[K]> };
+
+// Input schemas are lenient at runtime (any JSON value) but advertise the real contract: bad
+// values then reach validateTarget, whose isError result says what is wrong and what is allowed,
+// instead of a generic schema-validation error.
+const startInput = {
+  port: z
+    .unknown()
+    .meta({ type: 'integer', minimum: 1, maximum: 65535, default: DEFAULT_TARGET.port, description: `TCP port of the local server to expose (1–65535). Default ${DEFAULT_TARGET.port}.` })
+    .optional(),
+  host: z
+    .unknown()
+    .meta({
+      type: 'string',
+      default: DEFAULT_TARGET.host,
+      description: `Host of the local server. Must be loopback (localhost, 127.0.0.1, ::1) unless the user allowed another host. Default "${DEFAULT_TARGET.host}".`,
+    })
+    .optional(),
+  path: z
+    .unknown()
+    .meta({
+      type: 'string',
+      default: DEFAULT_TARGET.path,
+      maxLength: MAX_TARGET_PATH_LENGTH,
+      description: `Path of the MCP endpoint on the local server, starting with "/". Default "${DEFAULT_TARGET.path}".`,
+    })
+    .optional(),
+};
+
+/**
+ * Build an MCP server over `controller`. Connect it to one transport; closing it (or its
+ * transport) drops its resource subscriptions and its listeners on the controller.
+ */
+export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpServerOptions): McpServer {
+  const log = (level: McpLogLevel, message: string): void => options.log?.(level, message);
+  const server = new McpServer(
+    { name: MCP_SERVER_NAME, title: 'MCP Tunnel', version: options.version },
+    {
+      capabilities: { resources: { subscribe: true, listChanged: true } },
+      instructions:
+        'Publishes a local MCP server (or any local HTTP service) on the internet through a Cloudflare quick tunnel. ' +
+        'start_tunnel returns a public mcp_url anyone can reach while the tunnel runs; stop_tunnel ends it. ' +
+        'Read tunnel://status or call get_tunnel_status to see the current state.',
+    },
+  );
+
+  server.registerTool(
+    'start_tunnel',
+    {
+      title: 'Start tunnel',
+      description:
+        'Expose a local HTTP server (by default the MCP server at http://localhost:8002/mcp) on a public https://*.trycloudflare.com URL ' +
+        'and wait until it is reachable. Returns the public mcp_url to hand to MCP clients. Anyone with the URL can reach the local server. ' +
+        'If the same target is already running, returns it; if a different target is running, call stop_tunnel first. ' +
+        'Only loopback hosts are allowed unless the user configured others.',
+      inputSchema: startInput,
+      outputSchema: startOutput,
+      annotations: { title: 'Start tunnel', readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
+    },
+    async (args): Promise<CallToolResult> => {
+      const checked = validateTarget(args, { allowedHosts: options.allowedHosts ?? [] });
+      if (!checked.ok) return errorResult(checked.message);
+      const target = checked.target;
+      const where = joinUrl(localUrlOf(target), target.path);
+
+      const current = controller.state;
+      const alreadyLive = isLive(current) && sameTarget(current.target, target);
+      if (isLive(current) && !alreadyLive) return errorResult(busyMessage(new TunnelBusyError(current.target, target)));
+      if (!alreadyLive && options.confirmStart) {
+        let consent: boolean;
+        try {
+          consent = await options.confirmStart(target);
+        } catch (err) {
+          return errorResult(`Could not ask the user to confirm exposing ${where}: ${errorText(err)}`);
+        }
+        if (!consent) {
+          return errorResult(`The user declined to expose ${where} through a public tunnel. Do not retry unless the user asks for it.`);
+        }
+      }
+
+      let state: TunnelState;
+      try {
+        state = await controller.start(target);
+      } catch (err) {
+        if (err instanceof TunnelBusyError) return errorResult(busyMessage(err));
+        log('error', `start_tunnel ${where} failed: ${errorText(err)}`);
+        return errorResult(`Could not start a tunnel to ${where}: ${errorText(err)}`);
+      }
+      const snap = snapshotOf(state, Date.now(), controller.lastError);
+      log('info', `start_tunnel ${where} -> ${snap.status}${snap.url ? ` ${snap.url}` : ''}`);
+      const out: StartOutput = {
+        status: snap.status,
+        url: snap.url,
+        mcp_url: snap.mcp_url,
+        local_url: snap.local_url ?? localUrlOf(target),
+        pid: snap.pid,
+        message: startMessage(snap, where),
+      };
+      return structuredResult(out, !(snap.status === 'active' || snap.status === 'connecting' || snap.status === 'reconnecting'));
+    },
+  );
+
+  server.registerTool(
+    'stop_tunnel',
+    {
+      title: 'Stop tunnel',
+      description:
+        'Stop the running tunnel: its public URL stops working for good (a later start gets a new random URL). ' +
+        'Stopping when nothing runs is not an error.',
+      inputSchema: {},
+      outputSchema: stopOutput,
+      annotations: { title: 'Stop tunnel', readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
+    },
+    async (): Promise<CallToolResult> => {
+      const before = controller.state;
+      if (before.status === 'stopped' || before.status === 'failed') {
+        return structuredResult<StopOutput>({ status: before.status, message: 'No tunnel was running; nothing to stop.' });
+      }
+      const url = 'url' in before ? before.url : undefined;
+      try {
+        await controller.stop();
+      } catch (err) {
+        log('error', `stop_tunnel failed: ${errorText(err)}`);
+        return errorResult(`Could not stop the tunnel: ${errorText(err)}`);
+      }
+      const after = controller.state;
+      log('info', `stop_tunnel -> ${after.status}`);
+      return structuredResult<StopOutput>({
+        status: after.status,
+        message: after.status === 'stopped' ? `Tunnel stopped${url ? `; ${url} no longer works` : ''}.` : `Stop requested; the tunnel is now ${after.status}.`,
+      });
+    },
+  );
+
+  server.registerTool(
+    'get_tunnel_status',
+    {
+      title: 'Get tunnel status',
+      description:
+        'Report the tunnel: status, whether the public URL works (active), the public url and mcp_url, the local origin, ' +
+        'cloudflared pid, uptime and the last error. Changes nothing.',
+      inputSchema: {},
+      outputSchema: statusOutput,
+      annotations: { title: 'Get tunnel status', readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+    },
+    (): CallToolResult => {
+      const s = controller.snapshot();
+      return structuredResult<StatusOutput>({
+        status: s.status,
+        active: s.active,
+        url: s.url,
+        mcp_url: s.mcp_url,
+        local_url: s.local_url,
+        pid: s.pid,
+        uptime_seconds: s.uptime_seconds,
+        started_at: s.started_at,
+        last_error: s.last_error,
+      });
+    },
+  );
+
+  const readers: Record<ResourceUri, () => Record<string, unknown>> = {
+    [RESOURCE_URIS.status]: () => ({ ...controller.snapshot() }),
+    [RESOURCE_URIS.url]: () => {
+      const s = controller.snapshot();
+      return { available: s.active && s.url !== null, url: s.url, mcp_url: s.mcp_url };
+    },
+    [RESOURCE_URIS.config]: () => {
+      const state = controller.state;
+      const s = controller.snapshot();
+      const target = 'target' in state ? state.target : undefined;
+      return {
+        status: s.status,
+        pid: s.pid,
+        url: s.url,
+        mcp_url: s.mcp_url,
+        local_url: s.local_url,
+        local_mcp_url: s.local_mcp_url,
+        target: target ? { host: target.host, port: target.port, path: target.path } : null,
+        default_target: { ...DEFAULT_TARGET },
+        allowed_hosts: [...(options.allowedHosts ?? [])],
+        cloudflared_version: controller.cloudflared?.version ?? null,
+        cloudflared_path: controller.cloudflared?.path ?? null,
+        metrics_address: s.metrics_address,
+        started_at: s.started_at,
+        server_version: options.version,
+      };
+    },
+    [RESOURCE_URIS.metrics]: () => {
+      const s = controller.snapshot();
+      const m = controller.metrics;
+      return {
+        status: s.status,
+        active: s.active,
+        uptime_seconds: s.uptime_seconds,
+        total_requests: m?.totalRequests ?? 0,
+        request_errors: m?.requestErrors ?? 0,
+        concurrent_requests: m?.concurrentRequests ?? 0,
+        responses_by_code: { ...(m?.responsesByCode ?? {}) },
+        edge_locations: m && m.edgeLocations.length > 0 ? [...m.edgeLocations] : s.edge_locations,
+        ready_connections: m?.readyConnections ?? 0,
+        ha_connections: m?.haConnections ?? null,
+        read_at: m ? new Date(m.readAt).toISOString() : null,
+      };
+    },
+  };
+
+  const resourceMeta: Record<ResourceUri, { name: string; title: string; description: string }> = {
+    [RESOURCE_URIS.status]: { name: 'status', title: 'Tunnel status', description: 'The tunnel state as JSON: status, active, public and local URLs, pid, uptime, edge locations, last error.' },
+    [RESOURCE_URIS.url]: { name: 'url', title: 'Tunnel URL', description: 'The public URL as JSON: { available, url, mcp_url }. available is true once the URL works.' },
+    [RESOURCE_URIS.config]: { name: 'config', title: 'Tunnel configuration', description: 'How the tunnel runs as JSON: target, local URL, cloudflared version and path, metrics address, allowed hosts.' },
+    [RESOURCE_URIS.metrics]: { name: 'metrics', title: 'Tunnel metrics', description: 'Traffic through the tunnel as JSON: requests, errors, concurrent requests, responses by status code, edge locations.' },
+  };
+
+  for (const uri of ALL_URIS) {
+    const meta = resourceMeta[uri];
+    server.registerResource(meta.name, uri, { title: meta.title, description: meta.description, mimeType: 'application/json' }, (): ReadResourceResult => ({
+      contents: [{ uri, mimeType: 'application/json', text: JSON.stringify(readers[uri](), null, 2) }],
+    }));
+  }
+
+  // --- resources/subscribe (McpServer does not handle it) -------------------------------------
+  // Each subscribed URI remembers a fingerprint of what the client last saw, without the fields
+  // that change by the clock alone; an event sends `resources/updated` only when it changed.
+  const subscribed = new Map<ResourceUri, string>();
+  let listeners: Disposable[] | undefined;
+
+  const fingerprint = (uri: ResourceUri): string => {
+    const { uptime_seconds: _uptime, read_at: _readAt, ...rest } = readers[uri]();
+    return JSON.stringify(rest);
+  };
+  const notify = (uris: readonly ResourceUri[]): void => {
+    for (const uri of uris) {
+      const last = subscribed.get(uri);
+      if (last === undefined) continue;
+      const next = fingerprint(uri);
+      if (next === last) continue;
+      subscribed.set(uri, next);
+      server.server.sendResourceUpdated({ uri }).catch((err: unknown) => log('debug', `resources/updated ${uri} not sent: ${errorText(err)}`));
+    }
+  };
+  const attach = (): void => {
+    listeners ??= [controller.onDidChangeState(() => notify(ALL_URIS)), controller.onDidChangeMetrics(() => notify([RESOURCE_URIS.metrics]))];
+  };
+  const detach = (): void => {
+    for (const d of listeners ?? []) d.dispose();
+    listeners = undefined;
+  };
+  const knownUri = (raw: string): ResourceUri => {
+    const uri = raw.replace(/\/+$/, '');
+    if ((ALL_URIS as readonly string[]).includes(uri)) return uri as ResourceUri;
+    throw new McpError(ErrorCode.InvalidParams, `Unknown resource ${JSON.stringify(raw)}; subscribable resources: ${ALL_URIS.join(', ')}.`);
+  };
+
+  server.server.setRequestHandler(SubscribeRequestSchema, (request) => {
+    const uri = knownUri(request.params.uri);
+    subscribed.set(uri, fingerprint(uri));
+    attach();
+    return {};
+  });
+  server.server.setRequestHandler(UnsubscribeRequestSchema, (request) => {
+    subscribed.delete(knownUri(request.params.uri));
+    if (subscribed.size === 0) detach();
+    return {};
+  });
+
+  // Protocol calls `onclose` when the transport closes (either side): drop everything we hold.
+  const previousOnClose = server.server.onclose;
+  server.server.onclose = () => {
+    previousOnClose?.();
+    subscribed.clear();
+    detach();
+  };
+
+  return server;
+}
+
+function startMessage(s: TunnelSnapshot, where: string): string {
+  switch (s.status) {
+    case 'active':
+      return `Tunnel active: ${where} is public at ${s.mcp_url ?? s.url ?? '?'}. Anyone with this URL can reach it; call stop_tunnel when done.`;
+    case 'connecting':
+      return `The public URL ${s.mcp_url ?? s.url ?? '?'} is assigned but Cloudflare's edge has not registered a connection yet; it usually works within seconds. Check get_tunnel_status.`;
+    case 'reconnecting':
+      return `The tunnel to ${where} lost its edge connection and is reconnecting; ${s.mcp_url ?? s.url ?? 'the URL'} will work again once it is back. Check get_tunnel_status.`;
+    case 'failed':
+      return `The tunnel to ${where} failed${s.last_error ? `: ${s.last_error.message}` : '.'}`;
+    default:
+      return `The tunnel to ${where} did not start (it is ${s.status}); it was probably stopped while starting.`;
+  }
+}
+
+function busyMessage(err: TunnelBusyError): string {
+  return `${err.message} Call stop_tunnel first, then start_tunnel with the new target.`;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function errorResult(message: string): CallToolResult {
+  return { isError: true, content: [{ type: 'text', text: message }] };
+}
+
+/** The same JSON as `structuredContent` and as text, for clients that read only `content`. */
+function structuredResult<T extends object>(value: T, isError = false): CallToolResult {
+  const structuredContent = { ...value } as Record<string, unknown>;
+  return { content: [{ type: 'text', text: JSON.stringify(structuredContent) }], structuredContent, ...(isError ? { isError: true } : {}) };
+}

@@ -1,0 +1,100 @@
+/** One command table and one registerCommands(); handlers delegate to the controller and ui.ts. */
+import * as vscode from 'vscode';
+import { INSTALL_URL } from '../core/cloudflared';
+import { isLive, type TunnelState, type TunnelTarget } from '../core/tunnelState';
+import type { TunnelController } from '../core/tunnelController';
+import type { TunnelLog } from './log';
+import type { TunnelTreeRow } from './tunnelTree';
+import { askTarget, locateCloudflared, runStart } from './ui';
+
+export const enum CommandId {
+  Start = 'mcpTunnel.start',
+  StartWith = 'mcpTunnel.startWith',
+  Stop = 'mcpTunnel.stop',
+  Restart = 'mcpTunnel.restart',
+  CopyUrl = 'mcpTunnel.copyUrl',
+  CopyMcpUrl = 'mcpTunnel.copyMcpUrl',
+  OpenUrl = 'mcpTunnel.openUrl',
+  ShowLog = 'mcpTunnel.showLog',
+  ShowActions = 'mcpTunnel.showActions',
+  LocateCloudflared = 'mcpTunnel.locateCloudflared',
+  InstallCloudflared = 'mcpTunnel.installCloudflared',
+  CopyItem = 'mcpTunnel.copyItem',
+  OpenItem = 'mcpTunnel.openItem',
+}
+
+export interface CommandDeps {
+  controller: TunnelController;
+  log: TunnelLog;
+  defaultTarget: () => TunnelTarget;
+  /** Re-check cloudflared after the path changed (updates the welcome view). */
+  recheckCloudflared: () => Promise<void>;
+}
+
+async function copy(text: string | null | undefined, what: string): Promise<void> {
+  if (!text) {
+    void vscode.window.showWarningMessage(`No ${what} yet: start the tunnel first.`);
+    return;
+  }
+  await vscode.env.clipboard.writeText(text);
+  vscode.window.setStatusBarMessage(`$(check) Copied ${what}`, 3000);
+}
+
+export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
+  const { controller, log } = deps;
+  const start = (target: TunnelTarget, restart = false): Promise<TunnelState | undefined> => runStart(deps, target, restart);
+
+  const handlers: Record<CommandId, (...args: never[]) => unknown> = {
+    [CommandId.Start]: () => start(deps.defaultTarget()),
+    [CommandId.StartWith]: async () => {
+      const target = await askTarget(deps.defaultTarget());
+      return target ? start(target) : undefined;
+    },
+    [CommandId.Stop]: () => controller.stop(),
+    [CommandId.Restart]: () => {
+      const s = controller.state;
+      return start('target' in s && s.target ? s.target : deps.defaultTarget(), true);
+    },
+    [CommandId.CopyUrl]: () => copy(controller.snapshot().url, 'public URL'),
+    [CommandId.CopyMcpUrl]: () => copy(controller.snapshot().mcp_url, 'MCP URL'),
+    [CommandId.OpenUrl]: async () => {
+      const url = controller.snapshot().url;
+      if (!url) return void vscode.window.showWarningMessage('No public URL yet: start the tunnel first.');
+      await vscode.env.openExternal(vscode.Uri.parse(url));
+    },
+    [CommandId.ShowLog]: () => log.show(),
+    [CommandId.ShowActions]: () => showActions(deps),
+    [CommandId.LocateCloudflared]: async () => {
+      if (await locateCloudflared(log)) await deps.recheckCloudflared();
+    },
+    [CommandId.InstallCloudflared]: () => vscode.env.openExternal(vscode.Uri.parse(INSTALL_URL)),
+    [CommandId.CopyItem]: (row: TunnelTreeRow) => copy(row?.value, row?.label ?? 'value'),
+    [CommandId.OpenItem]: async (row: TunnelTreeRow) => {
+      if (row?.value) await vscode.env.openExternal(vscode.Uri.parse(row.value));
+    },
+  };
+  return Object.entries(handlers).map(([id, fn]) => vscode.commands.registerCommand(id, fn as (...args: unknown[]) => unknown));
+}
+
+/** The status bar's click: the actions that fit the state. */
+async function showActions(deps: CommandDeps): Promise<void> {
+  const s = deps.controller.state;
+  const t = deps.defaultTarget();
+  type Pick = vscode.QuickPickItem & { command: CommandId };
+  const items: Pick[] = [];
+  if (!isLive(s) && s.status !== 'stopping') {
+    items.push({ label: '$(play) Start Tunnel', description: `http://${t.host}:${t.port}${t.path}`, command: CommandId.Start });
+    items.push({ label: '$(debug-alt) Start Tunnel…', description: 'choose port, host and path', command: CommandId.StartWith });
+  }
+  if ('url' in s && s.url) {
+    items.push({ label: '$(copy) Copy MCP URL', description: deps.controller.snapshot().mcp_url ?? '', command: CommandId.CopyMcpUrl });
+    items.push({ label: '$(copy) Copy Public URL', description: s.url, command: CommandId.CopyUrl });
+    items.push({ label: '$(link-external) Open Public URL', command: CommandId.OpenUrl });
+  }
+  if (isLive(s) || s.status === 'failed') items.push({ label: '$(debug-restart) Restart Tunnel', command: CommandId.Restart });
+  if (isLive(s)) items.push({ label: '$(debug-stop) Stop Tunnel', command: CommandId.Stop });
+  items.push({ label: '$(output) Show Log', command: CommandId.ShowLog });
+  const picked = await vscode.window.showQuickPick(items, { title: `MCP Tunnel — ${s.status}`, placeHolder: 'Choose an action' });
+  if (picked) await vscode.commands.executeCommand(picked.command);
+}
+

@@ -1,0 +1,81 @@
+/** Setting keys in one place; `readConfig()` sanitizes and falls back to defaults with a warning. */
+import * as vscode from 'vscode';
+import type { EdgeProtocol, HostHeaderMode } from '../core/cloudflared';
+import { validateTarget } from '../core/target';
+import { DEFAULT_TARGET, type TunnelTarget } from '../core/tunnelState';
+
+export const SECTION = 'mcpTunnel';
+
+export interface TunnelConfig {
+  cloudflaredPath: string;
+  target: TunnelTarget;
+  startTimeoutMs: number;
+  stopGraceMs: number;
+  hostHeader: HostHeaderMode;
+  protocol: EdgeProtocol;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+  mcpConfirmStart: boolean;
+  mcpAllowedHosts: string[];
+}
+
+export interface ConfigProblem {
+  setting: string;
+  message: string;
+}
+
+function intIn(v: unknown, min: number, max: number): number | undefined {
+  return typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? v : undefined;
+}
+
+function oneOf<T extends string>(v: unknown, allowed: readonly T[]): T | undefined {
+  return typeof v === 'string' && (allowed as readonly string[]).includes(v) ? (v as T) : undefined;
+}
+
+/** Reads and sanitizes every setting. Invalid values fall back to the default and are listed in `problems`. */
+export function readConfig(cfg: vscode.WorkspaceConfiguration = vscode.workspace.getConfiguration(SECTION)): { config: TunnelConfig; problems: ConfigProblem[] } {
+  const problems: ConfigProblem[] = [];
+  const bad = (key: string, value: unknown, expected: string, fallback: unknown) =>
+    problems.push({ setting: `${SECTION}.${key}`, message: `\`${SECTION}.${key}\` is ${JSON.stringify(value)}; it must be ${expected}. Using ${JSON.stringify(fallback)}.` });
+
+  const pick = <T>(key: string, parse: (v: unknown) => T | undefined, fallback: T, expected: string): T => {
+    const v = cfg.get<unknown>(key);
+    if (v === undefined || v === null) return fallback;
+    const parsed = parse(v);
+    if (parsed === undefined) {
+      bad(key, v, expected, fallback);
+      return fallback;
+    }
+    return parsed;
+  };
+
+  // Machine-scoped in the manifest: VS Code ignores a workspace's value for it.
+  const cloudflaredPath = pick('cloudflaredPath', (v) => (typeof v === 'string' ? v.trim() : undefined), '', 'a path to the cloudflared executable');
+
+  const port = pick('defaultPort', (v) => intIn(v, 1, 65535), DEFAULT_TARGET.port, 'a whole number from 1 to 65535');
+  const host = pick('defaultHost', (v) => (typeof v === 'string' && v.trim() ? v.trim() : undefined), DEFAULT_TARGET.host, 'a host name');
+  const pathSetting = pick('defaultPath', (v) => (typeof v === 'string' ? v : undefined), DEFAULT_TARGET.path, 'a path starting with /');
+  const allowedHosts = pick('mcp.allowedHosts', (v) => (Array.isArray(v) && v.every((h) => typeof h === 'string') ? (v) : undefined), [] as string[], 'a list of host names');
+
+  let target: TunnelTarget = { host, port, path: pathSetting };
+  // The user's own default target may be any host they typed; the path rules are the same as for agents.
+  const checked = validateTarget(target, { allowedHosts: [host] });
+  if (!checked.ok) {
+    problems.push({ setting: `${SECTION}.defaultPath`, message: `The default target is invalid: ${checked.message} Using ${DEFAULT_TARGET.host}:${DEFAULT_TARGET.port}${DEFAULT_TARGET.path}.` });
+    target = { ...DEFAULT_TARGET };
+  } else target = checked.target;
+
+  return {
+    config: {
+      cloudflaredPath,
+      target,
+      startTimeoutMs: pick('startTimeout', (v) => intIn(v, 5, 600), 45, 'a whole number of seconds from 5 to 600') * 1000,
+      stopGraceMs: pick('stopGracePeriod', (v) => intIn(v, 1, 60), 5, 'a whole number of seconds from 1 to 60') * 1000,
+      hostHeader: pick('hostHeader', (v) => oneOf(v, ['origin', 'public'] as const), 'origin', '"origin" or "public"'),
+      protocol: pick('protocol', (v) => oneOf(v, ['auto', 'quic', 'http2'] as const), 'auto', '"auto", "quic" or "http2"'),
+      logLevel: pick('logLevel', (v) => oneOf(v, ['debug', 'info', 'warn', 'error'] as const), 'info', 'one of debug, info, warn, error'),
+      mcpConfirmStart: pick('mcp.confirmStart', (v) => (typeof v === 'boolean' ? v : undefined), true, 'true or false'),
+      mcpAllowedHosts: allowedHosts,
+    },
+    problems,
+  };
+}

@@ -1,0 +1,113 @@
+/** The status bar item: subscribes to the controller, never polls; the uptime ticks only while live. */
+import * as vscode from 'vscode';
+import { formatResponses, formatUptime, msUntilNextUptimeChange, shortHost } from '../core/format';
+import { joinUrl, localUrlOf, type TunnelApi, type TunnelState, type TunnelTarget } from '../core/tunnelState';
+import { CommandId } from './commands';
+
+export class TunnelStatusBar implements vscode.Disposable {
+  private readonly item: vscode.StatusBarItem;
+  private readonly subs: vscode.Disposable[] = [];
+  private tick: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly controller: TunnelApi,
+    private readonly defaultTarget: () => TunnelTarget,
+  ) {
+    this.item = vscode.window.createStatusBarItem('mcpTunnel.status', vscode.StatusBarAlignment.Left, 50);
+    this.item.name = 'MCP Tunnel';
+    this.item.command = CommandId.ShowActions;
+    this.subs.push(
+      controller.onDidChangeState(() => this.render()),
+      controller.onDidChangeMetrics(() => this.renderTooltip(this.controller.state)),
+    );
+    this.render();
+    this.item.show();
+  }
+
+  get text(): string {
+    return this.item.text;
+  }
+
+  /** Re-render (e.g. the default target changed in settings). */
+  render(): void {
+    const s = this.controller.state;
+    const item = this.item;
+    item.backgroundColor = undefined;
+    let label: string;
+    switch (s.status) {
+      case 'stopped':
+        item.text = '$(cloud) MCP Tunnel';
+        label = 'MCP Tunnel: stopped. Activate for actions.';
+        break;
+      case 'starting':
+        item.text = '$(loading~spin) Tunnel: starting…';
+        label = 'MCP Tunnel: starting';
+        break;
+      case 'connecting':
+        item.text = '$(loading~spin) Tunnel: connecting…';
+        label = 'MCP Tunnel: connecting to the Cloudflare edge';
+        break;
+      case 'active': {
+        const up = formatUptime((Date.now() - s.connectedAt) / 1000);
+        item.text = `$(cloud-upload) ${shortHost(s.url)} · ${up}`;
+        label = `MCP Tunnel active at ${shortHost(s.url, 64)}, up ${up}`;
+        break;
+      }
+      case 'reconnecting':
+        item.text = '$(warning) Tunnel: reconnecting…';
+        item.backgroundColor = new vscode.ThemeColor('statusBarItem.warningBackground');
+        label = 'MCP Tunnel: edge connection lost, reconnecting';
+        break;
+      case 'stopping':
+        item.text = '$(loading~spin) Tunnel: stopping…';
+        label = 'MCP Tunnel: stopping';
+        break;
+      case 'failed':
+        item.text = '$(error) Tunnel failed';
+        item.backgroundColor = new vscode.ThemeColor('statusBarItem.errorBackground');
+        label = `MCP Tunnel failed: ${s.error.message}`;
+        break;
+    }
+    item.accessibilityInformation = { label, role: 'button' };
+    this.renderTooltip(s);
+    this.scheduleTick(s);
+  }
+
+  private renderTooltip(s: TunnelState): void {
+    const md = new vscode.MarkdownString(undefined, true);
+    md.isTrusted = { enabledCommands: [CommandId.CopyMcpUrl, CommandId.CopyUrl, CommandId.Start, CommandId.Stop, CommandId.ShowLog] };
+    const target = 'target' in s && s.target ? s.target : this.defaultTarget();
+    const local = joinUrl(localUrlOf(target), target.path);
+    md.appendMarkdown(`**MCP Tunnel** — ${s.status}\n\n`);
+    if ('url' in s && s.url) {
+      md.appendMarkdown(`Public URL: ${s.url}\n\n`);
+      md.appendMarkdown(`Public MCP URL: ${joinUrl(s.url, target.path)}\n\n`);
+    }
+    md.appendMarkdown(`Local: ${local}\n\n`);
+    if (s.status === 'active' || s.status === 'reconnecting') {
+      md.appendMarkdown(`Uptime: ${formatUptime((Date.now() - s.connectedAt) / 1000)}`);
+      const edges = s.connections.map((c) => c.location).filter(Boolean);
+      if (edges.length) md.appendMarkdown(` · Edge: ${edges.join(', ')}`);
+      md.appendMarkdown('\n\n');
+      const m = this.controller.metrics;
+      if (m) md.appendMarkdown(`Requests: ${m.totalRequests} · Errors: ${m.requestErrors} · In flight: ${m.concurrentRequests} · Responses: ${formatResponses(m.responsesByCode)}\n\n`);
+    }
+    if (s.status === 'failed') md.appendMarkdown(`$(error) ${s.error.message}\n\n`);
+    if (s.status === 'connecting') md.appendMarkdown(`The URL is issued but does not work until cloudflared connects to Cloudflare's edge.\n\n`);
+    md.appendMarkdown('Click for actions.');
+    this.item.tooltip = md;
+  }
+
+  private scheduleTick(s: TunnelState): void {
+    if (this.tick) clearTimeout(this.tick);
+    this.tick = undefined;
+    if (s.status !== 'active') return;
+    this.tick = setTimeout(() => this.render(), msUntilNextUptimeChange(s.connectedAt, Date.now()));
+  }
+
+  dispose(): void {
+    if (this.tick) clearTimeout(this.tick);
+    for (const d of this.subs) d.dispose();
+    this.item.dispose();
+  }
+}

@@ -1,0 +1,133 @@
+/** The tree view: one row per fact of the tunnel. Subscribes to the controller; refreshes are debounced. */
+import * as vscode from 'vscode';
+import { formatResponses, formatUptime, msUntilNextUptimeChange } from '../core/format';
+import { joinUrl, localUrlOf, type CloudflaredInfo, type TunnelApi, type TunnelTarget } from '../core/tunnelState';
+
+export interface TunnelTreeRow {
+  id: string;
+  label: string;
+  description: string;
+  tooltip?: string;
+  icon: string;
+  color?: string;
+  /** What inline actions apply: `copyable`, `openable`. */
+  contextValue?: string;
+  /** The value Copy / Open act on. */
+  value?: string;
+}
+
+export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow>, vscode.Disposable {
+  private readonly _onDidChangeTreeData = new vscode.EventEmitter<void>();
+  readonly onDidChangeTreeData = this._onDidChangeTreeData.event;
+  private readonly subs: vscode.Disposable[] = [];
+  private pending: NodeJS.Timeout | undefined;
+  private tick: NodeJS.Timeout | undefined;
+  /** Set when the view first asks for rows: the cue to look for cloudflared (not at activation). */
+  onFirstVisible: (() => void) | undefined;
+
+  constructor(
+    private readonly controller: TunnelApi,
+    private readonly defaultTarget: () => TunnelTarget,
+    private readonly cloudflaredHint: () => CloudflaredInfo | undefined,
+  ) {
+    this.subs.push(
+      controller.onDidChangeState(() => this.refresh()),
+      controller.onDidChangeMetrics(() => this.refresh()),
+    );
+  }
+
+  /** Coalesces bursts of state and metrics events into one redraw. */
+  refresh(): void {
+    if (this.pending) return;
+    this.pending = setTimeout(() => {
+      this.pending = undefined;
+      this._onDidChangeTreeData.fire();
+    }, 50);
+  }
+
+  getTreeItem(row: TunnelTreeRow): vscode.TreeItem {
+    const item = new vscode.TreeItem(row.label, vscode.TreeItemCollapsibleState.None);
+    item.id = row.id;
+    item.description = row.description;
+    item.tooltip = row.tooltip ?? `${row.label}: ${row.description}`;
+    item.iconPath = new vscode.ThemeIcon(row.icon, row.color ? new vscode.ThemeColor(row.color) : undefined);
+    if (row.contextValue) item.contextValue = row.contextValue;
+    item.accessibilityInformation = { label: `${row.label}: ${row.description}` };
+    return item;
+  }
+
+  getChildren(element?: TunnelTreeRow): TunnelTreeRow[] {
+    if (element) return [];
+    if (this.onFirstVisible) {
+      const f = this.onFirstVisible;
+      this.onFirstVisible = undefined;
+      f();
+    }
+    return this.rows();
+  }
+
+  /** The rows for the current state (also what the extension-host tests read). */
+  rows(): TunnelTreeRow[] {
+    const s = this.controller.state;
+    this.scheduleTick();
+    if (s.status === 'stopped') return []; // the welcome view takes over
+    const snap = this.controller.snapshot();
+    const target = 'target' in s && s.target ? s.target : this.defaultTarget();
+    const rows: TunnelTreeRow[] = [];
+    const statusIcon: Record<string, [string, string?]> = {
+      starting: ['loading~spin'],
+      connecting: ['loading~spin'],
+      active: ['pass-filled', 'testing.iconPassed'],
+      reconnecting: ['warning', 'problemsWarningIcon.foreground'],
+      stopping: ['loading~spin'],
+      failed: ['error', 'problemsErrorIcon.foreground'],
+    };
+    const [icon, color] = statusIcon[s.status] ?? ['circle-outline'];
+    const statusText: Record<string, string> = {
+      starting: 'Starting…',
+      connecting: 'Connecting to the edge…',
+      active: 'Active',
+      reconnecting: 'Reconnecting…',
+      stopping: 'Stopping…',
+      failed: 'Failed',
+    };
+    rows.push({ id: 'status', label: 'Status', description: statusText[s.status] ?? s.status, icon, ...(color ? { color } : {}) });
+    if (s.status === 'failed') {
+      rows.push({ id: 'error', label: 'Error', description: s.error.message, tooltip: [s.error.message, '', ...s.error.lastLines.slice(-8)].join('\n'), icon: 'info' });
+    }
+    if (snap.url) {
+      rows.push({ id: 'url', label: 'Public URL', description: snap.url, icon: 'globe', contextValue: 'copyable openable', value: snap.url });
+      rows.push({ id: 'mcpUrl', label: 'Public MCP URL', description: snap.mcp_url ?? '', icon: 'plug', contextValue: 'copyable', value: snap.mcp_url ?? '' });
+    }
+    const local = joinUrl(localUrlOf(target), target.path);
+    rows.push({ id: 'local', label: 'Local target', description: local, icon: 'server', contextValue: 'copyable', value: local });
+    if (snap.pid) rows.push({ id: 'pid', label: 'PID', description: String(snap.pid), icon: 'symbol-number' });
+    if (s.status === 'active' || s.status === 'reconnecting') {
+      rows.push({ id: 'uptime', label: 'Uptime', description: formatUptime(snap.uptime_seconds), icon: 'clock' });
+      if (snap.edge_locations.length) rows.push({ id: 'edge', label: 'Edge location', description: snap.edge_locations.join(', '), icon: 'location' });
+    }
+    const cf = this.controller.cloudflared ?? this.cloudflaredHint();
+    if (cf) rows.push({ id: 'cloudflared', label: 'cloudflared', description: `${cf.version}  ${cf.path}`, tooltip: `cloudflared ${cf.version} at ${cf.path}`, icon: 'package', contextValue: 'copyable', value: cf.path });
+    const m = this.controller.metrics;
+    if (m) {
+      rows.push({ id: 'requests', label: 'Requests', description: `${m.totalRequests} total · ${m.requestErrors} errors · ${m.concurrentRequests} in flight`, icon: 'pulse' });
+      rows.push({ id: 'responses', label: 'Responses', description: formatResponses(m.responsesByCode), icon: 'list-ordered' });
+    }
+    return rows;
+  }
+
+  private scheduleTick(): void {
+    if (this.tick) clearTimeout(this.tick);
+    this.tick = undefined;
+    const s = this.controller.state;
+    if (s.status !== 'active') return;
+    this.tick = setTimeout(() => this._onDidChangeTreeData.fire(), msUntilNextUptimeChange(s.connectedAt, Date.now()));
+  }
+
+  dispose(): void {
+    if (this.pending) clearTimeout(this.pending);
+    if (this.tick) clearTimeout(this.tick);
+    for (const d of this.subs) d.dispose();
+    this._onDidChangeTreeData.dispose();
+  }
+}

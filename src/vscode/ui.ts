@@ -1,0 +1,172 @@
+/** The user-facing flows behind the commands: progress, outcomes, failures with the action that fixes them. */
+import * as vscode from 'vscode';
+import { INSTALL_URL, readVersion } from '../core/cloudflared';
+import { validateTarget } from '../core/target';
+import { TunnelBusyError, joinUrl, localUrlOf, type TunnelError, type TunnelState, type TunnelTarget } from '../core/tunnelState';
+import type { CommandDeps } from './commands';
+import type { TunnelLog } from './log';
+
+function phase(s: TunnelState): string | undefined {
+  switch (s.status) {
+    case 'starting':
+      return s.pid ? 'Asking Cloudflare for a quick tunnel…' : 'Looking for cloudflared…';
+    case 'connecting':
+      return `Got ${s.url}; connecting to the edge…`;
+    default:
+      return undefined;
+  }
+}
+
+/** Starts (or restarts) with a cancellable progress notification, then reports the outcome. */
+export async function runStart(deps: CommandDeps, target: TunnelTarget, restart: boolean): Promise<TunnelState | undefined> {
+  const { controller } = deps;
+  let outcome: TunnelState;
+  try {
+    outcome = await vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Notification, title: 'MCP Tunnel', cancellable: true },
+      async (progress, token) => {
+        const cancel = token.onCancellationRequested(() => void controller.stop());
+        const sub = controller.onDidChangeState((s) => {
+          const m = phase(s);
+          if (m) progress.report({ message: m });
+        });
+        progress.report({ message: `Starting a tunnel to ${joinUrl(localUrlOf(target), target.path)}…` });
+        try {
+          return await (restart ? controller.restart(target) : controller.start(target));
+        } finally {
+          sub.dispose();
+          cancel.dispose();
+        }
+      },
+    );
+  } catch (err) {
+    if (err instanceof TunnelBusyError) {
+      void vscode.window.showWarningMessage(err.message, 'Restart with New Target', 'Stop').then((a) => {
+        if (a === 'Restart with New Target') void runStart(deps, target, true);
+        if (a === 'Stop') void controller.stop();
+      });
+      return undefined;
+    }
+    throw err;
+  }
+  const snap = controller.snapshot();
+  switch (outcome.status) {
+    case 'active':
+      void vscode.window.showInformationMessage(`Tunnel active. MCP URL: ${snap.mcp_url}`, 'Copy MCP URL', 'Open').then((a) => {
+        if (a === 'Copy MCP URL') void vscode.commands.executeCommand('mcpTunnel.copyMcpUrl');
+        if (a === 'Open') void vscode.commands.executeCommand('mcpTunnel.openUrl');
+      });
+      break;
+    case 'connecting':
+      void vscode.window.showWarningMessage(
+        `The tunnel URL ${snap.url} is issued, but cloudflared has not connected to Cloudflare's edge yet; it keeps trying. If UDP is blocked here, set the protocol to http2.`,
+        'Show Log',
+      ).then((a) => a && deps.log.show());
+      break;
+    case 'failed':
+      showFailure(deps, outcome.error, target);
+      break;
+    default:
+      break;
+  }
+  return outcome;
+}
+
+/** The cause in plain words, and the action that fixes it. */
+export function showFailure(deps: CommandDeps, error: TunnelError, target: TunnelTarget): void {
+  const actions: string[] = [];
+  switch (error.code) {
+    case 'not-found':
+      actions.push('Install cloudflared', 'Locate cloudflared…');
+      break;
+    case 'not-executable':
+    case 'not-cloudflared':
+      actions.push('Locate cloudflared…', 'Show Log');
+      break;
+    case 'edge-unreachable':
+      actions.push('Use HTTP/2 and Retry', 'Show Log');
+      break;
+    default:
+      actions.push('Retry', 'Show Log');
+  }
+  void vscode.window.showErrorMessage(`MCP Tunnel: ${error.message}`, ...actions).then(async (a) => {
+    switch (a) {
+      case 'Install cloudflared':
+        await vscode.env.openExternal(vscode.Uri.parse(INSTALL_URL));
+        break;
+      case 'Locate cloudflared…':
+        await vscode.commands.executeCommand('mcpTunnel.locateCloudflared');
+        break;
+      case 'Use HTTP/2 and Retry':
+        await vscode.workspace.getConfiguration('mcpTunnel').update('protocol', 'http2', vscode.ConfigurationTarget.Global);
+        await runStart(deps, target, false);
+        break;
+      case 'Retry':
+        await runStart(deps, target, false);
+        break;
+      case 'Show Log':
+        deps.log.show();
+        break;
+    }
+  });
+}
+
+/** Start Tunnel…: port, host and path, validated as you type. */
+export async function askTarget(def: TunnelTarget): Promise<TunnelTarget | undefined> {
+  const check = (t: Partial<TunnelTarget>) => validateTarget({ ...def, ...t }, { allowedHosts: t.host ? [t.host] : [] });
+  const port = await vscode.window.showInputBox({
+    title: 'Start Tunnel (1/3): local port',
+    prompt: 'Port of the local server to expose',
+    value: String(def.port),
+    validateInput: (v) => {
+      const r = check({ port: Number(v.trim()) });
+      return r.ok || !/port/i.test(r.message) ? undefined : r.message;
+    },
+  });
+  if (port === undefined) return undefined;
+  const host = await vscode.window.showInputBox({
+    title: 'Start Tunnel (2/3): local host',
+    prompt: 'Host of the local server (usually localhost)',
+    value: def.host,
+    validateInput: (v) => {
+      const r = check({ port: Number(port), host: v.trim() });
+      return r.ok ? undefined : r.message;
+    },
+  });
+  if (host === undefined) return undefined;
+  const path = await vscode.window.showInputBox({
+    title: 'Start Tunnel (3/3): MCP endpoint path',
+    prompt: 'Path of the MCP endpoint on that server; the public MCP URL is the tunnel URL plus this path',
+    value: def.path,
+    validateInput: (v) => {
+      const r = check({ port: Number(port), host: host.trim(), path: v.trim() });
+      return r.ok ? undefined : r.message;
+    },
+  });
+  if (path === undefined) return undefined;
+  const r = check({ port: Number(port), host: host.trim(), path: path.trim() });
+  return r.ok ? r.target : undefined;
+}
+
+/** "Locate cloudflared…": pick a file, check it really is cloudflared, then save the setting. */
+export async function locateCloudflared(log: TunnelLog): Promise<boolean> {
+  const picked = await vscode.window.showOpenDialog({
+    title: 'Locate cloudflared',
+    openLabel: 'Use this cloudflared',
+    canSelectMany: false,
+    canSelectFolders: false,
+    ...(process.platform === 'win32' ? { filters: { Executables: ['exe', 'cmd'] } } : {}),
+  });
+  const file = picked?.[0]?.fsPath;
+  if (!file) return false;
+  try {
+    const version = await readVersion(file, 'the chosen file');
+    await vscode.workspace.getConfiguration('mcpTunnel').update('cloudflaredPath', file, vscode.ConfigurationTarget.Global);
+    log.info(`cloudflared path set to ${file} (version ${version}).`);
+    void vscode.window.showInformationMessage(`Using cloudflared ${version} at ${file}.`);
+    return true;
+  } catch (err) {
+    void vscode.window.showErrorMessage((err as Error).message);
+    return false;
+  }
+}

@@ -1,0 +1,109 @@
+/** The CLI `start` against the fake cloudflared: output, exit codes, Ctrl+C, orphans after SIGKILL. */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { reapOrphans } from '../../src/core/orphans';
+import { get, startStrictOrigin, type Origin } from '../fixtures/origins';
+import { FAKE_CLOUDFLARED, REPO, isAlive, readFakeState, waitFor, waitGone } from './helpers/proc';
+
+const CLI = path.join(REPO, 'dist', 'cli.js');
+let origin: Origin;
+let work: string;
+
+interface Run {
+  child: ChildProcess;
+  out: () => string;
+  err: () => string;
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+function cli(args: string[], env: Record<string, string> = {}): Run {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { ...process.env, MCP_TUNNEL_STATE_DIR: path.join(work, 'state'), FAKE_CLOUDFLARED_STATE_DIR: work, HOME: work, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.on('exit', (code, signal) => r({ code, signal })));
+  return { child, out: () => out, err: () => err, exit };
+}
+
+describe('mcp-tunnel CLI', { concurrency: false }, () => {
+  before(async () => {
+    work = mkdtempSync(path.join(tmpdir(), 'mcpt-cli-'));
+    origin = await startStrictOrigin();
+  });
+  after(async () => {
+    await origin.close();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('start: prints the public URL and MCP URL; Ctrl+C stops cloudflared and exits 0', async () => {
+    const r = cli(['start', '--port', String(origin.port), '--cloudflared', FAKE_CLOUDFLARED]);
+    const url = await waitFor(() => /Public URL:\s+(https:\/\/\S+)/.exec(r.out())?.[1], 8000, 'URL line');
+    assert.match(r.out(), new RegExp(`Public MCP URL:\\s+${url.replace(/\./g, '\\.')}/mcp`));
+    const pid = Number(/PID (\d+)/.exec(r.out())?.[1]);
+    assert.ok(isAlive(pid));
+    const fake = readFakeState(work, pid)!;
+    assert.equal((await get(fake.publicPort, '/mcp')).status, 200);
+    r.child.kill('SIGINT');
+    const { code } = await r.exit;
+    assert.equal(code, 0, r.err());
+    assert.match(r.out(), /Stopped\./);
+    assert.ok(await waitGone(pid, 1000), 'cloudflared is gone after Ctrl+C');
+  });
+
+  it('--json: one JSON object per state change', async () => {
+    const r = cli(['start', '--json', '--port', String(origin.port), '--cloudflared', FAKE_CLOUDFLARED]);
+    await waitFor(() => (r.out().includes('"status":"active"') ? true : undefined), 8000, 'active');
+    r.child.kill('SIGTERM');
+    assert.equal((await r.exit).code, 0);
+    const objs = r.out().trim().split('\n').map((l) => JSON.parse(l) as { status: string; mcp_url: string | null });
+    assert.deepEqual([...new Set(objs.map((o) => o.status))], ['starting', 'connecting', 'active', 'stopping', 'stopped']);
+    assert.match(objs.find((o) => o.status === 'active')!.mcp_url!, /\.trycloudflare\.com\/mcp$/);
+  });
+
+  it('failure: the cause on stderr and exit code 1', async () => {
+    const r = cli(['start', '--port', String(origin.port), '--cloudflared', FAKE_CLOUDFLARED], { FAKE_CLOUDFLARED_SCENARIO: 'no-network' });
+    const { code } = await r.exit;
+    assert.equal(code, 1);
+    assert.match(r.err(), /Tunnel failed: cloudflared could not reach Cloudflare's quick-tunnel service/);
+  });
+
+  it('cloudflared missing: exit 1 and the fix', async () => {
+    const r = cli(['start', '--cloudflared', path.join(work, 'missing')]);
+    assert.equal((await r.exit).code, 1);
+    assert.match(r.err(), /not found at .*missing \(from --cloudflared\)/);
+  });
+
+  it('bad input: exit 2 naming the option', async () => {
+    const r = cli(['start', '--port', '99999']);
+    assert.equal((await r.exit).code, 2);
+    assert.match(r.err(), /port/i);
+    const r2 = cli(['start', '--path', 'mcp']);
+    assert.equal((await r2.exit).code, 2);
+    assert.match(r2.err(), /path/i);
+  });
+
+  it('a CLI killed with SIGKILL leaves cloudflared; the next run reaps it (verified identity)', async () => {
+    const r = cli(['start', '--port', String(origin.port), '--cloudflared', FAKE_CLOUDFLARED]);
+    await waitFor(() => (/Public URL/.test(r.out()) ? true : undefined), 8000, 'URL');
+    const pid = Number(/PID (\d+)/.exec(r.out())?.[1]);
+    r.child.kill('SIGKILL');
+    await r.exit;
+    assert.ok(isAlive(pid), 'cloudflared survived its parent');
+    const stateDir = path.join(work, 'state');
+    const rec = readdirSync(stateDir).find((f) => f.startsWith('run-'));
+    assert.ok(rec, 'a run record is left');
+    assert.equal((JSON.parse(readFileSync(path.join(stateDir, rec), 'utf8')) as { pid: number }).pid, pid);
+    const reaped = await reapOrphans(stateDir);
+    assert.deepEqual(reaped.map((x) => [x.pid, x.outcome]), [[pid, 'ended']]);
+    assert.ok(await waitGone(pid, 2000));
+    assert.deepEqual(readdirSync(stateDir).filter((f) => f.startsWith('run-')), []);
+  });
+});

@@ -1,0 +1,218 @@
+/**
+ * The controller against the fake cloudflared executable: real processes, real signals, real
+ * sockets. Every test checks that no process is left behind.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { findCloudflared } from '../../src/core/cloudflared';
+import { TunnelController, type TunnelControllerOptions } from '../../src/core/tunnelController';
+import type { TunnelState } from '../../src/core/tunnelState';
+import { get, startStrictOrigin, type Origin } from '../fixtures/origins';
+import { FAKE_CLOUDFLARED, readFakeState, waitFor, waitGone } from './helpers/proc';
+
+let origin: Origin;
+let work: string;
+const controllers: TunnelController[] = [];
+const pids: number[] = [];
+
+function make(scenario: string, extraEnv: Record<string, string> = {}, opts: Partial<TunnelControllerOptions> = {}) {
+  const home = path.join(work, `home-${controllers.length}`);
+  mkdirSync(home, { recursive: true });
+  const c = new TunnelController({
+    findCloudflared: () => findCloudflared({ explicitPath: FAKE_CLOUDFLARED }),
+    stateDir: path.join(work, 'state'),
+    startTimeoutMs: 8000,
+    stopGraceMs: 1000,
+    metricsIntervalMs: 200,
+    baseEnv: { ...process.env, HOME: home, FAKE_CLOUDFLARED_SCENARIO: scenario, FAKE_CLOUDFLARED_STATE_DIR: work, ...extraEnv },
+    ...opts,
+  });
+  controllers.push(c);
+  const states: TunnelState[] = [];
+  c.onDidChangeState((s) => {
+    states.push(s);
+    if ('pid' in s && s.pid && !pids.includes(s.pid)) pids.push(s.pid);
+  });
+  return { c, states, seq: () => states.map((s) => s.status), home };
+}
+
+const target = () => ({ host: 'localhost', port: origin.port, path: '/mcp' });
+
+describe('TunnelController + fake cloudflared (real processes)', { concurrency: false }, () => {
+  before(async () => {
+    work = mkdtempSync(path.join(tmpdir(), 'mcpt-real-'));
+    origin = await startStrictOrigin();
+  });
+  afterEach(async () => {
+    await Promise.all(controllers.splice(0).map((c) => c.shutdown(3000)));
+    for (const pid of pids.splice(0)) assert.ok(await waitGone(pid, 3000), `cloudflared PID ${pid} is gone`);
+  });
+  after(async () => {
+    await origin.close();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('ok: active; traffic through the public port reaches a Host-checking origin; metrics count it; stop leaves nothing', async () => {
+    const { c, seq } = make('ok');
+    const s = await c.start(target());
+    assert.equal(s.status, 'active', JSON.stringify(s));
+    assert.deepEqual(seq(), ['starting', 'starting', 'connecting', 'connecting', 'active']);
+    const snap = c.snapshot();
+    assert.match(snap.url ?? '', /^https:\/\/[a-z]+(-[a-z]+){3}\.trycloudflare\.com$/);
+    assert.equal(snap.mcp_url, `${snap.url}/mcp`);
+    const fake = await waitFor(() => readFakeState(work, snap.pid!), 3000, 'fake state file');
+    assert.equal(fake.url, snap.url);
+    const res = await get(fake.publicPort, '/mcp');
+    assert.equal(res.status, 200, res.body);
+    assert.equal(origin.hosts.at(-1), `localhost:${origin.port}`, 'the origin sees its own host:port, not the public host');
+    const m = await waitFor(() => (c.metrics && c.metrics.totalRequests >= 1 ? c.metrics : undefined), 3000, 'metrics');
+    assert.equal(m.responsesByCode['200'], 1);
+    assert.equal(m.readyConnections, 1);
+    assert.deepEqual(m.edgeLocations, ['lax01']);
+    const pid = snap.pid!;
+    await c.stop();
+    assert.equal(c.state.status, 'stopped');
+    assert.equal(c.metrics, undefined);
+    assert.ok(await waitGone(pid, 1000));
+  });
+
+  it('host header "public": the origin sees the public hostname (and a strict origin refuses it)', async () => {
+    const { c } = make('ok', {}, { hostHeader: 'public' });
+    const s = await c.start(target());
+    assert.equal(s.status, 'active');
+    const fake = await waitFor(() => readFakeState(work, c.snapshot().pid!), 3000, 'fake state');
+    const res = await get(fake.publicPort, '/');
+    assert.equal(res.status, 403);
+    assert.equal(`https://${origin.hosts.at(-1)}`, c.snapshot().url);
+  });
+
+  it('a config.yml in $HOME does not hijack the tunnel', async () => {
+    const { c, home } = make('ok');
+    mkdirSync(path.join(home, '.cloudflared'), { recursive: true });
+    writeFileSync(path.join(home, '.cloudflared', 'config.yml'), 'ingress:\n  - hostname: example.com\n    service: http://127.0.0.1:9\n  - service: http_status:404\n');
+    const s = await c.start(target());
+    assert.equal(s.status, 'active');
+    const fake = await waitFor(() => readFakeState(work, c.snapshot().pid!), 3000, 'fake state');
+    const res = await get(fake.publicPort, '/mcp');
+    assert.equal(res.status, 200, 'the request reached the origin instead of the config.yml catch-all 404');
+  });
+
+  it('an old cloudflared (2023.7.3) runs without --output json', async () => {
+    const { c } = make('ok', { FAKE_CLOUDFLARED_VERSION: '2023.7.3' });
+    assert.equal((await c.start(target())).status, 'active');
+    assert.equal(c.cloudflared?.version, '2023.7.3');
+  });
+
+  const failures: [string, Record<string, string>, string, RegExp][] = [
+    ['no-network', {}, 'no-network', /could not reach Cloudflare's quick-tunnel service/],
+    ['rate-limited', {}, 'service-unavailable', /rate limiting/],
+    ['service-timeout', { FAKE_CLOUDFLARED_SERVICE_TIMEOUT_MS: '300' }, 'service-unavailable', /did not give a tunnel/],
+    ['quic-blocked', { FAKE_CLOUDFLARED_RETRY_MS: '100' }, 'edge-unreachable', /http2/],
+    ['exit-after-url', {}, 'exited', /exited with code 1 before connecting to the edge/],
+    ['update', {}, 'updated', /update/],
+  ];
+  for (const [scenario, env, code, message] of failures) {
+    it(`${scenario}: failed (${code}) with a message that says what to do`, async () => {
+      const { c, seq } = make(scenario, env);
+      const s = await c.start(target());
+      assert.equal(s.status, 'failed', JSON.stringify(s));
+      if (s.status !== 'failed') return;
+      assert.equal(s.error.code, code, s.error.message);
+      assert.match(s.error.message, message);
+      assert.equal(seq().at(-1), 'failed');
+      assert.ok(s.error.lastLines.length > 0);
+    });
+  }
+
+  it('slow-start: no URL before the timeout → killed, failed with timeout', async () => {
+    const { c } = make('slow-start', {}, { startTimeoutMs: 700 });
+    const s = await c.start(target());
+    assert.equal(s.status === 'failed' && s.error.code, 'timeout');
+  });
+
+  it('slow-start: stop during start → stopped (cloudflared dies silently on SIGTERM)', async () => {
+    const { c, seq } = make('slow-start');
+    const started = c.start(target());
+    await waitFor(() => (c.state.status === 'starting' && c.state.pid ? true : undefined), 3000, 'pid');
+    await c.stop();
+    assert.equal((await started).status, 'stopped');
+    assert.deepEqual(seq().slice(-2), ['stopping', 'stopped']);
+  });
+
+  it('flap: reconnecting and back to active, uptime kept', async () => {
+    const { c, seq } = make('flap', { FAKE_CLOUDFLARED_FLAP_MS: '150', FAKE_CLOUDFLARED_FLAP_COUNT: '2' });
+    assert.equal((await c.start(target())).status, 'active');
+    const connectedAt = c.snapshot().connected_at;
+    await waitFor(() => (seq().filter((x) => x === 'reconnecting').length >= 2 && c.state.status === 'active' ? true : undefined), 4000, 'two flaps');
+    assert.equal(c.snapshot().connected_at, connectedAt);
+  });
+
+  it('crash while live: failed with the exit code', async () => {
+    const { c } = make('crash-after', { FAKE_CLOUDFLARED_CRASH_AFTER_MS: '300' });
+    assert.equal((await c.start(target())).status, 'active');
+    const s = await waitFor(() => (c.state.status === 'failed' ? c.state : undefined), 3000, 'failure');
+    assert.equal(s.error.exitCode, 1);
+    assert.match(s.error.message, /while the tunnel was live/);
+  });
+
+  it('ignore-sigterm: stop still ends it (SIGKILL after the grace period)', async () => {
+    const { c } = make('ignore-sigterm', {}, { stopGraceMs: 300 });
+    assert.equal((await c.start(target())).status, 'active');
+    const pid = c.snapshot().pid!;
+    await c.stop();
+    assert.equal(c.state.status, 'stopped');
+    assert.ok(await waitGone(pid, 1000));
+  });
+
+  it('garbage output (binary noise, a 10 MB line): still active with the right URL', async () => {
+    const { c } = make('garbage', { FAKE_CLOUDFLARED_GARBAGE_BYTES: String(10 * 1024 * 1024) });
+    const s = await c.start(target());
+    assert.equal(s.status, 'active');
+    const fake = await waitFor(() => readFakeState(work, c.snapshot().pid!), 3000, 'fake state');
+    assert.equal(c.snapshot().url, fake.url);
+  });
+
+  it('cloudflared missing: not-found with the install link', async () => {
+    const { c } = make('ok', {}, { findCloudflared: () => findCloudflared({ explicitPath: path.join(work, 'nope', 'cloudflared'), settingName: 'mcpTunnel.cloudflaredPath' }) });
+    const s = await c.start(target());
+    assert.equal(s.status === 'failed' && s.error.code, 'not-found');
+    assert.match(s.status === 'failed' ? s.error.message : '', /mcpTunnel\.cloudflaredPath/);
+  });
+
+  it('not cloudflared: a file that is some other program', async () => {
+    const other = path.join(work, 'not-cloudflared');
+    writeFileSync(other, '#!/bin/sh\necho hello\n', { mode: 0o755 });
+    const { c } = make('ok', {}, { findCloudflared: () => findCloudflared({ explicitPath: other }) });
+    const s = await c.start(target());
+    assert.equal(s.status === 'failed' && s.error.code, 'not-cloudflared');
+  });
+
+  it('not executable', async () => {
+    const f = path.join(work, 'cloudflared-noexec');
+    writeFileSync(f, '#!/bin/sh\n', { mode: 0o644 });
+    const { c } = make('ok', {}, { findCloudflared: () => findCloudflared({ explicitPath: f }) });
+    const s = await c.start(target());
+    assert.equal(s.status === 'failed' && s.error.code, 'not-executable');
+    assert.match(s.status === 'failed' ? s.error.message : '', /chmod \+x/);
+  });
+
+  it('orphans: a run recorded by a dead owner is verified by its command line and ended', async () => {
+    const { c } = make('ok');
+    assert.equal((await c.start(target())).status, 'active');
+    const pid = c.snapshot().pid!;
+    // Pretend the owner died: rewrite the record with a dead owner PID.
+    const { readdirSync, readFileSync } = await import('node:fs');
+    const stateDir = path.join(work, 'state');
+    const file = readdirSync(stateDir).find((f) => f.startsWith('run-'))!;
+    const rec = JSON.parse(readFileSync(path.join(stateDir, file), 'utf8')) as { ownerPid: number };
+    rec.ownerPid = 2 ** 22 + 12345; // beyond pid_max's default range: not alive
+    writeFileSync(path.join(stateDir, file), JSON.stringify(rec));
+    const other = make('ok').c;
+    const reaped = await other.reapOrphans();
+    assert.deepEqual(reaped.map((r) => [r.pid, r.outcome]), [[pid, 'ended']]);
+    assert.ok(await waitGone(pid, 1000));
+  });
+});

@@ -1,0 +1,141 @@
+/**
+ * A TunnelApi whose states the test drives: `start()` walks starting → connecting → active with a
+ * fake URL (or stops at `connecting`, or fails, as `nextOutcome` says). Real Emitter, real snapshotOf.
+ */
+import { Emitter } from '../../../src/core/events';
+import { sameTarget } from '../../../src/core/target';
+import {
+  TunnelBusyError,
+  isLive,
+  snapshotOf,
+  type CloudflaredInfo,
+  type TunnelApi,
+  type TunnelError,
+  type TunnelMetrics,
+  type TunnelSnapshot,
+  type TunnelState,
+  type TunnelStatus,
+  type TunnelTarget,
+} from '../../../src/core/tunnelState';
+
+export type FakeOutcome = 'active' | 'connecting' | { fail: TunnelError };
+
+export const FAKE_URL = 'https://quiet-fox-lake.trycloudflare.com';
+export const FAKE_PID = 4242;
+
+export class FakeController implements TunnelApi {
+  readonly stateEmitter = new Emitter<TunnelState>();
+  readonly metricsEmitter = new Emitter<TunnelMetrics | undefined>();
+  readonly onDidChangeState = this.stateEmitter.event;
+  readonly onDidChangeMetrics = this.metricsEmitter.event;
+  /** How the next `start()` ends. */
+  nextOutcome: FakeOutcome = 'active';
+  /** If set, `start()` waits for it after `starting` (to observe in-flight starts). */
+  gate: Promise<void> | undefined;
+  readonly startCalls: TunnelTarget[] = [];
+  stopCalls = 0;
+  readonly states: TunnelState[] = [];
+  cloudflared: CloudflaredInfo | undefined = { path: '/usr/local/bin/cloudflared', version: '2026.8.2' };
+  lastError: TunnelError | undefined;
+  private current: TunnelState = { status: 'stopped' };
+  private currentMetrics: TunnelMetrics | undefined;
+  private inflight: Promise<TunnelState> | undefined;
+
+  get state(): TunnelState {
+    return this.current;
+  }
+  get metrics(): TunnelMetrics | undefined {
+    return this.currentMetrics;
+  }
+
+  /** Set the state (fires only on change, like the real controller). */
+  setState(next: TunnelState): void {
+    if (next === this.current) return;
+    this.current = next;
+    if (next.status === 'failed') this.lastError = next.error;
+    this.states.push(next);
+    this.stateEmitter.fire(next);
+  }
+
+  setMetrics(next: TunnelMetrics | undefined): void {
+    this.currentMetrics = next;
+    this.metricsEmitter.fire(next);
+  }
+
+  start(target: TunnelTarget): Promise<TunnelState> {
+    this.startCalls.push(target);
+    const s = this.current;
+    if (isLive(s)) {
+      if (!sameTarget(s.target, target)) return Promise.reject(new TunnelBusyError(s.target, target));
+      return this.inflight ?? Promise.resolve(s);
+    }
+    const run = this.run(target);
+    this.inflight = run;
+    void run.finally(() => {
+      if (this.inflight === run) this.inflight = undefined;
+    });
+    return run;
+  }
+
+  private async run(target: TunnelTarget): Promise<TunnelState> {
+    const startedAt = Date.now();
+    this.setState({ status: 'starting', target, startedAt, pid: FAKE_PID });
+    await (this.gate ?? tick());
+    if (this.status() !== 'starting') return this.current; // stopped meanwhile
+    const outcome = this.nextOutcome;
+    if (typeof outcome === 'object') {
+      this.setState({ status: 'failed', target, error: outcome.fail });
+      return this.current;
+    }
+    this.setState({ status: 'connecting', target, startedAt, pid: FAKE_PID, url: FAKE_URL, metricsAddress: '127.0.0.1:20241' });
+    await tick();
+    if (outcome === 'connecting' || this.status() !== 'connecting') return this.current;
+    this.setState({
+      status: 'active',
+      target,
+      startedAt,
+      pid: FAKE_PID,
+      url: FAKE_URL,
+      metricsAddress: '127.0.0.1:20241',
+      connectedAt: Date.now(),
+      connections: [{ connIndex: 0, location: 'ams01', protocol: 'quic' }],
+    });
+    return this.current;
+  }
+
+  async stop(): Promise<void> {
+    this.stopCalls++;
+    const s = this.current;
+    if (s.status === 'stopped' || s.status === 'failed') return;
+    this.setState({ status: 'stopping', target: 'target' in s ? s.target : undefined, pid: FAKE_PID, ...('url' in s ? { url: s.url } : {}) });
+    await tick();
+    this.currentMetrics = undefined;
+    this.setState({ status: 'stopped' });
+  }
+
+  async restart(target?: TunnelTarget): Promise<TunnelState> {
+    const s = this.current;
+    const next = target ?? ('target' in s && s.target ? s.target : undefined);
+    await this.stop();
+    if (!next) return this.current;
+    return this.start(next);
+  }
+
+  /** Read through a call so TypeScript does not keep a narrowing across awaits. */
+  private status(): TunnelStatus {
+    return this.current.status;
+  }
+
+  snapshot(): TunnelSnapshot {
+    return snapshotOf(this.current, Date.now(), this.lastError);
+  }
+
+  /** Listeners on both emitters (leak checks). */
+  get listenerCount(): number {
+    return this.stateEmitter.listenerCount + this.metricsEmitter.listenerCount;
+  }
+}
+
+function tick(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}

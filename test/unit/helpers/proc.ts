@@ -1,0 +1,50 @@
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+
+export const REPO = path.resolve(__dirname, '..', '..', '..');
+export const FAKE_CLOUDFLARED = path.join(REPO, 'test', 'fixtures', process.platform === 'win32' ? 'cloudflared.cmd' : 'cloudflared');
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Polls until `pid` is gone (zombies are not children of ours here: a reaped child is gone). */
+export async function waitGone(pid: number, ms = 5000): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (!isAlive(pid)) return true;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return !isAlive(pid);
+}
+
+export async function waitFor<T>(fn: () => T | undefined | Promise<T | undefined>, ms = 5000, what = 'condition'): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** The fake cloudflared's own record of itself (public port etc.), written when FAKE_CLOUDFLARED_STATE_DIR is set. */
+export interface FakeState {
+  pid: number;
+  publicPort: number;
+  url: string;
+  metricsAddress?: string;
+  urlPrintedAt: number;
+}
+export function readFakeState(dir: string, pid: number): FakeState | undefined {
+  try {
+    return JSON.parse(readFileSync(path.join(dir, `${pid}.json`), 'utf8')) as FakeState;
+  } catch {
+    return undefined;
+  }
+}
