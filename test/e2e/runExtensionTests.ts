@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { format } from 'node:util';
 import {
-  REPO_ROOT, launchBrowser, markedPids, readExtHostLog, screenshot, startVsCodeServer, workbenchUrl,
+  REPO_ROOT, launchBrowser, makeRigDirs, markedPids, readExtHostLog, screenshot, startVsCodeServer, workbenchUrl,
   type BrowserSession, type VsCodeServer,
 } from './codeServer';
 
@@ -31,6 +31,12 @@ const NOISE = /^(Resolving connection token|Resolved connection token|Creating a
 
 async function main(): Promise<number> {
   const t0 = Date.now();
+  // Last resort if something hangs outside the suite's own timeout (start, navigation, cleanup):
+  // exiting runs codeServer's exit hook, which SIGKILLs every process marked with the run id.
+  setTimeout(() => {
+    console.error(`[e2e] WATCHDOG: no result after ${(TIMEOUT_MS + 120_000) / 1000}s, killing everything`);
+    process.exit(124);
+  }, TIMEOUT_MS + 120_000).unref();
   const elapsed = (): string => `${((Date.now() - t0) / 1000).toFixed(1)}s`;
   for (const f of [testsEntry, path.join(REPO_ROOT, 'dist', 'extension.js')]) {
     if (!fs.existsSync(f)) {
@@ -50,11 +56,21 @@ async function main(): Promise<number> {
     const resultsFile = path.join(REPO_ROOT, 'test-results', 'vscode-suite-results.json');
     fs.mkdirSync(path.dirname(resultsFile), { recursive: true });
     fs.rmSync(resultsFile, { force: true });
-    server = await startVsCodeServer({ env: { MCP_TUNNEL_E2E_RESULTS: resultsFile } });
+    const dirs = makeRigDirs();
+    server = await startVsCodeServer({
+      dirs,
+      // Reaches the extension host and what it spawns. Anything else the suite needs can be set in the
+      // runner's own environment: the server inherits it (HOME/XDG_* aside, which point into the rig).
+      env: {
+        MCP_TUNNEL_E2E_RESULTS: resultsFile,
+        // test/fixtures/fake-cloudflared.js writes <dir>/<pid>.json there, for the suite to read.
+        FAKE_CLOUDFLARED_STATE_DIR: process.env.FAKE_CLOUDFLARED_STATE_DIR ?? path.join(dirs.root, 'fake-cloudflared-state'),
+      },
+    });
     const workspace = process.env.E2E_WORKSPACE ?? path.join(server.dirs.root, 'workspace');
     fs.mkdirSync(workspace, { recursive: true });
 
-    browser = await launchBrowser({ profileDir: server.dirs.browserProfile });
+    browser = await launchBrowser({ profileDir: server.dirs.browserProfile, server });
     const { page } = browser;
     page.on('console', (m) => {
       browserConsole.push(`[${m.type()}] ${m.text()}`);
@@ -94,9 +110,11 @@ async function main(): Promise<number> {
       await screenshot(page, 'vscode-suite-failure').catch(() => undefined);
     }
     if (fs.existsSync(resultsFile)) summary = JSON.parse(fs.readFileSync(resultsFile, 'utf8')) as Summary;
+    const exthost = readExtHostLog(server);
+    fs.writeFileSync(path.join(REPO_ROOT, 'test-results', 'vscode-suite-remoteexthost.log'), exthost);
     if (code !== 0) {
-      const exthost = readExtHostLog(server);
-      if (exthost) console.error(`[e2e] remoteexthost.log (tail):\n${exthost.slice(-3000)}`);
+      const notable = exthost.split('\n').filter((l) => /\[error\]|mcp-tunnel/i.test(l)).slice(-30);
+      console.error(`[e2e] remote extension host log: test-results/vscode-suite-remoteexthost.log${notable.length ? `; its errors and mcp-tunnel lines:\n${notable.join('\n')}` : ''}`);
     }
   } catch (err) {
     console.error(`[e2e] ERROR: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);

@@ -26,11 +26,11 @@ async function main(): Promise<void> {
     fs.mkdirSync(workspace, { recursive: true });
     fs.writeFileSync(path.join(workspace, 'README.md'), '# e2e workspace\n');
 
-    browser = await launchBrowser({ profileDir: dirs.browserProfile });
+    browser = await launchBrowser({ profileDir: dirs.browserProfile, server });
     await openWorkbench(browser.page, server, { folder: workspace, ...(vsix ? {} : { extensionDevelopmentPath: REPO_ROOT }) });
     await waitForExtensionActivated(server, EXTENSION_ID);
     await runCommand(browser.page, 'Developer: Show Running Extensions');
-    const row = browser.page.locator('.runtime-extensions-editor .monaco-list-row').filter({ hasText: 'mcp-tunnel' }).first();
+    const row = browser.page.locator('.runtime-extensions-editor .monaco-list-row').filter({ hasText: /MCP Tunnel|mcp-tunnel\.mcp-tunnel/ }).first();
     await row.waitFor({ state: 'visible', timeout: 30_000 });
     await screenshot(browser.page, 'e2e-smoke-workbench');
     console.log(`[e2e] workbench smoke OK (${vsix ? `VSIX ${path.basename(vsix)}` : 'development path'}) in ${((Date.now() - t0) / 1000).toFixed(1)}s`);

@@ -1,0 +1,201 @@
+// Extension-host suite: the real extension in a real VS Code, against the fake cloudflared.
+// The runner gives the extension host MCP_TUNNEL_FAKE_CLOUDFLARED (the fake's path) and
+// FAKE_CLOUDFLARED_STATE_DIR (where the fake records its public port).
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { suite, suiteSetup, suiteTeardown, teardown, test } from 'mocha';
+import * as vscode from 'vscode';
+import type { MpcTunnelExtensionApi } from '../../src/extension';
+
+const EXTENSION_ID = 'mcp-tunnel.mcp-tunnel';
+const FAKE = process.env['MCP_TUNNEL_FAKE_CLOUDFLARED'] ?? path.resolve(__dirname, '..', '..', '..', 'test', 'fixtures', 'cloudflared');
+const cfg = () => vscode.workspace.getConfiguration('mcpTunnel');
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+async function waitFor<T>(fn: () => T | undefined | false, ms = 10_000, what = 'condition'): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+function request(port: number, p: string, init: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: p, method: init.method ?? 'GET', headers: init.headers, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
+    });
+    req.on('error', reject);
+    req.end(init.body);
+  });
+}
+
+suite('MCP Tunnel in VS Code', () => {
+  let api: MpcTunnelExtensionApi;
+  let origin: http.Server;
+  let originPort: number;
+  const hosts: string[] = [];
+
+  suiteSetup(async () => {
+    origin = http.createServer((req, res) => {
+      hosts.push(req.headers.host ?? '');
+      const ok = req.headers.host === `localhost:${originPort}` || req.headers.host === `127.0.0.1:${originPort}`;
+      res.writeHead(ok ? 200 : 403).end(ok ? 'hello from the origin' : 'foreign host');
+    });
+    await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
+    originPort = (origin.address() as AddressInfo).port;
+    await cfg().update('cloudflaredPath', FAKE, vscode.ConfigurationTarget.Global);
+    await cfg().update('defaultPort', originPort, vscode.ConfigurationTarget.Global);
+    await cfg().update('stopGracePeriod', 1, vscode.ConfigurationTarget.Global);
+    const ext = vscode.extensions.getExtension<MpcTunnelExtensionApi>(EXTENSION_ID);
+    assert.ok(ext, 'extension installed');
+    api = await ext.activate();
+  });
+
+  teardown(async () => {
+    await api.controller.stop();
+  });
+
+  suiteTeardown(async () => {
+    origin.closeAllConnections();
+    origin.close();
+    for (const k of ['cloudflaredPath', 'defaultPort', 'stopGracePeriod']) await cfg().update(k, undefined, vscode.ConfigurationTarget.Global);
+  });
+
+  test('activates and registers every command', async () => {
+    const all = await vscode.commands.getCommands(true);
+    const manifest = (vscode.extensions.getExtension(EXTENSION_ID)!.packageJSON as { contributes: { commands: { command: string }[] } }).contributes.commands;
+    for (const { command } of manifest) assert.ok(all.includes(command), `${command} registered`);
+    assert.equal(api.controller.state.status, 'stopped');
+    assert.equal(api.statusBarText(), '$(cloud) MCP Tunnel');
+    assert.deepEqual(api.tree.rows(), [], 'stopped: the welcome view shows instead of rows');
+  });
+
+  test('start and stop through the commands; status bar and tree follow; traffic reaches the origin', async () => {
+    const state = await vscode.commands.executeCommand<{ status: string } | undefined>('mcpTunnel.start');
+    assert.equal(state?.status, 'active', JSON.stringify(api.controller.state));
+    const snap = api.controller.snapshot();
+    assert.match(snap.url ?? '', /^https:\/\/[a-z-]+\.trycloudflare\.com$/);
+    assert.equal(snap.local_url, `http://localhost:${originPort}`);
+    const shortHost = new URL(snap.url!).hostname.replace('.trycloudflare.com', '');
+    assert.match(api.statusBarText(), new RegExp(`^\\$\\(cloud-upload\\) ${shortHost.slice(0, 10)}.* · <1m$`));
+    const rows = Object.fromEntries(api.tree.rows().map((r) => [r.id, r.description]));
+    assert.equal(rows['status'], 'Active');
+    assert.equal(rows['url'], snap.url);
+    assert.equal(rows['mcpUrl'], `${snap.url}/mcp`);
+    assert.equal(rows['local'], `http://localhost:${originPort}/mcp`);
+    assert.equal(rows['pid'], String(snap.pid));
+    assert.equal(rows['uptime'], '<1m');
+    assert.match(rows['cloudflared'] ?? '', /^2026\.8\.2 /);
+    assert.ok(alive(snap.pid!));
+
+    const fake = JSON.parse(fs.readFileSync(path.join(process.env['FAKE_CLOUDFLARED_STATE_DIR'] ?? os.tmpdir(), `${snap.pid}.json`), 'utf8')) as { publicPort: number };
+    const res = await request(fake.publicPort, '/mcp');
+    assert.equal(res.status, 200);
+    assert.equal(hosts.at(-1), `localhost:${originPort}`);
+    await waitFor(() => api.tree.rows().find((r) => r.id === 'requests'), 8000, 'metrics row');
+
+    await vscode.commands.executeCommand('mcpTunnel.copyMcpUrl');
+    assert.equal(await vscode.env.clipboard.readText(), `${snap.url}/mcp`);
+
+    await vscode.commands.executeCommand('mcpTunnel.stop');
+    assert.equal(api.controller.state.status, 'stopped');
+    assert.equal(api.statusBarText(), '$(cloud) MCP Tunnel');
+    await waitFor(() => !alive(snap.pid!), 3000, 'cloudflared to exit');
+  });
+
+  test('a failure shows in the status bar and the tree with its cause', async () => {
+    await cfg().update('cloudflaredPath', path.join(os.tmpdir(), 'no-such-dir', 'cloudflared'), vscode.ConfigurationTarget.Global);
+    try {
+      await waitFor(() => api.config().cloudflaredPath.includes('no-such-dir'), 3000, 'setting applied');
+      const state = await vscode.commands.executeCommand<{ status: string; error?: { code: string; message: string } }>('mcpTunnel.start');
+      assert.equal(state.status, 'failed');
+      assert.equal(state.error?.code, 'not-found');
+      assert.match(state.error?.message ?? '', /mcpTunnel\.cloudflaredPath/);
+      assert.equal(api.statusBarText(), '$(error) Tunnel failed');
+      assert.match(api.tree.rows().find((r) => r.id === 'error')?.description ?? '', /not found/);
+      assert.equal(await api.checkCloudflared(), undefined);
+    } finally {
+      await cfg().update('cloudflaredPath', FAKE, vscode.ConfigurationTarget.Global);
+      await waitFor(() => api.config().cloudflaredPath === FAKE, 3000, 'setting restored');
+    }
+    assert.equal((await api.checkCloudflared())?.version, '2026.8.2');
+  });
+
+  test('invalid settings: a warning naming the setting, and the default is used', async () => {
+    await cfg().update('defaultPort', 70000, vscode.ConfigurationTarget.Global);
+    await cfg().update('protocol', 'carrier-pigeon', vscode.ConfigurationTarget.Global);
+    try {
+      await waitFor(() => api.configProblems().length >= 2 || undefined, 3000, 'problems');
+      const names = api.configProblems().map((p) => p.setting);
+      assert.ok(names.includes('mcpTunnel.defaultPort'), names.join());
+      assert.ok(names.includes('mcpTunnel.protocol'), names.join());
+      assert.equal(api.config().target.port, 8002);
+      assert.equal(api.config().protocol, 'auto');
+    } finally {
+      await cfg().update('protocol', undefined, vscode.ConfigurationTarget.Global);
+      await cfg().update('defaultPort', originPort, vscode.ConfigurationTarget.Global);
+    }
+    await waitFor(() => api.config().target.port === originPort, 3000, 'port restored');
+  });
+
+  test('the MCP server definition: loopback URL with a bearer token; the SDK loads only now', async () => {
+    const def = (await api.mcp.resolveMcpServerDefinition());
+    assert.equal(def.label, 'MCP Tunnel');
+    const url = new URL(def.uri.toString());
+    assert.equal(url.hostname, '127.0.0.1');
+    const auth = def.headers['Authorization'] ?? '';
+    assert.match(auth, /^Bearer \S{32,}$/);
+    const init = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } } });
+    const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    const denied = await request(Number(url.port), url.pathname, { method: 'POST', headers, body: init });
+    assert.equal(denied.status, 401);
+    const ok = await request(Number(url.port), url.pathname, { method: 'POST', headers: { ...headers, authorization: auth }, body: init });
+    assert.equal(ok.status, 200, ok.body);
+    assert.match(ok.body, /"name":"mcp-tunnel"/);
+  });
+
+  test("VS Code's own MCP client discovers the tools; get_tunnel_status through vscode.lm.invokeTool", async function () {
+    this.timeout(60_000);
+    await waitFor(() => true, 100);
+    await vscode.commands.executeCommand('workbench.mcp.startServer', '*', { waitForLiveTools: true });
+    const tools = await waitFor(() => {
+      const t = vscode.lm.tools.filter((x) => /tunnel/.test(x.name));
+      return t.length >= 3 ? t : undefined;
+    }, 30_000, 'MCP tools in vscode.lm.tools');
+    const names = tools.map((t) => t.name).sort();
+    for (const n of ['get_tunnel_status', 'start_tunnel', 'stop_tunnel']) assert.ok(names.some((x) => x.endsWith(n)), `${n} in ${names.join()}`);
+    const status = tools.find((t) => t.name.endsWith('get_tunnel_status'))!;
+    const result = await vscode.lm.invokeTool(status.name, { input: {}, toolInvocationToken: undefined });
+    const text = result.content.map((p) => (p instanceof vscode.LanguageModelTextPart ? p.value : '')).join('');
+    assert.match(text, /"status":\s*"stopped"/);
+  });
+
+  test('deactivate stops cloudflared and leaves no process', async () => {
+    const state = await vscode.commands.executeCommand<{ status: string }>('mcpTunnel.start');
+    assert.equal(state.status, 'active');
+    const pid = api.controller.snapshot().pid!;
+    const ext = vscode.extensions.getExtension(EXTENSION_ID)!;
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const mod = require(path.join(ext.extensionPath, 'dist', 'extension.js')) as { deactivate(): Promise<void> };
+    const t0 = Date.now();
+    await mod.deactivate();
+    assert.ok(Date.now() - t0 < 5000, 'within VS Code’s deactivate deadline');
+    assert.ok(!alive(pid), 'cloudflared is gone');
+  });
+});
