@@ -101,8 +101,12 @@ describe('TunnelController + fake cloudflared (real processes)', { concurrency: 
   });
 
   it('an old cloudflared (2023.7.3) runs without --output json', async () => {
-    const { c } = make('ok', { FAKE_CLOUDFLARED_VERSION: '2023.7.3' });
-    assert.equal((await c.start(target())).status, 'active');
+    // Its own path: versions are cached per binary path and modification time.
+    const old = path.join(work, 'cloudflared-2023.7.3');
+    writeFileSync(old, `#!/bin/sh\nFAKE_CLOUDFLARED_VERSION=2023.7.3 exec '${FAKE_CLOUDFLARED}' "$@"\n`, { mode: 0o755 });
+    const { c } = make('ok', {}, { findCloudflared: () => findCloudflared({ explicitPath: old }) });
+    const s = await c.start(target());
+    assert.equal(s.status, 'active', JSON.stringify(s));
     assert.equal(c.cloudflared?.version, '2023.7.3');
   });
 
@@ -111,8 +115,8 @@ describe('TunnelController + fake cloudflared (real processes)', { concurrency: 
     ['rate-limited', {}, 'service-unavailable', /rate limiting/],
     ['service-timeout', { FAKE_CLOUDFLARED_SERVICE_TIMEOUT_MS: '300' }, 'service-unavailable', /did not give a tunnel/],
     ['quic-blocked', { FAKE_CLOUDFLARED_RETRY_MS: '100' }, 'edge-unreachable', /http2/],
-    ['exit-after-url', {}, 'exited', /exited with code 1 before connecting to the edge/],
-    ['update', {}, 'updated', /update/],
+    // The fake's exit-after-url dies as transcript 16 does: edge discovery (DNS SRV) fails after the URL.
+    ['exit-after-url', {}, 'edge-unreachable', /could not connect to Cloudflare's edge/],
   ];
   for (const [scenario, env, code, message] of failures) {
     it(`${scenario}: failed (${code}) with a message that says what to do`, async () => {
@@ -148,6 +152,15 @@ describe('TunnelController + fake cloudflared (real processes)', { concurrency: 
     const connectedAt = c.snapshot().connected_at;
     await waitFor(() => (seq().filter((x) => x === 'reconnecting').length >= 2 && c.state.status === 'active' ? true : undefined), 4000, 'two flaps');
     assert.equal(c.snapshot().connected_at, connectedAt);
+  });
+
+  it('update: cloudflared replaced itself and exited 11 → failed (updated), says to start again', async () => {
+    const { c } = make('update');
+    await c.start(target());
+    const s = await waitFor(() => (c.state.status === 'failed' ? c.state : undefined), 3000, 'failure');
+    assert.equal(s.error.code, 'updated');
+    assert.equal(s.error.exitCode, 11);
+    assert.match(s.error.message, /Start the tunnel again/);
   });
 
   it('crash while live: failed with the exit code', async () => {
