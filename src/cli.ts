@@ -174,12 +174,14 @@ async function start(argv: string[]): Promise<number> {
         break;
       case 'failed':
         process.stderr.write(`Tunnel failed: ${s.error.message}\n`);
+        if (s.restartAt) process.stderr.write(`Restarting in ${Math.max(0, Math.round((s.restartAt - Date.now()) / 1000))} s (attempt ${s.restartAttempt}); the public URL will change.\n`);
         break;
     }
   };
   controller.onDidChangeState((s) => {
     show(s);
-    if (s.status === 'failed') {
+    // A scheduled automatic restart keeps the CLI running; a final failure ends it.
+    if (s.status === 'failed' && !s.restartAt) {
       exitCode ??= 1;
       finish(1);
     }
@@ -190,6 +192,9 @@ async function start(argv: string[]): Promise<number> {
     if (!json) process.stderr.write(`\n${sig}: stopping cloudflared…\n`);
     void controller.shutdown(controller.state.status === 'stopping' ? 0 : 6000).then(() => finish(exitCode ?? 0));
   };
+  controller.onDidRestart((e) => {
+    if (!json && e.url && e.url !== e.previousUrl) out(`The tunnel restarted with a NEW URL: ${e.url} (was ${e.previousUrl ?? 'none'}).`);
+  });
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   process.on('SIGHUP', onSignal);

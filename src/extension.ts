@@ -1,7 +1,7 @@
 /** Composition root: build objects, wire events, push disposables. No logic. */
 import * as vscode from 'vscode';
 import { findCloudflared } from './core/cloudflared';
-import { TunnelController } from './core/tunnelController';
+import { DEFAULT_RESTART_POLICY, TunnelController } from './core/tunnelController';
 import type { CloudflaredInfo } from './core/tunnelState';
 import { registerCommands } from './vscode/commands';
 import { readConfig, SECTION, type ConfigProblem, type TunnelConfig } from './vscode/config';
@@ -44,8 +44,19 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
     hostHeader: config.hostHeader,
     protocol: config.protocol,
     logLevel: config.logLevel,
+    autoRestart: config.autoRestart && DEFAULT_RESTART_POLICY,
   });
   controller = ctl;
+  context.subscriptions.push(
+    ctl.onDidRestart((e) => {
+      if (e.state.status !== 'active' && e.state.status !== 'connecting') return;
+      const msg = e.url && e.url !== e.previousUrl ? `MCP Tunnel restarted after cloudflared stopped unexpectedly. The public URL changed to ${e.url}; share the new MCP URL.` : 'MCP Tunnel restarted after cloudflared stopped unexpectedly.';
+      void vscode.window.showWarningMessage(msg, 'Copy MCP URL', 'Show Log').then((a) => {
+        if (a === 'Copy MCP URL') void vscode.commands.executeCommand('mcpTunnel.copyMcpUrl');
+        if (a === 'Show Log') log.show();
+      });
+    }),
+  );
   context.subscriptions.push(ctl.onDidLog((e) => log.write(e)));
 
   // Context keys drive menus, `when` clauses and the welcome views.
@@ -96,7 +107,7 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
       const prevPath = config.cloudflaredPath;
       ({ config, problems } = readConfig());
       warn(problems);
-      ctl.updateOptions({ startTimeoutMs: config.startTimeoutMs, stopGraceMs: config.stopGraceMs, hostHeader: config.hostHeader, protocol: config.protocol, logLevel: config.logLevel });
+      ctl.updateOptions({ startTimeoutMs: config.startTimeoutMs, stopGraceMs: config.stopGraceMs, hostHeader: config.hostHeader, protocol: config.protocol, logLevel: config.logLevel, autoRestart: config.autoRestart && DEFAULT_RESTART_POLICY });
       statusBar.render();
       tree.refresh();
       if (prevPath !== config.cloudflaredPath) void checkCloudflared();

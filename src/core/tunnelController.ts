@@ -48,6 +48,28 @@ export interface TunnelControllerOptions {
   baseEnv?: NodeJS.ProcessEnv;
   /** Metrics polling period while live; 0 turns polling off. */
   metricsIntervalMs?: number;
+  /**
+   * Restart automatically after cloudflared dies unexpectedly while live (not after a failed
+   * start): exponential backoff, at most `maxRestarts` within `windowMs`. `false` turns it off.
+   */
+  autoRestart?: RestartPolicy | false;
+}
+
+export interface RestartPolicy {
+  maxRestarts: number;
+  windowMs: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+export const DEFAULT_RESTART_POLICY: RestartPolicy = { maxRestarts: 3, windowMs: 5 * 60_000, baseDelayMs: 1000, maxDelayMs: 30_000 };
+
+/** A quick tunnel's URL changes when it restarts: anyone holding the old one needs the new one. */
+export interface TunnelRestartEvent {
+  attempt: number;
+  previousUrl: string | undefined;
+  url: string | undefined;
+  state: TunnelState;
 }
 
 /** One line for the log channel: cloudflared's own lines at their level, and our events. */
@@ -104,10 +126,16 @@ export class TunnelController implements TunnelApi {
   private run: Run | undefined;
   private options: Required<Omit<TunnelControllerOptions, 'protocol' | 'baseEnv' | 'logLevel'>> & Pick<TunnelControllerOptions, 'protocol' | 'baseEnv' | 'logLevel'>;
   private disposed = false;
+  /** Times of automatic restarts, for the policy's window. */
+  private restarts: number[] = [];
+  private restartTimer: NodeJS.Timeout | undefined;
 
   private readonly _onDidChangeState = new Emitter<TunnelState>();
   private readonly _onDidChangeMetrics = new Emitter<TunnelMetrics | undefined>();
   private readonly _onDidLog = new Emitter<TunnelLogEntry>();
+  private readonly _onDidRestart = new Emitter<TunnelRestartEvent>();
+  /** An automatic restart settled (the URL usually changed). */
+  readonly onDidRestart: Event<TunnelRestartEvent> = this._onDidRestart.event;
   readonly onDidChangeState: Event<TunnelState> = this._onDidChangeState.event;
   readonly onDidChangeMetrics: Event<TunnelMetrics | undefined> = this._onDidChangeMetrics.event;
   /** cloudflared's lines and the controller's own events, for a log channel. */
@@ -120,6 +148,7 @@ export class TunnelController implements TunnelApi {
       stopGraceMs: DEFAULT_STOP_GRACE_MS,
       hostHeader: 'origin',
       metricsIntervalMs: 2000,
+      autoRestart: DEFAULT_RESTART_POLICY,
       ...options,
     };
   }
@@ -137,8 +166,8 @@ export class TunnelController implements TunnelApi {
     return this._cloudflared;
   }
   /** Listener counts of the public events (leak checks). */
-  get listenerCounts(): { state: number; metrics: number; log: number } {
-    return { state: this._onDidChangeState.listenerCount, metrics: this._onDidChangeMetrics.listenerCount, log: this._onDidLog.listenerCount };
+  get listenerCounts(): { state: number; metrics: number; log: number; restart: number } {
+    return { state: this._onDidChangeState.listenerCount, metrics: this._onDidChangeMetrics.listenerCount, log: this._onDidLog.listenerCount, restart: this._onDidRestart.listenerCount };
   }
 
   /** Settings changed: applies from the next start (a live tunnel keeps running as it is). */
@@ -157,6 +186,7 @@ export class TunnelController implements TunnelApi {
 
   start(target: TunnelTarget): Promise<TunnelState> {
     if (this.disposed) return Promise.resolve(this._state);
+    this.cancelRestart();
     const run = this.run;
     if (run && !run.stopRequested) {
       if (sameTarget(run.target, target)) return run.startSettled ? Promise.resolve(this._state) : run.startPromise;
@@ -167,6 +197,7 @@ export class TunnelController implements TunnelApi {
   }
 
   stop(): Promise<void> {
+    this.cancelRestart();
     const run = this.run;
     if (!run) {
       if (this._state.status === 'failed') this.setState({ status: 'stopped' });
@@ -212,7 +243,44 @@ export class TunnelController implements TunnelApi {
       this._onDidChangeState.dispose();
       this._onDidChangeMetrics.dispose();
       this._onDidLog.dispose();
+      this._onDidRestart.dispose();
     });
+  }
+
+  private cancelRestart(): void {
+    if (!this.restartTimer) return;
+    clearTimeout(this.restartTimer);
+    this.restartTimer = undefined;
+    if (this._state.status === 'failed' && this._state.restartAt) {
+      const { restartAt: _a, restartAttempt: _b, ...rest } = this._state;
+      this.setState(rest);
+    }
+  }
+
+  /** After an unexpected exit of a live run: schedule a restart if the policy allows one. */
+  private maybeRestart(run: Run, failed: TunnelState & { status: 'failed' }): TunnelState {
+    const policy = this.options.autoRestart;
+    if (!policy || this.disposed || !run.url) return failed;
+    const now = Date.now();
+    this.restarts = this.restarts.filter((t) => now - t < policy.windowMs);
+    if (this.restarts.length >= policy.maxRestarts) {
+      const mins = Math.round(policy.windowMs / 60_000);
+      this.log('error', `Not restarting again: ${this.restarts.length} automatic restarts in the last ${mins} minutes.`);
+      return { ...failed, error: { ...failed.error, message: `${failed.error.message} (Gave up after ${this.restarts.length} automatic restarts in ${mins} minutes.)` } };
+    }
+    const attempt = this.restarts.length + 1;
+    const delay = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
+    this.restarts.push(now);
+    this.log('warn', `Restarting the tunnel in ${Math.round(delay / 100) / 10} s (attempt ${attempt} of ${policy.maxRestarts}). A quick tunnel gets a new URL when it restarts.`);
+    const previousUrl = run.url;
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      if (this._state.status !== 'failed' || this.run) return;
+      void this.launch(run.target).then((state) => {
+        this._onDidRestart.fire({ attempt, previousUrl, url: 'url' in state ? state.url : undefined, state });
+      });
+    }, delay);
+    return { ...failed, restartAt: now + delay, restartAttempt: attempt };
   }
 
   // ---- internals ---------------------------------------------------------------------------
@@ -499,6 +567,8 @@ export class TunnelController implements TunnelApi {
       const err = error ?? run.failure ?? this.describeExit(run, code, signal);
       if (!error && !run.failure) this.log('error', err.message);
       next = { status: 'failed', target: run.target, error: err };
+      // Only a run that got as far as a URL restarts: a failed start would just fail again.
+      if (wasCurrent && !run.failure && run.startSettled && run.url) next = this.maybeRestart(run, next);
     }
     if (wasCurrent) this.setState(next);
     run.settleStart(wasCurrent ? this._state : next);

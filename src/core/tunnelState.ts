@@ -97,6 +97,10 @@ export interface FailedState {
   status: 'failed';
   target?: TunnelTarget;
   error: TunnelError;
+  /** Set while an automatic restart is scheduled (epoch ms). */
+  restartAt?: number;
+  /** Which automatic restart that will be (1-based). */
+  restartAttempt?: number;
 }
 
 export type TunnelState =
@@ -158,6 +162,8 @@ export interface TunnelSnapshot {
   edge_locations: string[];
   metrics_address: string | null;
   last_error: { code: TunnelErrorCode; message: string; exit_code: number | null; signal: string | null } | null;
+  /** When an automatic restart is due, while one is scheduled. */
+  restart_at: string | null;
 }
 
 export function snapshotOf(s: TunnelState, now = Date.now(), lastError?: TunnelError): TunnelSnapshot {
@@ -180,6 +186,7 @@ export function snapshotOf(s: TunnelState, now = Date.now(), lastError?: TunnelE
     edge_locations: locations,
     metrics_address: ('metricsAddress' in s && s.metricsAddress) || null,
     last_error: err ? { code: err.code, message: err.message, exit_code: err.exitCode ?? null, signal: err.signal ?? null } : null,
+    restart_at: s.status === 'failed' && s.restartAt ? new Date(s.restartAt).toISOString() : null,
   };
 }
 

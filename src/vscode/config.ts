@@ -15,6 +15,7 @@ export interface TunnelConfig {
   protocol: EdgeProtocol;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   mcpConfirmStart: boolean;
+  autoRestart: boolean;
   mcpAllowedHosts: string[];
 }
 
@@ -73,6 +74,7 @@ export function readConfig(cfg: vscode.WorkspaceConfiguration = vscode.workspace
       hostHeader: pick('hostHeader', (v) => oneOf(v, ['origin', 'public'] as const), 'origin', '"origin" or "public"'),
       protocol: pick('protocol', (v) => oneOf(v, ['auto', 'quic', 'http2'] as const), 'auto', '"auto", "quic" or "http2"'),
       logLevel: pick('logLevel', (v) => oneOf(v, ['debug', 'info', 'warn', 'error'] as const), 'info', 'one of debug, info, warn, error'),
+      autoRestart: pick('autoRestart', (v) => (typeof v === 'boolean' ? v : undefined), true, 'true or false'),
       mcpConfirmStart: pick('mcp.confirmStart', (v) => (typeof v === 'boolean' ? v : undefined), true, 'true or false'),
       mcpAllowedHosts: allowedHosts,
     },

@@ -63,7 +63,7 @@ export class TunnelStatusBar implements vscode.Disposable {
         label = 'MCP Tunnel: stopping';
         break;
       case 'failed':
-        item.text = '$(error) Tunnel failed';
+        item.text = s.restartAt ? '$(sync~spin) Tunnel: restarting…' : '$(error) Tunnel failed';
         item.backgroundColor = new vscode.ThemeColor('statusBarItem.errorBackground');
         label = `MCP Tunnel failed: ${s.error.message}`;
         break;

@@ -324,4 +324,94 @@ describe('TunnelController (fake process)', () => {
     assert.equal(states.filter((s) => s.status === 'active').length, 1);
     await Promise.all([c.stop(), flush()]);
   });
+
+  describe('automatic restart', () => {
+    async function liveThenCrash(c: TunnelController, procs: FakeProcess[], n: number, url: string) {
+      const p = await spawned(procs, n);
+      p.banner(url);
+      p.register();
+      await flush();
+      assert.equal(c.state.status, 'active');
+      p.log('Serve tunnel error error="connection reset"', 'ERR');
+      p.exit(1);
+      await flush();
+      return p;
+    }
+
+    it('an unexpected exit while live: failed with the cause, then a restart after the backoff; the new URL is announced', async () => {
+      const { c, procs, seq } = make({ autoRestart: { maxRestarts: 3, windowMs: 300_000, baseDelayMs: 1000, maxDelayMs: 30_000 } });
+      const restarts: { previousUrl?: string; url?: string; attempt: number }[] = [];
+      c.onDidRestart((e) => restarts.push(e));
+      void c.start(TARGET);
+      await liveThenCrash(c, procs, 1, 'https://first-words-of-url.trycloudflare.com');
+      const failed = c.state;
+      assert.equal(failed.status, 'failed');
+      assert.equal(failed.status === 'failed' && failed.restartAttempt, 1);
+      assert.ok(c.snapshot().restart_at);
+      mock.timers.tick(999);
+      await flush();
+      assert.equal(procs.length, 1, 'not before the backoff');
+      mock.timers.tick(1);
+      const p2 = await spawned(procs, 2);
+      p2.banner('https://second-words-of-url.trycloudflare.com');
+      p2.register();
+      await flush();
+      assert.equal(c.state.status, 'active');
+      assert.deepEqual(restarts.map((r) => [r.attempt, r.previousUrl, r.url]), [[1, 'https://first-words-of-url.trycloudflare.com', 'https://second-words-of-url.trycloudflare.com']]);
+      assert.deepEqual(seq().slice(4), ['reconnecting', 'failed', 'starting', 'starting', 'connecting', 'active']);
+      await Promise.all([c.stop(), flush()]);
+    });
+
+    it('backoff doubles, and it gives up after maxRestarts within the window', async () => {
+      const { c, procs } = make({ autoRestart: { maxRestarts: 2, windowMs: 300_000, baseDelayMs: 1000, maxDelayMs: 30_000 } });
+      void c.start(TARGET);
+      await liveThenCrash(c, procs, 1, 'https://a-a-a-a.trycloudflare.com');
+      mock.timers.tick(1000);
+      await liveThenCrash(c, procs, 2, 'https://b-b-b-b.trycloudflare.com');
+      const s = c.state;
+      assert.equal(s.status === 'failed' && s.restartAttempt, 2);
+      mock.timers.tick(1999);
+      await flush();
+      assert.equal(procs.length, 2);
+      mock.timers.tick(1);
+      await liveThenCrash(c, procs, 3, 'https://c-c-c-c.trycloudflare.com');
+      const last = c.state;
+      assert.equal(last.status, 'failed');
+      assert.equal(last.status === 'failed' && last.restartAt, undefined);
+      assert.match(last.status === 'failed' ? last.error.message : '', /Gave up after 2 automatic restarts/);
+      mock.timers.tick(60_000);
+      await flush();
+      assert.equal(procs.length, 3, 'no further restart');
+    });
+
+    it('stop during the backoff cancels the restart', async () => {
+      const { c, procs } = make();
+      void c.start(TARGET);
+      await liveThenCrash(c, procs, 1, 'https://a-a-a-a.trycloudflare.com');
+      await c.stop();
+      assert.equal(c.state.status, 'stopped');
+      mock.timers.tick(60_000);
+      await flush();
+      assert.equal(procs.length, 1);
+    });
+
+    it('a failed start does not restart (it would only fail again), nor does autoRestart: false', async () => {
+      const { c, procs } = make();
+      const started = c.start(TARGET);
+      const p = await spawned(procs);
+      p.raw('failed to request quick Tunnel: Post "https://api.trycloudflare.com/tunnel": dial tcp: no such host\n');
+      p.exit(1);
+      await started;
+      mock.timers.tick(60_000);
+      await flush();
+      assert.equal(procs.length, 1);
+      const off = make({ autoRestart: false });
+      void off.c.start(TARGET);
+      await liveThenCrash(off.c, off.procs, 1, 'https://a-a-a-a.trycloudflare.com');
+      mock.timers.tick(60_000);
+      await flush();
+      assert.equal(off.procs.length, 1);
+      assert.equal(off.c.state.status === 'failed' && off.c.state.restartAt, undefined);
+    });
+  });
 });
