@@ -8,6 +8,7 @@ import { findCloudflared, type EdgeProtocol, type HostHeaderMode } from './core/
 import { defaultStateDir } from './core/paths';
 import { validateTarget } from './core/target';
 import { TunnelController } from './core/tunnelController';
+import { loadMcpModule } from './mcpModule';
 import { DEFAULT_TARGET, joinUrl, localUrlOf, snapshotOf, type TunnelState } from './core/tunnelState';
 
 const VERSION = process.env['MCP_TUNNEL_VERSION'] ?? '0.1.0';
@@ -85,7 +86,7 @@ async function mcp(argv: string[]): Promise<number> {
   });
   const controller = makeController(values);
   await controller.reapOrphans();
-  const mod = await import('./mcp/index');
+  const mod = loadMcpModule();
   const serverOptions = { version: VERSION, allowedHosts: values['allow-host'] ?? [] };
   const done = new Promise<void>((resolve) => {
     for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sig, () => resolve());
@@ -231,7 +232,14 @@ async function main(argv: string[]): Promise<number> {
 }
 
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => {
+    // Not process.exit() at once: the controller deletes the run record (and its config file) of
+    // the cloudflared it just stopped asynchronously, and an immediate exit cut that off, leaving
+    // a stale run-*.json behind after every clean stop. Let pending I/O finish; the unref'd timer
+    // still ends the process if some handle would keep it alive.
+    process.exitCode = code;
+    setTimeout(() => process.exit(code), 2000).unref();
+  },
   // parseArgs' own errors (unknown option, missing value) are usage errors: exit 2.
   (err: unknown) => fail(err instanceof Error ? err.message : String(err), (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ? 2 : 1),
 );

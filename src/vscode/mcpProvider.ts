@@ -2,22 +2,14 @@
  * Hands VS Code's MCP client one HTTP server, "MCP Tunnel", on the same controller as the UI.
  * The SDK and zod live in `dist/mcp.js`, loaded on the first resolve, not at activation.
  */
-import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { joinUrl, localUrlOf, type TunnelApi, type TunnelTarget } from '../core/tunnelState';
-import type * as McpModule from '../mcp/index';
+import { loadMcpModule, type McpModule } from '../mcpModule';
 import type { TunnelConfig } from './config';
 import type { TunnelLog } from './log';
 
 export const PROVIDER_ID = 'mcpTunnel';
 export const SERVER_LABEL = 'MCP Tunnel';
-
-/** Loads the MCP room from its own bundle (kept out of extension.js by esbuild: a computed require). */
-export function loadMcpModule(): typeof McpModule {
-  const file = path.join(__dirname, 'mcp.js');
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return require(file) as typeof McpModule;
-}
 
 export class TunnelMcpProvider implements vscode.McpServerDefinitionProvider<vscode.McpHttpServerDefinition>, vscode.Disposable {
   private readonly _onDidChange = new vscode.EventEmitter<void>();
