@@ -2,11 +2,12 @@
 import * as vscode from 'vscode';
 import { findCloudflared } from './core/cloudflared';
 import { DEFAULT_RESTART_POLICY, TunnelController } from './core/tunnelController';
-import type { CloudflaredInfo } from './core/tunnelState';
+import { isLive, joinUrl, type CloudflaredInfo } from './core/tunnelState';
 import { registerCommands } from './vscode/commands';
 import { readConfig, SECTION, type ConfigProblem, type TunnelConfig } from './vscode/config';
 import { TunnelLog } from './vscode/log';
 import { PROVIDER_ID, TunnelMcpProvider } from './vscode/mcpProvider';
+import { QrPanel } from './vscode/qrView';
 import { TunnelStatusBar } from './vscode/statusBar';
 import { TunnelTreeProvider } from './vscode/tunnelTree';
 
@@ -95,7 +96,11 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
   tree.onFirstVisible = () => void checkCloudflared();
   const treeView = vscode.window.createTreeView('mcpTunnel.status', { treeDataProvider: tree });
   context.subscriptions.push(statusBar, tree, treeView, log);
-  context.subscriptions.push(...registerCommands({ controller: ctl, log, defaultTarget: () => config.target, recheckCloudflared: async () => void (await checkCloudflared()) }));
+  const qr = new QrPanel();
+  context.subscriptions.push(qr, ctl.onDidChangeState((s) => qr.update(isLive(s) && 'url' in s ? joinUrl(s.url, s.target.path) : undefined, 'The tunnel URL changed.')));
+  context.subscriptions.push(
+    ...registerCommands({ controller: ctl, log, defaultTarget: () => config.target, recheckCloudflared: async () => void (await checkCloudflared()), qr, shareSecret: () => undefined }),
+  );
 
   const version = (context.extension.packageJSON as { version?: string }).version ?? '0.0.0';
   const mcp = new TunnelMcpProvider(ctl, version, () => config, log);

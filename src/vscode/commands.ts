@@ -5,6 +5,8 @@ import { isLive, type TunnelState, type TunnelTarget } from '../core/tunnelState
 import type { TunnelController } from '../core/tunnelController';
 import type { TunnelLog } from './log';
 import type { TunnelTreeRow } from './tunnelTree';
+import { CLIENT_KINDS, clientConfig, mcpUrlFor } from '../core/clientConfigs';
+import type { QrPanel } from './qrView';
 import { askTarget, locateCloudflared, runStart } from './ui';
 
 export const enum CommandId {
@@ -21,6 +23,8 @@ export const enum CommandId {
   InstallCloudflared = 'mcpTunnel.installCloudflared',
   CopyItem = 'mcpTunnel.copyItem',
   OpenItem = 'mcpTunnel.openItem',
+  CopyClientConfig = 'mcpTunnel.copyClientConfig',
+  ShowQr = 'mcpTunnel.showQr',
 }
 
 export interface CommandDeps {
@@ -29,6 +33,9 @@ export interface CommandDeps {
   defaultTarget: () => TunnelTarget;
   /** Re-check cloudflared after the path changed (updates the welcome view). */
   recheckCloudflared: () => Promise<void>;
+  qr: QrPanel;
+  /** The access gate's share secret while the tunnel is in secret mode. */
+  shareSecret: () => string | undefined;
 }
 
 async function copy(text: string | null | undefined, what: string): Promise<void> {
@@ -72,8 +79,34 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
     [CommandId.OpenItem]: async (row: TunnelTreeRow) => {
       if (row?.value) await vscode.env.openExternal(vscode.Uri.parse(row.value));
     },
+    [CommandId.CopyClientConfig]: async () => {
+      const input = shareInput(deps);
+      if (!input) return void vscode.window.showWarningMessage('No public URL yet: start the tunnel first.');
+      const picked = await vscode.window.showQuickPick(
+        CLIENT_KINDS.map((k) => ({ ...clientConfig(k, input), description: '' })).map((c) => ({ label: c.label, detail: c.detail, config: c })),
+        { title: 'Copy MCP Client Config', placeHolder: 'Which client will connect to the tunnel?' },
+      );
+      if (!picked) return;
+      await vscode.env.clipboard.writeText(picked.config.text);
+      vscode.window.setStatusBarMessage(`$(check) Copied the ${picked.label} config`, 3000);
+      return picked.config.kind;
+    },
+    [CommandId.ShowQr]: () => {
+      const input = shareInput(deps);
+      if (!input) return void vscode.window.showWarningMessage('No public URL yet: start the tunnel first.');
+      const url = mcpUrlFor(input, true);
+      deps.qr.show(url, input.secret ? 'Scan to get the MCP URL (it includes the share secret: show it only to people you trust).' : 'Scan to get the public MCP URL. Anyone with it can reach your local server while the tunnel runs.');
+      return url;
+    },
   };
   return Object.entries(handlers).map(([id, fn]) => vscode.commands.registerCommand(id, fn as (...args: unknown[]) => unknown));
+}
+
+function shareInput(deps: CommandDeps): { url: string; path: string; secret?: string } | undefined {
+  const s = deps.controller.state;
+  if (!('url' in s) || !s.url || !('target' in s) || !s.target) return undefined;
+  const secret = deps.shareSecret();
+  return { url: s.url, path: s.target.path, ...(secret ? { secret } : {}) };
 }
 
 /** The status bar's click: the actions that fit the state. */
@@ -90,6 +123,8 @@ async function showActions(deps: CommandDeps): Promise<void> {
     items.push({ label: '$(copy) Copy MCP URL', description: deps.controller.snapshot().mcp_url ?? '', command: CommandId.CopyMcpUrl });
     items.push({ label: '$(copy) Copy Public URL', description: s.url, command: CommandId.CopyUrl });
     items.push({ label: '$(link-external) Open Public URL', command: CommandId.OpenUrl });
+    items.push({ label: '$(json) Copy MCP Client Config…', description: 'VS Code, Claude Code, Claude Desktop, Cursor', command: CommandId.CopyClientConfig });
+    items.push({ label: '$(device-mobile) Show QR Code', command: CommandId.ShowQr });
   }
   if (isLive(s) || s.status === 'failed') items.push({ label: '$(debug-restart) Restart Tunnel', command: CommandId.Restart });
   if (isLive(s)) items.push({ label: '$(debug-stop) Stop Tunnel', command: CommandId.Stop });
