@@ -7,7 +7,8 @@ import { parseArgs } from 'node:util';
 import { findCloudflared, type EdgeProtocol, type HostHeaderMode } from './core/cloudflared';
 import { defaultStateDir } from './core/paths';
 import { validateTarget } from './core/target';
-import { TunnelController } from './core/tunnelController';
+import { readFile } from 'node:fs/promises';
+import { TunnelController, type NamedTunnel } from './core/tunnelController';
 import { loadMcpModule } from './mcpModule';
 import { DEFAULT_TARGET, joinUrl, localUrlOf, snapshotOf, type TunnelState } from './core/tunnelState';
 
@@ -30,6 +31,10 @@ Options for start:
   --host-header M      origin (the server sees its own host:port, default) | public
   --timeout S          seconds to wait for the tunnel       (default 45)
   --json               one JSON object per state change instead of text
+  --named              run a named tunnel (stable hostname) instead of a quick tunnel
+  --hostname H         with --named: the hostname routed to the tunnel
+  --token-file F       with --named: file holding the tunnel token
+                       (else the CLOUDFLARED_TUNNEL_TOKEN variable; never a flag)
 
 Options for mcp:
   --cloudflared, --protocol, --host-header, --timeout as for start
@@ -48,6 +53,9 @@ function fail(message: string, code = 2): never {
 
 interface EngineFlags {
   cloudflared?: string | undefined;
+  named?: boolean | undefined;
+  hostname?: string | undefined;
+  'token-file'?: string | undefined;
   protocol?: string | undefined;
   'host-header'?: string | undefined;
   timeout?: string | undefined;
@@ -55,6 +63,9 @@ interface EngineFlags {
 
 const ENGINE_OPTIONS = {
   cloudflared: { type: 'string' },
+  named: { type: 'boolean' },
+  hostname: { type: 'string' },
+  'token-file': { type: 'string' },
   protocol: { type: 'string' },
   'host-header': { type: 'string' },
   timeout: { type: 'string' },
@@ -74,7 +85,18 @@ function makeController(values: EngineFlags): TunnelController {
     startTimeoutMs: timeoutS * 1000,
     hostHeader: hostHeader as HostHeaderMode,
     protocol: protocol as EdgeProtocol,
+    ...(values.named ? { named: namedTunnel(values) } : {}),
   });
+}
+
+/** Named tunnel: the token from CLOUDFLARED_TUNNEL_TOKEN or --token-file (never a flag: argv is public). */
+function namedTunnel(values: EngineFlags): NamedTunnel {
+  if (!values.hostname) fail('--named needs --hostname (the hostname you routed to the tunnel in Cloudflare).');
+  const file = values['token-file'];
+  return {
+    hostname: values.hostname,
+    token: async () => (file ? (await readFile(file, 'utf8')).trim() : process.env['CLOUDFLARED_TUNNEL_TOKEN']),
+  };
 }
 
 async function mcp(argv: string[]): Promise<number> {
@@ -155,7 +177,7 @@ async function start(argv: string[]): Promise<number> {
         out(s.pid ? `Starting cloudflared (PID ${s.pid}) for ${joinUrl(localUrlOf(s.target), s.target.path)}…` : `Looking for cloudflared…`);
         break;
       case 'connecting':
-        out(`Got ${s.url}; waiting for Cloudflare's edge to connect…`);
+        out(`cloudflared (PID ${s.pid}) got ${s.url}; waiting for Cloudflare's edge to connect…`);
         break;
       case 'active':
         out(`Tunnel active (edge ${s.connections.map((c) => c.location ?? '?').join(', ')}).`);

@@ -3,7 +3,7 @@ import * as vscode from 'vscode';
 import { findCloudflared } from './core/cloudflared';
 import { DEFAULT_RESTART_POLICY, TunnelController } from './core/tunnelController';
 import { isLive, joinUrl, type CloudflaredInfo } from './core/tunnelState';
-import { registerCommands } from './vscode/commands';
+import { registerCommands, TUNNEL_TOKEN_KEY } from './vscode/commands';
 import { readConfig, SECTION, type ConfigProblem, type TunnelConfig } from './vscode/config';
 import { TunnelLog } from './vscode/log';
 import { PROVIDER_ID, TunnelMcpProvider } from './vscode/mcpProvider';
@@ -37,6 +37,8 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
   warn(problems);
 
   const settingName = 'the setting `mcpTunnel.cloudflaredPath`';
+  const namedTunnel = () =>
+    config.tunnelMode === 'named' ? { hostname: config.namedHostname, token: () => Promise.resolve(context.secrets.get(TUNNEL_TOKEN_KEY)) } : undefined;
   const ctl = new TunnelController({
     findCloudflared: () => findCloudflared({ ...(config.cloudflaredPath ? { explicitPath: config.cloudflaredPath } : {}), settingName }),
     stateDir: context.globalStorageUri.fsPath,
@@ -46,6 +48,7 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
     protocol: config.protocol,
     logLevel: config.logLevel,
     autoRestart: config.autoRestart && DEFAULT_RESTART_POLICY,
+    named: namedTunnel(),
   });
   controller = ctl;
   context.subscriptions.push(
@@ -99,7 +102,7 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
   const qr = new QrPanel();
   context.subscriptions.push(qr, ctl.onDidChangeState((s) => qr.update(isLive(s) && 'url' in s ? joinUrl(s.url, s.target.path) : undefined, 'The tunnel URL changed.')));
   context.subscriptions.push(
-    ...registerCommands({ controller: ctl, log, defaultTarget: () => config.target, recheckCloudflared: async () => void (await checkCloudflared()), qr, shareSecret: () => undefined }),
+    ...registerCommands({ controller: ctl, log, defaultTarget: () => config.target, recheckCloudflared: async () => void (await checkCloudflared()), qr, shareSecret: () => undefined, secrets: context.secrets }),
   );
 
   const version = (context.extension.packageJSON as { version?: string }).version ?? '0.0.0';
@@ -112,7 +115,7 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
       const prevPath = config.cloudflaredPath;
       ({ config, problems } = readConfig());
       warn(problems);
-      ctl.updateOptions({ startTimeoutMs: config.startTimeoutMs, stopGraceMs: config.stopGraceMs, hostHeader: config.hostHeader, protocol: config.protocol, logLevel: config.logLevel, autoRestart: config.autoRestart && DEFAULT_RESTART_POLICY });
+      ctl.updateOptions({ startTimeoutMs: config.startTimeoutMs, stopGraceMs: config.stopGraceMs, hostHeader: config.hostHeader, protocol: config.protocol, logLevel: config.logLevel, autoRestart: config.autoRestart && DEFAULT_RESTART_POLICY, named: namedTunnel() });
       statusBar.render();
       tree.refresh();
       if (prevPath !== config.cloudflaredPath) void checkCloudflared();

@@ -179,6 +179,11 @@ export interface RunOptions {
   logLevel?: 'debug' | 'info' | 'warn' | 'error';
   /** Address the origin is reached at, when it differs from the target (e.g. the access gate). */
   originUrl?: string;
+  /**
+   * A named tunnel (`tunnel run`) instead of a quick one. The token goes to the child through
+   * its environment (`TUNNEL_TOKEN`), never argv: any local user can read a process's argv.
+   */
+  named?: { token: string };
   baseEnv?: NodeJS.ProcessEnv;
 }
 
@@ -224,5 +229,10 @@ export function buildRun(o: RunOptions): RunSpec {
   if (o.protocol && o.protocol !== 'auto') args.push('--protocol', o.protocol);
   if (o.logLevel && o.logLevel !== 'info') args.push('--loglevel', o.logLevel);
   args.push('--url', origin);
-  return { command: o.cloudflared.path, args, env: childEnv(o.baseEnv), json };
+  const env = childEnv(o.baseEnv);
+  if (o.named) {
+    args.push('run');
+    env['TUNNEL_TOKEN'] = o.named.token;
+  }
+  return { command: o.cloudflared.path, args, env, json };
 }

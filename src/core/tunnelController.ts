@@ -49,6 +49,11 @@ export interface TunnelControllerOptions {
   /** Metrics polling period while live; 0 turns polling off. */
   metricsIntervalMs?: number;
   /**
+   * Run a named tunnel (stable hostname routed to it in Cloudflare) instead of a quick tunnel.
+   * The token is read at each start and never appears in argv or logs.
+   */
+  named?: NamedTunnel | undefined;
+  /**
    * Restart automatically after cloudflared dies unexpectedly while live (not after a failed
    * start): exponential backoff, at most `maxRestarts` within `windowMs`. `false` turns it off.
    */
@@ -60,6 +65,13 @@ export interface RestartPolicy {
   windowMs: number;
   baseDelayMs: number;
   maxDelayMs: number;
+}
+
+export interface NamedTunnel {
+  /** The hostname routed to the tunnel in Cloudflare, e.g. `mcp.example.com`. */
+  hostname: string;
+  /** The tunnel token (from SecretStorage, an environment variable or a file). */
+  token: () => Promise<string | undefined>;
 }
 
 export const DEFAULT_RESTART_POLICY: RestartPolicy = { maxRestarts: 3, windowMs: 5 * 60_000, baseDelayMs: 1000, maxDelayMs: 30_000 };
@@ -124,11 +136,13 @@ export class TunnelController implements TunnelApi {
   private _lastError: TunnelError | undefined;
   private _cloudflared: CloudflaredInfo | undefined;
   private run: Run | undefined;
-  private options: Required<Omit<TunnelControllerOptions, 'protocol' | 'baseEnv' | 'logLevel'>> & Pick<TunnelControllerOptions, 'protocol' | 'baseEnv' | 'logLevel'>;
+  private options: Required<Omit<TunnelControllerOptions, 'protocol' | 'baseEnv' | 'logLevel' | 'named'>> & Pick<TunnelControllerOptions, 'protocol' | 'baseEnv' | 'logLevel' | 'named'>;
   private disposed = false;
   /** Times of automatic restarts, for the policy's window. */
   private restarts: number[] = [];
   private restartTimer: NodeJS.Timeout | undefined;
+  /** Bumped by every stop(): a start queued behind a stop gives way to a later stop. */
+  private stopGeneration = 0;
 
   private readonly _onDidChangeState = new Emitter<TunnelState>();
   private readonly _onDidChangeMetrics = new Emitter<TunnelMetrics | undefined>();
@@ -192,11 +206,15 @@ export class TunnelController implements TunnelApi {
       if (sameTarget(run.target, target)) return run.startSettled ? Promise.resolve(this._state) : run.startPromise;
       return Promise.reject(new TunnelBusyError(run.target, target));
     }
-    if (run?.stopPromise) return run.stopPromise.then(() => this.start(target));
+    if (run?.stopPromise) {
+      const generation = this.stopGeneration;
+      return run.stopPromise.then((): Promise<TunnelState> | TunnelState => (generation === this.stopGeneration ? this.start(target) : { status: 'stopped' }));
+    }
     return this.launch({ ...target });
   }
 
   stop(): Promise<void> {
+    this.stopGeneration++;
     this.cancelRestart();
     const run = this.run;
     if (!run) {
@@ -215,7 +233,11 @@ export class TunnelController implements TunnelApi {
   async restart(target?: TunnelTarget): Promise<TunnelState> {
     const next = target ?? this.run?.target ?? ('target' in this._state ? this._state.target : undefined);
     if (!next) throw new Error('Nothing to restart: no tunnel has been started yet.');
-    await this.stop();
+    const stopped = this.stop();
+    const generation = this.stopGeneration;
+    await stopped;
+    // A stop() issued while this one was in flight wins over the restart (like a start it cancels).
+    if (generation !== this.stopGeneration) return { status: 'stopped' };
     return this.start(next);
   }
 
@@ -322,7 +344,7 @@ export class TunnelController implements TunnelApi {
     };
     run.markExited = markExited;
     this.run = run;
-    this.log('info', `Starting a quick tunnel to ${target.host}:${target.port}.`);
+    this.log('info', `Starting a ${this.options.named ? `named tunnel (${this.options.named.hostname})` : 'quick tunnel'} to ${target.host}:${target.port}.`);
     this.setState({ status: 'starting', target, startedAt: run.startedAt });
     run.startTimer = setTimeout(() => this.onStartTimeout(run), this.options.startTimeoutMs);
     void this.spawnRun(run);
@@ -342,6 +364,28 @@ export class TunnelController implements TunnelApi {
       return;
     }
     if (run.stopRequested) return this.endRun(run, null, null);
+    let named: { token: string } | undefined;
+    if (this.options.named) {
+      const hostname = this.options.named.hostname.trim().replace(/^https?:\/\//, '').replace(/\/.*$/, '');
+      let token: string | undefined;
+      try {
+        token = (await this.options.named.token())?.trim();
+      } catch (err) {
+        this.log('warn', `Could not read the tunnel token: ${(err as Error).message}`);
+      }
+      if (!token || !hostname) {
+        return this.endRun(run, null, null, {
+          code: 'no-token',
+          message: !token
+            ? 'The named tunnel has no token. Set it with "MCP Tunnel: Set Tunnel Token…" (CLI: the CLOUDFLARED_TUNNEL_TOKEN variable or --token-file), or switch back to a quick tunnel.'
+            : 'The named tunnel has no hostname. Set mcpTunnel.namedTunnel.hostname (CLI: --hostname) to the hostname you routed to the tunnel in Cloudflare.',
+          lastLines: [],
+        });
+      }
+      named = { token };
+      run.url = `https://${hostname}`;
+      if (run.stopRequested) return this.endRun(run, null, null);
+    }
     const { stateDir } = this.options;
     run.configPath = path.join(stateDir, `config-${run.id}.yml`);
     try {
@@ -364,6 +408,7 @@ export class TunnelController implements TunnelApi {
       ...(this.options.protocol ? { protocol: this.options.protocol } : {}),
       ...(this.options.logLevel ? { logLevel: this.options.logLevel } : {}),
       ...(this.options.baseEnv ? { baseEnv: this.options.baseEnv } : {}),
+      ...(named ? { named } : {}),
     });
     this.log('debug', `Running ${spec.command} ${spec.args.join(' ')}`);
     let proc: SpawnedProcess;
@@ -388,7 +433,7 @@ export class TunnelController implements TunnelApi {
     proc.stdout?.on('end', () => this.onParsed(run, outParser.end()));
     if (!run.pid) return;
     if (run.stopRequested) this.terminate(run);
-    else if (this.run === run && this._state.status === 'starting') this.setState({ status: 'starting', target: run.target, startedAt: run.startedAt, pid: run.pid });
+    else if (this.run === run && this._state.status === 'starting') this.setState(this.liveState(run));
     try {
       await writeRunRecord(stateDir, { id: run.id, pid: run.pid, configPath: run.configPath, ownerPid: process.pid, startedAt: run.startedAt, binary: info.path });
       if (run.ended) await removeRun(stateDir, run.id);

@@ -27,7 +27,8 @@ export type TunnelErrorCode =
   | 'updated' // cloudflared auto-updated itself and exited (11/10)
   | 'timeout' // no URL before the start timeout
   | 'exited' // any other unexpected exit
-  | 'invalid-target'; // bad port/host/path
+  | 'invalid-target' // bad port/host/path
+  | 'no-token'; // named tunnel without a token or hostname
 
 export interface TunnelError {
   code: TunnelErrorCode;

@@ -216,7 +216,9 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
     },
     async (): Promise<CallToolResult> => {
       const before = controller.state;
-      if (before.status === 'stopped' || before.status === 'failed') {
+      // A failed tunnel with an automatic restart due is about to run again: stopping cancels that.
+      const restartDue = before.status === 'failed' && before.restartAt !== undefined;
+      if (before.status === 'stopped' || (before.status === 'failed' && !restartDue)) {
         return structuredResult<StopOutput>({ status: before.status, message: 'No tunnel was running; nothing to stop.' });
       }
       const url = 'url' in before ? before.url : undefined;
@@ -230,7 +232,12 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
       log('info', `stop_tunnel -> ${after.status}`);
       return structuredResult<StopOutput>({
         status: after.status,
-        message: after.status === 'stopped' ? `Tunnel stopped${url ? `; ${url} no longer works` : ''}.` : `Stop requested; the tunnel is now ${after.status}.`,
+        message:
+          after.status === 'stopped'
+            ? restartDue
+              ? 'The automatic restart of the failed tunnel was cancelled; it stays stopped.'
+              : `Tunnel stopped${url ? `; ${url} no longer works` : ''}.`
+            : `Stop requested; the tunnel is now ${after.status}.`,
       });
     },
   );

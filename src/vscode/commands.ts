@@ -24,6 +24,8 @@ export const enum CommandId {
   CopyItem = 'mcpTunnel.copyItem',
   OpenItem = 'mcpTunnel.openItem',
   CopyClientConfig = 'mcpTunnel.copyClientConfig',
+  SetTunnelToken = 'mcpTunnel.setTunnelToken',
+  ClearTunnelToken = 'mcpTunnel.clearTunnelToken',
   ShowQr = 'mcpTunnel.showQr',
 }
 
@@ -36,7 +38,10 @@ export interface CommandDeps {
   qr: QrPanel;
   /** The access gate's share secret while the tunnel is in secret mode. */
   shareSecret: () => string | undefined;
+  secrets: vscode.SecretStorage;
 }
+
+export const TUNNEL_TOKEN_KEY = 'mcpTunnel.namedTunnel.token';
 
 async function copy(text: string | null | undefined, what: string): Promise<void> {
   if (!text) {
@@ -90,6 +95,24 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
       await vscode.env.clipboard.writeText(picked.config.text);
       vscode.window.setStatusBarMessage(`$(check) Copied the ${picked.label} config`, 3000);
       return picked.config.kind;
+    },
+    [CommandId.SetTunnelToken]: async () => {
+      const token = await vscode.window.showInputBox({
+        title: 'Set Tunnel Token',
+        prompt: 'The token of your named Cloudflare Tunnel (Zero Trust dashboard → Networks → Tunnels, or `cloudflared tunnel token <name>`). Kept in VS Code secret storage.',
+        password: true,
+        ignoreFocusOut: true,
+        validateInput: (v) => (/^[A-Za-z0-9+/=_-]{40,}$/.test(v.trim()) ? undefined : 'That does not look like a tunnel token (a long base64 string).'),
+      });
+      if (!token) return;
+      await deps.secrets.store(TUNNEL_TOKEN_KEY, token.trim());
+      log.info('Tunnel token saved in secret storage.');
+      vscode.window.setStatusBarMessage('$(check) Tunnel token saved', 3000);
+    },
+    [CommandId.ClearTunnelToken]: async () => {
+      await deps.secrets.delete(TUNNEL_TOKEN_KEY);
+      log.info('Tunnel token removed from secret storage.');
+      vscode.window.setStatusBarMessage('$(check) Tunnel token removed', 3000);
     },
     [CommandId.ShowQr]: () => {
       const input = shareInput(deps);

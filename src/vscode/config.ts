@@ -16,6 +16,8 @@ export interface TunnelConfig {
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   mcpConfirmStart: boolean;
   autoRestart: boolean;
+  tunnelMode: 'quick' | 'named';
+  namedHostname: string;
   mcpAllowedHosts: string[];
 }
 
@@ -74,6 +76,8 @@ export function readConfig(cfg: vscode.WorkspaceConfiguration = vscode.workspace
       hostHeader: pick('hostHeader', (v) => oneOf(v, ['origin', 'public'] as const), 'origin', '"origin" or "public"'),
       protocol: pick('protocol', (v) => oneOf(v, ['auto', 'quic', 'http2'] as const), 'auto', '"auto", "quic" or "http2"'),
       logLevel: pick('logLevel', (v) => oneOf(v, ['debug', 'info', 'warn', 'error'] as const), 'info', 'one of debug, info, warn, error'),
+      tunnelMode: pick('tunnelMode', (v) => oneOf(v, ['quick', 'named'] as const), 'quick', '"quick" or "named"'),
+      namedHostname: pick('namedTunnel.hostname', (v) => (typeof v === 'string' && /^[a-z0-9.-]*$/i.test(v.trim().replace(/^https?:\/\//, '').replace(/\/$/, '')) ? v.trim() : undefined), '', 'a host name such as mcp.example.com'),
       autoRestart: pick('autoRestart', (v) => (typeof v === 'boolean' ? v : undefined), true, 'true or false'),
       mcpConfirmStart: pick('mcp.confirmStart', (v) => (typeof v === 'boolean' ? v : undefined), true, 'true or false'),
       mcpAllowedHosts: allowedHosts,

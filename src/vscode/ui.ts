@@ -86,6 +86,9 @@ export function showFailure(deps: CommandDeps, error: TunnelError, target: Tunne
     case 'edge-unreachable':
       actions.push('Use HTTP/2 and Retry', 'Show Log');
       break;
+    case 'no-token':
+      actions.push('Set Tunnel Token…', 'Open Settings');
+      break;
     default:
       actions.push('Retry', 'Show Log');
   }
@@ -100,6 +103,12 @@ export function showFailure(deps: CommandDeps, error: TunnelError, target: Tunne
       case 'Use HTTP/2 and Retry':
         await vscode.workspace.getConfiguration('mcpTunnel').update('protocol', 'http2', vscode.ConfigurationTarget.Global);
         await runStart(deps, target, false);
+        break;
+      case 'Set Tunnel Token…':
+        await vscode.commands.executeCommand('mcpTunnel.setTunnelToken');
+        break;
+      case 'Open Settings':
+        await vscode.commands.executeCommand('workbench.action.openSettings', 'mcpTunnel.namedTunnel');
         break;
       case 'Retry':
         await runStart(deps, target, false);

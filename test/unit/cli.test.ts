@@ -1,10 +1,10 @@
 /** The CLI `start` against the fake cloudflared: output, exit codes, Ctrl+C, orphans after SIGKILL. */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import { reapOrphans } from '../../src/core/orphans';
 import { get, startStrictOrigin, type Origin } from '../fixtures/origins';
 import { FAKE_CLOUDFLARED, REPO, isAlive, readFakeState, waitFor, waitGone } from './helpers/proc';
@@ -20,11 +20,14 @@ interface Run {
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
+const children: ChildProcess[] = [];
+
 function cli(args: string[], env: Record<string, string> = {}): Run {
   const child = spawn(process.execPath, [CLI, ...args], {
     env: { ...process.env, MCP_TUNNEL_STATE_DIR: path.join(work, 'state'), FAKE_CLOUDFLARED_STATE_DIR: work, HOME: work, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  children.push(child);
   let out = '';
   let err = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -37,6 +40,10 @@ describe('mcp-tunnel CLI', { concurrency: false }, () => {
   before(async () => {
     work = mkdtempSync(path.join(tmpdir(), 'mcpt-cli-'));
     origin = await startStrictOrigin();
+  });
+  afterEach(() => {
+    // A failed assertion must not leave a CLI (and its cloudflared) running: SIGINT stops both.
+    for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGINT');
   });
   after(async () => {
     await origin.close();
@@ -56,6 +63,20 @@ describe('mcp-tunnel CLI', { concurrency: false }, () => {
     assert.equal(code, 0, r.err());
     assert.match(r.out(), /Stopped\./);
     assert.ok(await waitGone(pid, 1000), 'cloudflared is gone after Ctrl+C');
+  });
+
+  it('--named: a stable hostname, the token from a file (not in argv)', async () => {
+    const token = Buffer.from(JSON.stringify({ a: 'acct', t: '6ff42ae2-765d-4adf-8112-31c55c1551ef', s: 'c2VjcmV0' })).toString('base64');
+    const tokenFile = path.join(work, 'token');
+    writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
+    const r = cli(['start', '--named', '--hostname', 'mcp.example.com', '--token-file', tokenFile, '--port', String(origin.port), '--cloudflared', FAKE_CLOUDFLARED]);
+    await waitFor(() => (/Public MCP URL:\s+https:\/\/mcp\.example\.com\/mcp/.test(r.out()) ? true : undefined), 8000, 'named URL');
+    const pid = Number(/PID (\d+)/.exec(r.out())?.[1]);
+    assert.ok(!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(token));
+    assert.ok(!r.out().includes(token) && !r.err().includes(token));
+    r.child.kill('SIGINT');
+    assert.equal((await r.exit).code, 0);
+    assert.ok(await waitGone(pid, 1000));
   });
 
   it('--json: one JSON object per state change', async () => {

@@ -212,6 +212,35 @@ describe('TunnelController + fake cloudflared (real processes)', { concurrency: 
     assert.match(s.status === 'failed' ? s.error.message : '', /chmod \+x/);
   });
 
+  it('named tunnel: `tunnel run` with the token in the environment, never in argv, logs or state', async () => {
+    const token = Buffer.from(JSON.stringify({ a: 'acct0123456789', t: '6ff42ae2-765d-4adf-8112-31c55c1551ef', s: 'c2VjcmV0LXNlY3JldC1zZWNyZXQ=' })).toString('base64');
+    const { c, states } = make('ok', {}, { named: { hostname: 'mcp.example.com', token: () => Promise.resolve(token) } });
+    const logs: string[] = [];
+    c.onDidLog((e) => logs.push(e.message));
+    const s = await c.start(target());
+    assert.equal(s.status, 'active', JSON.stringify(s));
+    const snap = c.snapshot();
+    assert.equal(snap.url, 'https://mcp.example.com');
+    assert.equal(snap.mcp_url, 'https://mcp.example.com/mcp');
+    const { readFileSync } = await import('node:fs');
+    const cmdline = readFileSync(`/proc/${snap.pid}/cmdline`, 'utf8').split('\0');
+    assert.ok(cmdline.includes('run'), cmdline.join(' '));
+    assert.ok(!cmdline.some((a) => a.includes(token) || a.includes('acct0123456789')), 'token not in argv');
+    const environ = readFileSync(`/proc/${snap.pid}/environ`, 'utf8');
+    assert.ok(environ.includes(`TUNNEL_TOKEN=${token}`), 'token passed through the environment');
+    assert.ok(!logs.some((l) => l.includes(token)), 'token not in logs');
+    assert.ok(!JSON.stringify(states).includes(token) && !JSON.stringify(snap).includes(token), 'token not in state');
+    const fake = await waitFor(() => readFakeState(work, snap.pid!), 3000, 'fake state');
+    assert.equal((await get(fake.publicPort, '/mcp')).status, 200);
+  });
+
+  it('named tunnel without a token: failed (no-token) naming the fix, no process', async () => {
+    const { c } = make('ok', {}, { named: { hostname: 'mcp.example.com', token: () => Promise.resolve(undefined) } });
+    const s = await c.start(target());
+    assert.equal(s.status === 'failed' && s.error.code, 'no-token');
+    assert.match(s.status === 'failed' ? s.error.message : '', /Set Tunnel Token/);
+  });
+
   it('orphans: a run recorded by a dead owner is verified by its command line and ended', async () => {
     const { c } = make('ok');
     assert.equal((await c.start(target())).status, 'active');
