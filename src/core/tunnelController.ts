@@ -597,7 +597,8 @@ export class TunnelController implements TunnelApi {
     if (run.startTimer) clearTimeout(run.startTimer);
     if (run.killTimer) clearTimeout(run.killTimer);
     run.poller?.dispose();
-    void removeRun(this.options.stateDir, run.id).catch(() => undefined);
+    // stop() resolves once the run record is gone too, so a host that exits right after leaves nothing.
+    const removed = removeRun(this.options.stateDir, run.id).catch(() => undefined);
     const wasCurrent = this.run === run;
     if (wasCurrent) this.run = undefined;
     if (wasCurrent && this._metrics) {
@@ -617,7 +618,7 @@ export class TunnelController implements TunnelApi {
     }
     if (wasCurrent) this.setState(next);
     run.settleStart(wasCurrent ? this._state : next);
-    run.markExited();
+    void removed.then(() => run.markExited());
   }
 
   private describeExit(run: Run, code: number | null, signal: NodeJS.Signals | null): TunnelError {
