@@ -4,6 +4,22 @@ import { formatResponses, formatUptime, msUntilNextUptimeChange, shortHost } fro
 import { joinUrl, localUrlOf, type TunnelApi, type TunnelState, type TunnelTarget } from '../core/tunnelState';
 import { CommandId } from './commands';
 
+/**
+ * The host as the status bar shows it: `<words>` of `<words>.trycloudflare.com`, cut after a whole word
+ * (`completely-meadow-bridges…`) rather than in the middle of two (`completely-mea…dges-seasonal`).
+ */
+export function statusHost(url: string, max = 28): string {
+  const host = shortHost(url, Number.MAX_SAFE_INTEGER);
+  if (host.length <= max) return host;
+  const words = host.split('-');
+  let out = words[0] ?? host;
+  for (const w of words.slice(1)) {
+    if (out.length + 1 + w.length > max - 1) break;
+    out += `-${w}`;
+  }
+  return out.length <= max - 1 ? `${out}…` : shortHost(url, max);
+}
+
 export class TunnelStatusBar implements vscode.Disposable {
   private readonly item: vscode.StatusBarItem;
   private readonly subs: vscode.Disposable[] = [];
@@ -49,7 +65,7 @@ export class TunnelStatusBar implements vscode.Disposable {
         break;
       case 'active': {
         const up = formatUptime((Date.now() - s.connectedAt) / 1000);
-        item.text = `$(cloud-upload) ${shortHost(s.url)} · ${up}`;
+        item.text = `$(cloud-upload) ${statusHost(s.url)} · ${up}`;
         label = `MCP Tunnel active at ${shortHost(s.url, 64)}, up ${up}`;
         break;
       }

@@ -92,7 +92,9 @@ export function showFailure(deps: CommandDeps, error: TunnelError, target: Tunne
     default:
       actions.push('Retry', 'Show Log');
   }
-  void vscode.window.showErrorMessage(`MCP Tunnel: ${error.message}`, ...actions).then(async (a) => {
+  // Notifications render no Markdown code spans: show `brew install cloudflared` as "brew install cloudflared".
+  const message = error.message.replace(/`([^`]+)`/g, '"$1"');
+  void vscode.window.showErrorMessage(`MCP Tunnel: ${message}`, ...actions).then(async (a) => {
     switch (a) {
       case 'Install cloudflared':
         await vscode.env.openExternal(vscode.Uri.parse(INSTALL_URL));

@@ -131,7 +131,11 @@ function rigEnv(dirs: RigDirs, runId: string, extra: Record<string, string | und
 }
 
 export interface StartOptions {
-  /** Extra env for the server, extension host and its children (e.g. PATH with a fake cloudflared). PATH given here replaces the default. */
+  /**
+   * Extra env for the server, extension host and its children (e.g. PATH with a fake cloudflared). PATH given here replaces the default.
+   * Note: the server resolves the extension host's environment from a login shell (`$SHELL -ilc env`), whose
+   * /etc/profile resets PATH; add `VSCODE_CLI: '1'` to skip that, so a PATH given here reaches the extension host.
+   */
   env?: Record<string, string | undefined>;
   /** Merged over DEFAULT_SETTINGS. */
   settings?: Record<string, unknown>;
@@ -144,6 +148,12 @@ export interface StartOptions {
   /** Echo server stdout/stderr live (also with E2E_VERBOSE=1). Always kept in `<root>/server.log`. */
   verbose?: boolean;
   readyTimeoutMs?: number;
+  /**
+   * Pass `--enable-smoke-test-driver` (default true; the extension-test payload route needs it). With it on,
+   * the workbench shows no notification toasts (they only reach the notification center): turn it off for
+   * browser tests that look at notifications.
+   */
+  smokeTestDriver?: boolean;
 }
 
 export interface VsCodeServer {
@@ -255,7 +265,7 @@ export async function startVsCodeServer(opts: StartOptions = {}): Promise<VsCode
     '--port', String(port),
     '--without-connection-token',
     '--accept-server-license-terms',
-    '--enable-smoke-test-driver',
+    ...(opts.smokeTestDriver === false ? [] : ['--enable-smoke-test-driver']),
     '--disable-telemetry',
     '--disable-update-check',
     '--disable-workspace-trust',

@@ -1,0 +1,840 @@
+// Browser end-to-end test of the packaged extension, the way a user sees it: real VS Code (the
+// server inside code-server, Node 24) in headless Debian Chromium, driven with playwright-core.
+//
+//   node --import tsx test/e2e/browser.e2e.ts [--vsix mcp-tunnel.vsix] [--only 1,3] [--update-docs]
+//
+// Scenarios (run in the order 1, 3, 2: 1 and 3 share one server; 2 needs a server with another PATH):
+//   1  user path: stopped status bar item and welcome view → Start Tunnel from the palette (progress
+//      notification) → status bar host + uptime, tree rows, tooltip, actions quick pick → Copy MCP URL
+//      (clipboard) → HTTP through the fake's public port reaches the origin → Stop; the PID is gone.
+//   3  VS Code's own MCP client: MCP: List Servers → MCP Tunnel → Start Server → "Discovered N tools";
+//      then a helper extension (test/e2e/helper-extension) calls start_tunnel / get_tunnel_status /
+//      stop_tunnel through vscode.lm.invokeTool: VS Code's confirmation, our consent modal, the status bar.
+//   2  cloudflared missing (a second server, PATH without the fake): the install-guidance welcome view,
+//      then Start → an error notification naming the fix.
+// Screenshots: test-results/e2e-*.png. --update-docs copies the README ones to docs/screenshots/.
+// Without --vsix the VSIX is built first (esbuild --production + vsce) in a temp copy of the repo, so
+// dist/ of the checkout is left alone. Env: E2E_TIMEOUT_MS (whole run, default 480000), E2E_KEEP=1,
+// E2E_VERBOSE=1. Needs `bash scripts/e2e-setup.sh` first. Exit code 0 only if every scenario passed.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { build } from 'esbuild';
+import type { Locator, Page } from 'playwright-core';
+import {
+  NODE24, REPO_ROOT, RESULTS_DIR, installVsix, launchBrowser, makeRigDirs, markedPids, openWorkbench, readExtHostLog,
+  runCommand, startVsCodeServer, waitForExtensionActivated, type BrowserSession, type VsCodeServer,
+} from './codeServer';
+
+const EXTENSION_ID = 'mcp-tunnel.mcp-tunnel';
+const HELPER_DIR = path.join(REPO_ROOT, 'test', 'e2e', 'helper-extension');
+const FIXTURES = path.join(REPO_ROOT, 'test', 'fixtures');
+const DOCS_SCREENSHOTS = path.join(REPO_ROOT, 'docs', 'screenshots');
+const TIMEOUT_MS = Number(process.env.E2E_TIMEOUT_MS ?? 480_000);
+/** Generous: the machine has 2 cores and other test runs share it. */
+const UI_TIMEOUT = 45_000;
+
+/** test-results screenshot → docs/screenshots name (README). */
+const DOCS_PICKS: Record<string, string> = {
+  'e2e-03-active-view': 'active.png',
+  'e2e-21-cloudflared-missing': 'cloudflared-missing.png',
+  'e2e-04-tooltip': 'tooltip.png',
+  'e2e-05-actions': 'actions.png',
+  'e2e-32-mcp-tools-discovered': 'mcp-server.png',
+  'e2e-34-agent-consent': 'agent-consent.png',
+};
+
+const log = (msg: string): void => console.log(`[e2e] ${msg}`);
+let scenarioT0 = Date.now();
+const since = (): string => `+${((Date.now() - scenarioT0) / 1000).toFixed(1)}s`;
+
+/** Screenshot into test-results/<name>.png, logged with the time into the scenario. */
+async function shot(page: Page, name: string): Promise<void> {
+  fs.mkdirSync(RESULTS_DIR, { recursive: true });
+  await page.screenshot({ path: path.join(RESULTS_DIR, `${name}.png`) });
+  log(`${since()} screenshot test-results/${name}.png`);
+}
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+// ------------------------------------------------------------------------------------------------
+// Small helpers
+// ------------------------------------------------------------------------------------------------
+
+/** Poll `fn` (every 200 ms) until it returns a truthy value; throws with `what` after `timeoutMs`. */
+async function waitUntil<T>(fn: () => Promise<T | undefined | false | null> | T | undefined | false | null, what: string, timeoutMs = UI_TIMEOUT): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  let lastErr: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      lastErr = err;
+    }
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? ` (last error: ${lastErr instanceof Error ? lastErr.message : JSON.stringify(lastErr)})` : ''}`);
+    await sleep(200);
+  }
+}
+
+function check(cond: unknown, message: string): asserts cond {
+  if (!cond) throw new Error(`check failed: ${message}`);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function run(cmd: string, args: string[], cwd: string): void {
+  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', timeout: 180_000, env: { ...process.env, npm_config_update_notifier: 'false' } });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status ?? r.signal ?? r.error?.message}):\n${r.stdout}${r.stderr}`);
+}
+
+const VSCE = path.join(REPO_ROOT, 'node_modules', '.bin', 'vsce');
+
+/** `node esbuild.mjs --production && vsce package --no-dependencies` in a temp copy of the repo (dist/ here is not touched). */
+function buildVsix(workDir: string): string {
+  const src = path.join(workDir, 'ext');
+  fs.mkdirSync(src, { recursive: true });
+  const skip = new Set(['node_modules', '.git', '.e2e', 'test-results', 'out', 'dist', 'docs', 'test']);
+  for (const e of fs.readdirSync(REPO_ROOT)) {
+    if (skip.has(e) || e.endsWith('.vsix')) continue;
+    fs.cpSync(path.join(REPO_ROOT, e), path.join(src, e), { recursive: true });
+  }
+  fs.symlinkSync(path.join(REPO_ROOT, 'node_modules'), path.join(src, 'node_modules'), 'dir');
+  const out = path.join(workDir, 'mcp-tunnel.vsix');
+  run(process.execPath, ['esbuild.mjs', '--production'], src);
+  run(VSCE, ['package', '--no-dependencies', '-o', out], src);
+  return out;
+}
+
+/** The helper extension: extension.ts bundled to extension.js next to its package.json, packaged with vsce. */
+async function buildHelperVsix(workDir: string): Promise<string> {
+  const dir = path.join(workDir, 'helper');
+  fs.mkdirSync(dir, { recursive: true });
+  for (const f of ['package.json', 'LICENSE']) fs.copyFileSync(path.join(HELPER_DIR, f), path.join(dir, f));
+  await build({
+    entryPoints: [path.join(HELPER_DIR, 'extension.ts')],
+    outfile: path.join(dir, 'extension.js'),
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    external: ['vscode'],
+    logLevel: 'warning',
+  });
+  const out = path.join(workDir, 'mcp-tunnel-e2e-helper.vsix');
+  run(VSCE, ['package', '--no-dependencies', '-o', out], dir);
+  return out;
+}
+
+interface Origin {
+  port: number;
+  requests: { method: string; url: string; host: string }[];
+  close(): Promise<void>;
+}
+
+/** The local "MCP server" the tunnel exposes: answers every request, remembers what reached it. */
+async function startOrigin(): Promise<Origin> {
+  const requests: Origin['requests'] = [];
+  const handler: http.RequestListener = (req, res) => {
+    requests.push({ method: req.method ?? '', url: req.url ?? '', host: req.headers.host ?? '' });
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ origin: 'e2e', path: req.url }));
+  };
+  const v4 = http.createServer(handler);
+  await new Promise<void>((r) => v4.listen(0, '127.0.0.1', r));
+  const { port } = v4.address() as AddressInfo;
+  // The target host is `localhost`: answer on ::1 as well, whichever address it resolves to first.
+  const v6 = http.createServer(handler);
+  const v6ok = await new Promise<boolean>((r) => {
+    v6.once('error', () => r(false));
+    v6.listen(port, '::1', () => r(true));
+  });
+  const close = (s: http.Server) => new Promise<void>((r) => {
+    s.closeAllConnections();
+    s.close(() => r());
+  });
+  return { port, requests, close: async () => void (await Promise.all([close(v4), v6ok ? close(v6) : Promise.resolve()])) };
+}
+
+function httpGet(port: number, urlPath: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: urlPath, agent: false, timeout: 15_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
+// ------------------------------------------------------------------------------------------------
+// Workbench helpers
+// ------------------------------------------------------------------------------------------------
+
+/** Our status bar item (id = <extension id>.<item id>). */
+const statusItem = (page: Page): Locator => page.locator(`[id="${EXTENSION_ID}.mcpTunnel.status"]`);
+
+async function statusText(page: Page): Promise<string> {
+  return (await statusItem(page).innerText()).trim();
+}
+
+async function waitForStatus(page: Page, re: RegExp, what: string, timeoutMs = UI_TIMEOUT): Promise<string> {
+  return waitUntil(async () => {
+    const t = await statusText(page).catch(() => '');
+    return re.test(t) ? t : undefined;
+  }, `status bar ${what} (${re})`, timeoutMs);
+}
+
+const STOPPED = /^MCP Tunnel$/;
+const ACTIVE = /^\S+ · (<1m|\d+m)$/;
+
+/** Open the MCP Tunnel view from the activity bar (a click on an already open one would close it). */
+async function openTunnelView(page: Page): Promise<Locator> {
+  const action = page.locator('.activitybar .action-item').filter({ has: page.locator('a[aria-label^="MCP Tunnel"]') }).first();
+  await action.waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  if (!/\bchecked\b/.test((await action.getAttribute('class')) ?? '')) await action.locator('a').click();
+  const sidebar = page.locator('#workbench\\.parts\\.sidebar');
+  await sidebar.locator('.pane-header, .title').filter({ hasText: /Tunnel/ }).first().waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  return sidebar;
+}
+
+/** Drag the sidebar's edge so long URLs fit (what a user does to read them). */
+async function widenSidebar(page: Page, width: number): Promise<void> {
+  const box = await page.locator('#workbench\\.parts\\.sidebar').boundingBox();
+  if (!box || box.width >= width) return;
+  const x = box.x + box.width + 1;
+  const y = box.y + box.height / 2;
+  const sash = page.locator('.monaco-sash.vertical').filter({ visible: true });
+  // The sash sits on the sidebar's right edge; drag it from there.
+  const n = await sash.count();
+  for (let i = 0; i < n; i++) {
+    const b = await sash.nth(i).boundingBox();
+    if (b && Math.abs(b.x + b.width / 2 - x) < 6) {
+      await page.mouse.move(b.x + b.width / 2, y);
+      await page.mouse.down();
+      await page.mouse.move(b.x + b.width / 2 + (width - box.width), y, { steps: 8 });
+      await page.mouse.up();
+      await page.mouse.move(900, 300); // off the sash, or it stays highlighted
+      return;
+    }
+  }
+  log(`(could not find the sidebar sash to widen it to ${width}px)`);
+}
+
+/**
+ * The status bar names the tunnel by its host: `<words>` of `<words>.trycloudflare.com`, whole or shortened
+ * with an ellipsis (at the end or in the middle), always starting with its first word; then ` · <uptime>`.
+ */
+function statusShowsHost(bar: string, url: string, uptime = /<1m/): boolean {
+  const host = new URL(url).hostname.replace(/\.trycloudflare\.com$/, '');
+  const m = /^(.+) · (\S+)$/.exec(bar);
+  if (!m || !uptime.test(m[2])) return false;
+  const shown = m[1];
+  const [head = '', tail = ''] = shown.split('…');
+  return host.startsWith(head) && host.endsWith(tail) && head.startsWith(host.split('-')[0]) && (shown === host || shown.includes('…'));
+}
+
+/** Tree rows as label → description, from each row's accessible label "<label>: <description>". */
+async function treeRows(sidebar: Locator): Promise<Map<string, string>> {
+  const list = sidebar.locator('.monaco-list-row');
+  const rows = new Map<string, string>();
+  const n = await list.count();
+  for (let k = 0; k < n; k++) {
+    const l = (await list.nth(k).getAttribute('aria-label', { timeout: 5000 }).catch(() => null)) ?? '';
+    const i = l.indexOf(': ');
+    if (i > 0) rows.set(l.slice(0, i), l.slice(i + 2));
+  }
+  return rows;
+}
+
+/** Wait until an element stops moving (toasts and hovers slide in). */
+async function waitStable(loc: Locator, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  let prev = '';
+  while (Date.now() < end) {
+    const b = await loc.boundingBox().catch(() => null);
+    const cur = b ? `${Math.round(b.x)},${Math.round(b.y)},${Math.round(b.width)},${Math.round(b.height)}` : '';
+    if (cur && cur === prev) return;
+    prev = cur;
+    await sleep(150);
+  }
+}
+
+/** The message line of a notification toast. */
+async function toastMessage(t: Locator): Promise<string> {
+  return (await t.locator('.notification-list-item-message').first().innerText().catch(() => t.innerText())).trim();
+}
+
+/** Name of the channel the Output view shows (its select box). */
+async function outputChannelName(page: Page): Promise<string> {
+  return page.locator('#workbench\\.parts\\.panel select[aria-label="Switch Output"]').first().inputValue({ timeout: 2000 }).catch(() => '');
+}
+
+const toast = (page: Page, text: string | RegExp): Locator => page.locator('.notifications-toasts .notification-toast').filter({ hasText: text }).first();
+const dialog = (page: Page, text: string | RegExp): Locator => page.locator('.monaco-dialog-box').filter({ hasText: text }).first();
+
+async function clickDialogButton(box: Locator, label: RegExp): Promise<string> {
+  const button = box.locator('.dialog-buttons .monaco-button').filter({ hasText: label }).first();
+  await button.waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  const text = (await button.innerText()).trim();
+  await button.click();
+  await box.waitFor({ state: 'hidden', timeout: UI_TIMEOUT });
+  return text;
+}
+
+/** Close whatever a failed step may have left open (quick input, hover, dialog). */
+async function settle(page: Page): Promise<void> {
+  for (let i = 0; i < 3; i++) await page.keyboard.press('Escape').catch(() => undefined);
+  await page.mouse.move(700, 400).catch(() => undefined);
+}
+
+async function clearNotifications(page: Page): Promise<void> {
+  if (!(await page.locator('.notifications-toasts .notification-toast').first().isVisible().catch(() => false))) return;
+  await runCommand(page, 'Notifications: Clear All Notifications', 10_000).catch(() => settle(page));
+}
+
+/**
+ * Like runCommand, for a command that opens a quick pick of its own (the palette's widget is reused,
+ * so waiting for it to close would only time out): returns once the palette's input no longer starts with '>'.
+ */
+async function runCommandOpeningPick(page: Page, title: string): Promise<void> {
+  const input = page.locator('.quick-input-widget .quick-input-box input');
+  await page.keyboard.press('F1');
+  await input.waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  await input.fill(`>${title}`);
+  const row = page.locator('.quick-input-list .monaco-list-row').filter({ has: page.locator('.label-name', { hasText: new RegExp(`^${title.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) }) }).first();
+  await row.waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  await row.click();
+  await waitUntil(async () => !(await input.inputValue().catch(() => '>')).startsWith('>'), `the quick pick of "${title}"`);
+}
+
+/** Pick the row whose label is exactly `label` in the open quick pick. */
+async function pickQuickItem(page: Page, label: string | RegExp): Promise<void> {
+  const re = typeof label === 'string' ? new RegExp(`^${label.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) : label;
+  const row = page.locator('.quick-input-widget .quick-input-list .monaco-list-row').filter({ has: page.locator('.label-name', { hasText: re }) }).first();
+  await row.waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  await row.click();
+}
+
+// ------------------------------------------------------------------------------------------------
+// The rig
+// ------------------------------------------------------------------------------------------------
+
+interface Ctx {
+  origin: Origin;
+  vsix: string;
+  helperVsix: string;
+  browser?: BrowserSession;
+  serverA?: VsCodeServer;
+  pageA?: Page;
+  stateDirA: string;
+  toolResults: string;
+  serverB?: VsCodeServer;
+  cleanups: (() => Promise<void> | void)[];
+}
+
+const BASE_SETTINGS: Record<string, unknown> = {
+  'workbench.colorTheme': 'Default Dark Modern',
+  // MCP: List Servers and vscode.lm tools belong to VS Code's AI features (the rig turns them off).
+  'chat.disableAIFeatures': false,
+  // VS Code would otherwise "forward" every port cloudflared (and anything else here) opens.
+  'remote.autoForwardPorts': false,
+  'workbench.tips.enabled': false,
+  // No fade/slide animations: screenshots show what is there, not a frame of a transition.
+  'workbench.reduceMotion': 'on',
+};
+
+async function startServerWith(ctx: Ctx, name: string, env: Record<string, string>, settings: Record<string, unknown>): Promise<VsCodeServer> {
+  const dirs = makeRigDirs(`mcp-tunnel-e2e-${name}-`);
+  installVsix(ctx.vsix, dirs);
+  installVsix(ctx.helperVsix, dirs);
+  const server = await startVsCodeServer({
+    dirs,
+    // Toasts (progress, errors) are part of what we test: the smoke-test driver would hide them.
+    smokeTestDriver: false,
+    // VSCODE_CLI=1: keep the environment given here (the server would otherwise take PATH from a login shell).
+    env: { VSCODE_CLI: '1', ...env },
+    settings: { ...BASE_SETTINGS, ...settings },
+  });
+  ctx.cleanups.push(() => server.stop());
+  return server;
+}
+
+async function openWorkbenchFor(ctx: Ctx, server: VsCodeServer): Promise<Page> {
+  if (!ctx.browser) {
+    ctx.browser = await launchBrowser({ viewport: { width: 1400, height: 900 } });
+    const b = ctx.browser;
+    ctx.cleanups.push(() => b.close());
+  }
+  await ctx.browser.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.origin });
+  const page = await ctx.browser.context.newPage();
+  if (process.env.E2E_VERBOSE === '1') page.on('console', (m) => console.log(`[browser:${m.type()}] ${m.text()}`));
+  const workspace = path.join(server.dirs.root, 'workspace');
+  fs.mkdirSync(workspace, { recursive: true });
+  fs.writeFileSync(path.join(workspace, 'README.md'), '# e2e workspace\n');
+  await openWorkbench(page, server, { folder: workspace });
+  await waitForExtensionActivated(server, EXTENSION_ID, 90_000);
+  await waitForStatus(page, STOPPED, 'stopped item', 60_000);
+  // Let the workbench's own "Activating Extensions..." progress clear (cosmetic, for the screenshots).
+  await page.locator('#workbench\\.parts\\.statusbar .statusbar-item').filter({ hasText: /Activating Extensions/ }).first()
+    .waitFor({ state: 'hidden', timeout: 30_000 }).catch(() => undefined);
+  return page;
+}
+
+async function serverA(ctx: Ctx): Promise<{ server: VsCodeServer; page: Page }> {
+  if (!ctx.serverA) {
+    ctx.serverA = await startServerWith(ctx, 'a', {
+      PATH: `${FIXTURES}${path.delimiter}${path.dirname(NODE24)}${path.delimiter}${process.env.PATH ?? ''}`,
+      FAKE_CLOUDFLARED_STATE_DIR: ctx.stateDirA,
+      // Slow enough for the progress notification to be seen, fast enough not to matter.
+      FAKE_CLOUDFLARED_URL_DELAY_MS: '1500',
+      FAKE_CLOUDFLARED_REGISTER_DELAY_MS: '1500',
+      MCP_TUNNEL_E2E_ORIGIN_PORT: String(ctx.origin.port),
+      MCP_TUNNEL_E2E_TOOL_RESULTS: ctx.toolResults,
+    }, { 'mcpTunnel.defaultPort': ctx.origin.port });
+  }
+  if (!ctx.pageA) ctx.pageA = await openWorkbenchFor(ctx, ctx.serverA);
+  return { server: ctx.serverA, page: ctx.pageA };
+}
+
+// ------------------------------------------------------------------------------------------------
+// Scenarios
+// ------------------------------------------------------------------------------------------------
+
+async function scenarioUserPath(ctx: Ctx): Promise<string[]> {
+  const notes: string[] = [];
+  const { page } = await serverA(ctx);
+
+  // Stopped: status bar item and the welcome view.
+  check(STOPPED.test(await statusText(page)), `status bar shows the stopped item, got "${await statusText(page)}"`);
+  const sidebar = await openTunnelView(page);
+  const welcome = sidebar.locator('.welcome-view-content').filter({ hasText: 'No tunnel is running' }).first();
+  await welcome.waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  await welcome.locator('.monaco-button', { hasText: /^Start Tunnel$/ }).first().waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  await widenSidebar(page, 560);
+  await page.locator('#workbench\\.parts\\.statusbar .statusbar-item').filter({ hasText: /Activating Extensions/ }).first()
+    .waitFor({ state: 'hidden', timeout: 20_000 }).catch(() => undefined);
+  await shot(page, 'e2e-01-stopped');
+
+  // Start from the palette: progress notification (best effort: it may be quick), then active.
+  await runCommand(page, 'MCP Tunnel: Start Tunnel');
+  const progress = toast(page, /Starting a tunnel|Looking for cloudflared|Asking Cloudflare|connecting to the edge/);
+  const seen = await Promise.race([
+    progress.waitFor({ state: 'visible', timeout: 20_000 }).then(() => true, () => false),
+    waitForStatus(page, ACTIVE, 'active').then(() => false),
+  ]);
+  if (seen) {
+    await waitStable(progress, 1000);
+    await shot(page, 'e2e-02-starting');
+    notes.push(`progress: "${await toastMessage(progress).catch(() => '?')}"`);
+  } else {
+    notes.push('progress notification not caught (start was too quick)');
+  }
+  const active = await waitForStatus(page, ACTIVE, 'public host · uptime', 60_000);
+  check(/· <1m$/.test(active), `status bar uptime "<1m", got "${active}"`);
+
+  // Tree rows.
+  const rows = await waitUntil(async () => {
+    const r = await treeRows(sidebar);
+    return r.get('Status') === 'Active' && r.has('Uptime') && r.has('cloudflared') ? r : undefined;
+  }, 'tree rows of the active tunnel');
+  const url = rows.get('Public URL') ?? '';
+  const mcpUrl = rows.get('Public MCP URL') ?? '';
+  check(/^https:\/\/[a-z0-9-]+\.trycloudflare\.com$/.test(url), `Public URL row, got "${url}"`);
+  check(mcpUrl === `${url}/mcp`, `Public MCP URL row = URL + /mcp, got "${mcpUrl}"`);
+  check(rows.get('Local target') === `http://localhost:${ctx.origin.port}/mcp`, `Local target row, got "${rows.get('Local target')}"`);
+  const pid = Number(rows.get('PID'));
+  check(Number.isInteger(pid) && pid > 0 && alive(pid), `PID row is a live process, got "${rows.get('PID')}"`);
+  check(/^<1m$/.test(rows.get('Uptime') ?? ''), `Uptime row, got "${rows.get('Uptime')}"`);
+  check(/^\d{4}\.\d+\.\d+\s+\S*cloudflared$/.test(rows.get('cloudflared') ?? ''), `cloudflared row (version + path), got "${rows.get('cloudflared')}"`);
+  check(statusShowsHost(active, url), `status bar shows the host of ${url} and "· <1m", got "${active}"`);
+  const activeToast = toast(page, 'Tunnel active');
+  if (await activeToast.waitFor({ state: 'visible', timeout: 15_000 }).then(() => true, () => false)) {
+    await waitStable(activeToast);
+    notes.push(`notification: "${await toastMessage(activeToast)}"`);
+  } else {
+    notes.push('no "Tunnel active" notification seen');
+  }
+  await progress.waitFor({ state: 'hidden', timeout: 15_000 }).catch(() => notes.push('the progress notification is still shown after the start'));
+  await shot(page, 'e2e-03-active-view');
+  notes.push(`tunnel ${url} (pid ${pid}); status bar "${active}"`);
+
+  // Tooltip.
+  await statusItem(page).hover();
+  const hover = page.locator('.monaco-hover, .workbench-hover').filter({ hasText: 'Public MCP URL' }).first();
+  await hover.waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  const hoverText = await hover.innerText();
+  check(hoverText.includes(`Public MCP URL: ${mcpUrl}`), `tooltip names the MCP URL, got:\n${hoverText}`);
+  check(hoverText.includes(`Local: http://localhost:${ctx.origin.port}/mcp`), 'tooltip names the local target');
+  await shot(page, 'e2e-04-tooltip');
+  await page.mouse.move(700, 300);
+  await hover.waitFor({ state: 'hidden', timeout: UI_TIMEOUT }).catch(() => undefined);
+
+  // Click → actions quick pick.
+  await statusItem(page).click();
+  const quick = page.locator('.quick-input-widget');
+  await quick.locator('.quick-input-list .monaco-list-row').first().waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  const quickText = await quick.innerText();
+  for (const a of ['Copy MCP URL', 'Stop Tunnel', 'Show Log']) check(quickText.includes(a), `quick pick offers "${a}", got:\n${quickText}`);
+  check(quickText.includes('MCP Tunnel — active'), 'quick pick title names the state');
+  await shot(page, 'e2e-05-actions');
+  await page.keyboard.press('Escape');
+  await quick.waitFor({ state: 'hidden', timeout: UI_TIMEOUT });
+
+  // Copy MCP URL → clipboard.
+  await runCommand(page, 'MCP Tunnel: Copy MCP URL');
+  await page.locator('#workbench\\.parts\\.statusbar .statusbar-item').filter({ hasText: 'Copied MCP URL' }).first().waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  const clip = await page.evaluate<string>('navigator.clipboard.readText()').catch((err: unknown) => `(clipboard not readable: ${String(err)})`);
+  check(clip === mcpUrl, `clipboard holds the tree's MCP URL ${mcpUrl}, got "${clip}"`);
+  await shot(page, 'e2e-06-copied');
+  notes.push('clipboard = tree MCP URL');
+
+  // A real request through the fake's public side reaches the origin.
+  const stateFile = path.join(ctx.stateDirA, `${pid}.json`);
+  const state = await waitUntil(() => {
+    const s = fs.existsSync(stateFile) ? (JSON.parse(fs.readFileSync(stateFile, 'utf8')) as { publicPort?: number; url?: string }) : undefined;
+    return s?.publicPort ? s : undefined;
+  }, `fake cloudflared state file ${stateFile}`);
+  check(state.url === url, `the fake's URL ${state.url} is the tree's ${url}`);
+  const before = ctx.origin.requests.length;
+  const res = await httpGet(state.publicPort!, '/mcp?from=e2e');
+  check(res.status === 200 && res.body.includes('"origin":"e2e"'), `public request answered by the origin, got ${res.status} ${res.body.slice(0, 200)}`);
+  const reached = ctx.origin.requests.slice(before).find((r) => r.url === '/mcp?from=e2e');
+  check(reached, 'the origin saw the request');
+  notes.push(`public request → origin (Host ${reached.host})`);
+
+  // Stop.
+  await runCommand(page, 'MCP Tunnel: Stop Tunnel');
+  await waitForStatus(page, STOPPED, 'stopped item after Stop');
+  await waitUntil(() => !alive(pid), `cloudflared pid ${pid} to exit`, 20_000);
+  await sidebar.locator('.welcome-view-content').filter({ hasText: 'No tunnel is running' }).first().waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  await shot(page, 'e2e-07-stopped-again');
+  return notes;
+}
+
+interface ToolLine {
+  tool: string;
+  ok: boolean;
+  text?: string;
+  error?: string;
+}
+
+function toolLines(file: string): ToolLine[] {
+  if (!fs.existsSync(file)) return [];
+  return fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as ToolLine);
+}
+
+/** Run a helper command and wait for the line it appends; `whileWaiting` handles dialogs in between. */
+async function invokeViaHelper(ctx: Ctx, page: Page, title: string, whileWaiting?: (before: number) => Promise<void>): Promise<ToolLine> {
+  const before = toolLines(ctx.toolResults).length;
+  await runCommand(page, title);
+  if (whileWaiting) await whileWaiting(before);
+  const line = await waitUntil(() => toolLines(ctx.toolResults)[before], `a result of "${title}"`, 60_000);
+  return line;
+}
+
+async function scenarioMcpClient(ctx: Ctx): Promise<string[]> {
+  const notes: string[] = [];
+  const { page, server } = await serverA(ctx);
+  await settle(page);
+  if (!STOPPED.test(await statusText(page))) {
+    await runCommand(page, 'MCP Tunnel: Stop Tunnel');
+    await waitForStatus(page, STOPPED, 'stopped before the MCP scenario');
+  }
+  await clearNotifications(page);
+  const sidebar = await openTunnelView(page);
+  await widenSidebar(page, 560);
+
+  // MCP: List Servers → MCP Tunnel → Start Server.
+  log(`${since()} tunnel view open`);
+  await runCommandOpeningPick(page, 'MCP: List Servers');
+  const serverRow = page.locator('.quick-input-widget .quick-input-list .monaco-list-row').filter({ has: page.locator('.label-name', { hasText: /^MCP Tunnel$/ }) }).first();
+  await serverRow.waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  notes.push(`listed: "${(await serverRow.innerText()).split('\n').join(' ')}"`);
+  await shot(page, 'e2e-31-mcp-list-servers');
+  await serverRow.click();
+  await pickQuickItem(page, /^(Start Server|Restart Server)$/);
+  const panel = page.locator('#workbench\\.parts\\.panel');
+  const discovered = async (): Promise<string | undefined> => {
+    if ((await outputChannelName(page)) !== 'MCP: MCP Tunnel') return undefined;
+    return /Discovered\s(\d+)\stools?/.exec(await panel.innerText().catch(() => ''))?.[0].replace(/\s+/g, " ");
+  };
+  let found = await waitUntil(discovered, 'the "MCP: MCP Tunnel" output with "Discovered N tools"', 30_000).catch(() => undefined);
+  if (!found) {
+    // The output did not come up by itself: open it from the server's menu.
+    await settle(page);
+    await runCommandOpeningPick(page, 'MCP: List Servers');
+    await pickQuickItem(page, 'MCP Tunnel');
+    await pickQuickItem(page, 'Show Output');
+    found = await waitUntil(discovered, 'the "MCP: MCP Tunnel" output with "Discovered N tools"', 60_000);
+  }
+  const nTools = Number(/\d+/.exec(found)?.[0]);
+  check(nTools >= 3, `at least 3 tools discovered, got "${found}"`);
+  await shot(page, 'e2e-32-mcp-tools-discovered');
+  notes.push(found);
+
+  // start_tunnel through vscode.lm.invokeTool: VS Code's confirmation, then our consent modal.
+  log(`${since()} tools discovered`);
+  const local = `http://localhost:${ctx.origin.port}/mcp`;
+  let confirmTitle = '';
+  const started = await invokeViaHelper(ctx, page, 'MCP Tunnel E2E: Invoke Tool', async () => {
+    const confirm = dialog(page, /Start tunnel/i);
+    await confirm.waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+    confirmTitle = (await confirm.innerText()).split('\n').find((l) => /Start tunnel/i.test(l)) ?? '';
+    await shot(page, 'e2e-33-tool-confirmation');
+    const pressed = await clickDialogButton(confirm, /^(Yes|Allow|Continue|Run)$/);
+    notes.push(`VS Code confirmation "${confirmTitle.trim()}" → ${pressed}`);
+    const consent = dialog(page, `An agent wants to make ${local} public.`);
+    await consent.waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+    await shot(page, 'e2e-34-agent-consent');
+    await clickDialogButton(consent, /^Allow$/);
+  });
+  check(started.ok, `start_tunnel call succeeded: ${started.error ?? ''}`);
+  check(/start_tunnel$/.test(started.tool), `tool name ends with start_tunnel: ${started.tool}`);
+  const startOut = JSON.parse(started.text ?? '{}') as { status?: string; url?: string; mcp_url?: string; pid?: number };
+  check(startOut.status === 'active' && startOut.url && startOut.mcp_url === `${startOut.url}/mcp`, `start_tunnel result active with URLs: ${started.text}`);
+  notes.push(`${started.tool} → ${startOut.status} ${startOut.url}`);
+  const bar = await waitForStatus(page, ACTIVE, 'public host after start_tunnel');
+  check(statusShowsHost(bar, startOut.url), `status bar shows the agent's tunnel ${startOut.url} and "· <1m", got "${bar}"`);
+  const rows = await waitUntil(async () => {
+    const r = await treeRows(sidebar);
+    return r.get('Status') === 'Active' ? r : undefined;
+  }, 'tree rows of the agent-started tunnel');
+  check(rows.get('Public URL') === startOut.url, `tree Public URL = start_tunnel url, got ${rows.get('Public URL')}`);
+  await shot(page, 'e2e-35-agent-active');
+
+  // get_tunnel_status: read-only, so no confirmation.
+  log(`${since()} start_tunnel done`);
+  let dialogSeen = false;
+  const status = await invokeViaHelper(ctx, page, 'MCP Tunnel E2E: Get Tunnel Status Tool', async (before) => {
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline && toolLines(ctx.toolResults).length === before) {
+      if (await page.locator('.monaco-dialog-box').isVisible().catch(() => false)) {
+        dialogSeen = true;
+        await shot(page, 'e2e-35b-unexpected-confirmation');
+        await clickDialogButton(page.locator('.monaco-dialog-box').first(), /^(Yes|Allow|Continue|Run)$/);
+      }
+      await sleep(200);
+    }
+  });
+  check(!dialogSeen, 'get_tunnel_status (readOnlyHint) ran without a confirmation dialog');
+  check(status.ok, `get_tunnel_status call succeeded: ${status.error ?? ''}`);
+  const st = JSON.parse(status.text ?? '{}') as { status?: string; active?: boolean; url?: string; mcp_url?: string; pid?: number };
+  check(st.status === 'active' && st.active === true, `get_tunnel_status reports active: ${status.text}`);
+  check(st.url === startOut.url && st.mcp_url === startOut.mcp_url && st.pid === startOut.pid, `get_tunnel_status URL/pid = start_tunnel's: ${status.text}`);
+  await statusItem(page).hover();
+  const hover = page.locator('.monaco-hover, .workbench-hover').filter({ hasText: 'Public MCP URL' }).first();
+  await hover.waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  check((await hover.innerText()).includes(`Public MCP URL: ${st.mcp_url}`), 'status bar tooltip shows the same MCP URL');
+  await page.mouse.move(700, 300);
+  notes.push(`get_tunnel_status → ${st.status}, same URL as tree and tooltip, no confirmation`);
+
+  // stop_tunnel: confirmation, then stopped.
+  log(`${since()} get_tunnel_status done`);
+  const stopped = await invokeViaHelper(ctx, page, 'MCP Tunnel E2E: Stop Tunnel Tool', async () => {
+    const confirm = dialog(page, /Stop tunnel/i);
+    await confirm.waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+    await clickDialogButton(confirm, /^(Yes|Allow|Continue|Run)$/);
+  });
+  check(stopped.ok && /"status":"stopped"/.test(stopped.text ?? ''), `stop_tunnel → stopped: ${stopped.text ?? stopped.error}`);
+  await waitForStatus(page, STOPPED, 'stopped after stop_tunnel');
+  if (startOut.pid) await waitUntil(() => !alive(startOut.pid!), `cloudflared pid ${startOut.pid} to exit`, 20_000);
+  await shot(page, 'e2e-36-agent-stopped');
+  notes.push('stop_tunnel → status bar stopped, cloudflared gone');
+  const exthost = readExtHostLog(server);
+  if (/\[error\].*mcp-tunnel/i.test(exthost)) notes.push('note: errors mentioning mcp-tunnel in remoteexthost.log');
+  return notes;
+}
+
+async function scenarioMissing(ctx: Ctx): Promise<string[]> {
+  const notes: string[] = [];
+  // PATH without the fake (and without any directory that has a cloudflared).
+  const dirs = [path.dirname(NODE24), ...(process.env.PATH ?? '').split(path.delimiter)].filter((d) => d && !fs.existsSync(path.join(d, 'cloudflared')));
+  const known = ['/opt/homebrew/bin', '/usr/local/bin', '/usr/bin', '/home/linuxbrew/.linuxbrew/bin'].map((d) => path.join(d, 'cloudflared')).filter((f) => fs.existsSync(f));
+  check(known.length === 0, `no real cloudflared may be installed for this scenario, found ${known.join(', ')}`);
+  // Free the first server's share of two cores before starting another.
+  if (ctx.pageA) await ctx.pageA.close().catch(() => undefined);
+  ctx.pageA = undefined;
+  if (ctx.serverA) await ctx.serverA.stop();
+  ctx.serverA = undefined;
+  ctx.serverB = await startServerWith(ctx, 'b', { PATH: dirs.join(path.delimiter) }, {});
+  const page = await openWorkbenchFor(ctx, ctx.serverB);
+
+  const sidebar = await openTunnelView(page);
+  const welcome = sidebar.locator('.welcome-view-content').filter({ hasText: 'could not find it' }).first();
+  await welcome.waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  for (const b of ['Install cloudflared…', 'Locate cloudflared…']) {
+    await welcome.locator('.monaco-button', { hasText: b }).first().waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  }
+  const welcomeText = await welcome.innerText();
+  check(/brew install cloudflared/.test(welcomeText) && /winget install/.test(welcomeText), 'install guidance for macOS and Windows');
+  await widenSidebar(page, 560);
+  await shot(page, 'e2e-21-cloudflared-missing');
+  notes.push('welcome: install guidance, Install / Locate buttons');
+
+  await runCommand(page, 'MCP Tunnel: Start Tunnel');
+  const error = toast(page, /cloudflared is not installed/);
+  await error.waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  const errorText = await error.innerText();
+  for (const b of ['Install cloudflared', 'Locate cloudflared…']) check(errorText.includes(b), `error notification offers "${b}", got:\n${errorText}`);
+  check(/mcpTunnel\.cloudflaredPath/.test(errorText), 'error names the cloudflaredPath setting');
+  const bar = await waitForStatus(page, /Tunnel failed/, 'failed item');
+  // The start's progress notification closes (VS Code keeps it up a moment); then the error stands alone.
+  await toast(page, /Starting a tunnel|Looking for cloudflared/).waitFor({ state: 'hidden', timeout: 15_000 }).catch(() => notes.push('the progress notification is still shown next to the error'));
+  await waitStable(error);
+  await shot(page, 'e2e-22-cloudflared-missing-error');
+  notes.push(`error: "${await toastMessage(error)}"; status bar "${bar}"`);
+  // The view keeps the install guidance after the failed start.
+  const afterText = await sidebar.innerText();
+  notes.push(/could not find it/.test(afterText) ? 'view still shows the install guidance' : `view after the failed start: ${afterText.replace(/\s+/g, ' ').slice(0, 160)}`);
+  return notes;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Main
+// ------------------------------------------------------------------------------------------------
+
+interface Result {
+  id: string;
+  name: string;
+  ok: boolean;
+  ms: number;
+  notes: string[];
+  error?: string;
+}
+
+async function main(): Promise<number> {
+  const t0 = Date.now();
+  const argv = process.argv.slice(2);
+  const arg = (name: string): string | undefined => {
+    const i = argv.indexOf(name);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const only = arg('--only')?.split(',').map((s) => s.trim());
+  const updateDocs = argv.includes('--update-docs');
+
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'mcp-tunnel-e2e-build-'));
+  const ctx: Ctx = {
+    origin: await startOrigin(),
+    vsix: '',
+    helperVsix: '',
+    stateDirA: path.join(work, 'fake-cloudflared-state'),
+    toolResults: path.join(work, 'tool-results.jsonl'),
+    cleanups: [],
+  };
+  fs.mkdirSync(ctx.stateDirA, { recursive: true });
+  const cleanup = async (): Promise<void> => {
+    for (const c of ctx.cleanups.reverse()) await Promise.resolve(c()).catch((e: unknown) => log(`cleanup: ${String(e)}`));
+    ctx.cleanups = [];
+    await ctx.origin.close().catch(() => undefined);
+    // Any fake cloudflared still running (it records itself in the state dir) is ours: end it by PID.
+    for (const f of fs.existsSync(ctx.stateDirA) ? fs.readdirSync(ctx.stateDirA) : []) {
+      const pid = Number(path.basename(f, '.json'));
+      if (pid > 0 && alive(pid)) {
+        log(`leftover fake cloudflared ${pid}: killing`);
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+    }
+    if (process.env.E2E_KEEP !== '1') fs.rmSync(work, { recursive: true, force: true, maxRetries: 3 });
+  };
+
+  // Hard limit for the whole run: exiting runs codeServer's exit hook (SIGKILL of every server and
+  // its marked descendants); Playwright kills the browser it launched when this process exits.
+  const watchdog = setTimeout(() => {
+    console.error(`[e2e] WATCHDOG: the run exceeded ${TIMEOUT_MS / 1000}s; killing everything`);
+    void cleanup().finally(() => {
+      console.log('browser-e2e: 0 passed, 1 failed (watchdog)');
+      process.exit(124);
+    });
+    setTimeout(() => process.exit(124), 15_000).unref();
+  }, TIMEOUT_MS);
+  watchdog.unref();
+
+  const results: Result[] = [];
+  try {
+    const vsixArg = arg('--vsix');
+    if (vsixArg) {
+      ctx.vsix = path.resolve(vsixArg);
+    } else {
+      const tb = Date.now();
+      ctx.vsix = buildVsix(work);
+      log(`built ${path.basename(ctx.vsix)} in ${((Date.now() - tb) / 1000).toFixed(1)}s`);
+    }
+    ctx.helperVsix = await buildHelperVsix(work);
+    log(`origin on 127.0.0.1:${ctx.origin.port}; fake cloudflared state in ${ctx.stateDirA}`);
+
+    const scenarios: [string, string, (c: Ctx) => Promise<string[]>][] = [
+      ['1', 'user path (palette, status bar, view, tooltip, actions, clipboard, traffic, stop)', scenarioUserPath],
+      ['3', "VS Code's MCP client (List Servers, tools, invokeTool, consent)", scenarioMcpClient],
+      ['2', 'cloudflared missing (welcome guidance, error notification)', scenarioMissing],
+    ];
+    for (const [id, name, fn] of scenarios) {
+      if (only && !only.includes(id)) continue;
+      const ts = Date.now();
+      scenarioT0 = ts;
+      log(`--- scenario ${id}: ${name}`);
+      try {
+        const notes = await fn(ctx);
+        results.push({ id, name, ok: true, ms: Date.now() - ts, notes });
+      } catch (err) {
+        const e = err instanceof Error ? (err.stack ?? err.message) : String(err);
+        const page = id === '2' ? ctx.browser?.context.pages().at(-1) : ctx.pageA;
+        if (page) await shot(page, `e2e-fail-scenario-${id}`).catch(() => undefined);
+        results.push({ id, name, ok: false, ms: Date.now() - ts, notes: [], error: e });
+      }
+      const r = results.at(-1)!;
+      console.log(`${r.ok ? 'PASS' : 'FAIL'} scenario ${id}: ${name} (${(r.ms / 1000).toFixed(1)}s)`);
+      for (const n of r.notes) console.log(`       ${n}`);
+      if (r.error) console.log(`       ${r.error.split('\n').slice(0, 8).join('\n       ')}`);
+    }
+  } catch (err) {
+    console.error(`[e2e] ERROR: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    results.push({ id: 'setup', name: 'setup', ok: false, ms: Date.now() - t0, notes: [], error: String(err) });
+  } finally {
+    const runIds = [ctx.serverA?.runId, ctx.serverB?.runId].filter((x): x is string => !!x);
+    await cleanup();
+    const left = runIds.flatMap((id) => markedPids(id));
+    if (left.length) {
+      console.error(`[e2e] leftover processes after cleanup: ${left.join(' ')}`);
+      results.push({ id: 'cleanup', name: 'cleanup', ok: false, ms: 0, notes: [], error: `leftover ${left.join(' ')}` });
+    }
+    clearTimeout(watchdog);
+  }
+
+  const passed = results.filter((r) => r.ok).length;
+  const failed = results.length - passed;
+  if (updateDocs && failed === 0) {
+    fs.mkdirSync(DOCS_SCREENSHOTS, { recursive: true });
+    for (const [from, to] of Object.entries(DOCS_PICKS)) {
+      const src = path.join(RESULTS_DIR, `${from}.png`);
+      if (fs.existsSync(src)) fs.copyFileSync(src, path.join(DOCS_SCREENSHOTS, to));
+    }
+    log(`copied ${Object.keys(DOCS_PICKS).length} screenshots to ${path.relative(REPO_ROOT, DOCS_SCREENSHOTS)}/`);
+  }
+  log(`total ${((Date.now() - t0) / 1000).toFixed(1)}s`);
+  console.log(`browser-e2e: ${passed} passed, ${failed} failed`);
+  return failed === 0 && passed > 0 ? 0 : 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(err);
+    console.log('browser-e2e: 0 passed, 1 failed');
+    process.exit(1);
+  },
+);
