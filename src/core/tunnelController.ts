@@ -116,8 +116,11 @@ interface Run {
   startPromise: Promise<TunnelState>;
   settleStart: (s: TunnelState) => void;
   startSettled: boolean;
+  /** Resolves as the run ends (state settled): queued starts and restarts go on from here. */
   exited: Promise<void>;
   markExited: () => void;
+  /** Set when the run ends: resolves once its run record is removed (stop() waits for it too). */
+  removed?: Promise<void>;
   stopPromise?: Promise<void>;
   startTimer?: NodeJS.Timeout;
   killTimer?: NodeJS.Timeout;
@@ -208,7 +211,7 @@ export class TunnelController implements TunnelApi {
     }
     if (run?.stopPromise) {
       const generation = this.stopGeneration;
-      return run.stopPromise.then((): Promise<TunnelState> | TunnelState => (generation === this.stopGeneration ? this.start(target) : { status: 'stopped' }));
+      return run.exited.then((): Promise<TunnelState> | TunnelState => (generation === this.stopGeneration ? this.start(target) : { status: 'stopped' }));
     }
     return this.launch({ ...target });
   }
@@ -226,16 +229,19 @@ export class TunnelController implements TunnelApi {
     this.log('info', 'Stopping the tunnel.');
     this.setState({ status: 'stopping', target: run.target, ...(run.pid ? { pid: run.pid } : {}), ...(run.url ? { url: run.url } : {}) });
     this.terminate(run);
-    run.stopPromise = run.exited;
+    run.stopPromise = run.exited.then(() => run.removed);
     return run.stopPromise;
   }
 
   async restart(target?: TunnelTarget): Promise<TunnelState> {
     const next = target ?? this.run?.target ?? ('target' in this._state ? this._state.target : undefined);
     if (!next) throw new Error('Nothing to restart: no tunnel has been started yet.');
+    const run = this.run;
     const stopped = this.stop();
     const generation = this.stopGeneration;
-    await stopped;
+    // Go on as soon as the run has ended (no window in which the state says stopped while a
+    // restart is still due); stop() itself also waits for the run record's removal.
+    await (run ? run.exited : stopped);
     // A stop() issued while this one was in flight wins over the restart (like a start it cancels).
     if (generation !== this.stopGeneration) return { status: 'stopped' };
     return this.start(next);
@@ -363,7 +369,7 @@ export class TunnelController implements TunnelApi {
       this.endRun(run, null, null, run.stopRequested ? undefined : { code, message, lastLines: [] });
       return;
     }
-    if (run.stopRequested) return this.endRun(run, null, null);
+    if (run.stopRequested || run.failure) return this.endRun(run, null, null);
     let named: { token: string } | undefined;
     if (this.options.named) {
       const hostname = this.options.named.hostname.trim().replace(/^https?:\/\//, '').replace(/\/.*$/, '');
@@ -384,7 +390,7 @@ export class TunnelController implements TunnelApi {
       }
       named = { token };
       run.url = `https://${hostname}`;
-      if (run.stopRequested) return this.endRun(run, null, null);
+      if (run.stopRequested || run.failure) return this.endRun(run, null, null);
     }
     const { stateDir } = this.options;
     run.configPath = path.join(stateDir, `config-${run.id}.yml`);
@@ -398,7 +404,7 @@ export class TunnelController implements TunnelApi {
         lastLines: [],
       });
     }
-    if (run.stopRequested) return this.endRun(run, null, null);
+    if (run.stopRequested || run.failure) return this.endRun(run, null, null);
     const spec = buildRun({
       cloudflared: info,
       target: run.target,
@@ -555,7 +561,8 @@ export class TunnelController implements TunnelApi {
   }
 
   private onStartTimeout(run: Run): void {
-    if (run.startSettled || run.ended) return;
+    // A stop requested before the timeout is already ending the run: it ends stopped, not timed out.
+    if (run.startSettled || run.ended || run.stopRequested) return;
     const secs = Math.round(this.options.startTimeoutMs / 1000);
     if (run.url) {
       // The URL exists; cloudflared keeps trying to reach the edge. Report honestly and keep going.
@@ -563,6 +570,7 @@ export class TunnelController implements TunnelApi {
       run.settleStart(this._state);
       return;
     }
+    // Before the spawn (slow lookup or disk) this ends the run at spawnRun's next checkpoint.
     run.failure = {
       code: 'timeout',
       message: `cloudflared gave no tunnel URL within ${secs} s. Cloudflare's quick-tunnel service may be slow or unreachable from this network; check the connection (and any proxy), then try again.`,
@@ -598,7 +606,7 @@ export class TunnelController implements TunnelApi {
     if (run.killTimer) clearTimeout(run.killTimer);
     run.poller?.dispose();
     // stop() resolves once the run record is gone too, so a host that exits right after leaves nothing.
-    const removed = removeRun(this.options.stateDir, run.id).catch(() => undefined);
+    run.removed = removeRun(this.options.stateDir, run.id).catch(() => undefined);
     const wasCurrent = this.run === run;
     if (wasCurrent) this.run = undefined;
     if (wasCurrent && this._metrics) {
@@ -618,7 +626,7 @@ export class TunnelController implements TunnelApi {
     }
     if (wasCurrent) this.setState(next);
     run.settleStart(wasCurrent ? this._state : next);
-    void removed.then(() => run.markExited());
+    run.markExited();
   }
 
   private describeExit(run: Run, code: number | null, signal: NodeJS.Signals | null): TunnelError {
