@@ -126,7 +126,7 @@ class FakeRun {
   }
 
   /** Resolves with the first stderr line (ANSI stripped) matching `re`, counting from line `from`. */
-  waitFor(re: RegExp, timeoutMs = 5000, from = 0): Promise<string> {
+  waitFor(re: RegExp, timeoutMs = 20_000, from = 0): Promise<string> {
     return new Promise((resolve, reject) => {
       let next = from;
       const check = (): boolean => {
@@ -161,7 +161,7 @@ class FakeRun {
   }
 
   /** Waits for `count` lines matching `re`. */
-  async waitForCount(re: RegExp, count: number, timeoutMs = 5000): Promise<void> {
+  async waitForCount(re: RegExp, count: number, timeoutMs = 20_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (this.clean().filter((l) => re.test(l)).length < count) {
       if (this.exitInfo) throw new Error(`exited before ${count}x ${String(re)}:\n${this.tail()}`);
@@ -195,7 +195,7 @@ class FakeRun {
     this.child.kill(sig);
   }
 
-  async state(pred: (s: RunState) => boolean = () => true, timeoutMs = 3000): Promise<RunState> {
+  async state(pred: (s: RunState) => boolean = () => true, timeoutMs = 15_000): Promise<RunState> {
     const file = path.join(STATE_DIR, `${this.pid}.json`);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -351,7 +351,7 @@ after(async () => {
 // Tests
 // ------------------------------------------------------------------------------------------------
 
-void describe('fake cloudflared', { concurrency: true }, () => {
+void describe('fake cloudflared', { concurrency: 4 }, () => {
   void test('prints its version for --version, -v, -V, version and version --short', async () => {
     for (const args of [['--version'], ['-v'], ['-V'], ['version']]) {
       const run = new FakeRun(args);
