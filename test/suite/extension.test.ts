@@ -119,6 +119,17 @@ suite('MCP Tunnel in VS Code', () => {
     await waitFor(() => !alive(snap.pid!), 3000, 'cloudflared to exit');
   });
 
+  test('Show QR Code opens a webview of the MCP URL; stopping the tunnel closes it', async () => {
+    const state = await vscode.commands.executeCommand<{ status: string }>('mcpTunnel.start');
+    assert.equal(state.status, 'active');
+    const url = await vscode.commands.executeCommand<string>('mcpTunnel.showQr');
+    assert.equal(url, api.controller.snapshot().mcp_url);
+    const qrTab = () => vscode.window.tabGroups.all.flatMap((g) => g.tabs).find((t) => t.label === 'MCP Tunnel: QR Code');
+    await waitFor(() => qrTab(), 5000, 'the QR tab');
+    await vscode.commands.executeCommand('mcpTunnel.stop');
+    await waitFor(() => !qrTab(), 5000, 'the QR tab to close');
+  });
+
   test('a failure shows in the status bar and the tree with its cause', async () => {
     await cfg().update('cloudflaredPath', path.join(os.tmpdir(), 'no-such-dir', 'cloudflared'), vscode.ConfigurationTarget.Global);
     try {
