@@ -63,6 +63,10 @@ mkdir -p "$TOOLS"
 rm -f "$STAMP"
 
 # npm 11 warns about ~/.npmrc keys it does not know; keep the output readable.
+# Run from `npm test`, the outer npm's own settings (npm_config_user_agent naming Node 20 above
+# all: code-server's postinstall reads the Node version from it) would leak into the installs below.
+for v in $(env | grep -o '^npm_[A-Za-z0-9_]*' || true); do unset "$v"; done
+unset NODE
 export npm_config_loglevel=error
 export npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
 
