@@ -71,6 +71,8 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
     const s = this.controller.state;
     this.scheduleTick();
     if (s.status === 'stopped') return []; // the welcome view takes over
+    // Without a usable cloudflared the install guidance (a welcome view) says more than an error row.
+    if (s.status === 'failed' && (s.error.code === 'not-found' || s.error.code === 'not-executable' || s.error.code === 'not-cloudflared')) return [];
     const snap = this.controller.snapshot();
     const target = 'target' in s && s.target ? s.target : this.defaultTarget();
     const rows: TunnelTreeRow[] = [];
