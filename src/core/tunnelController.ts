@@ -12,12 +12,14 @@ import {
 } from './cloudflared';
 import { CloudflaredLogParser, classifyFailure, type LogLevel, type ParsedLine } from './cloudflaredLog';
 import { Emitter, type Event } from './events';
+import { startAccessGate, type AccessGate } from './accessGate';
 import { MetricsPoller, readQuickTunnel } from './metrics';
 import { newRunId, reapOrphans, removeRun, writeRunRecord, type ReapResult } from './orphans';
 import { spawnProcess, type SpawnFn, type SpawnedProcess } from './processRunner';
 import { sameTarget } from './target';
 import {
   TunnelBusyError,
+  isLive,
   snapshotOf,
   type CloudflaredInfo,
   type EdgeConnection,
@@ -48,6 +50,11 @@ export interface TunnelControllerOptions {
   baseEnv?: NodeJS.ProcessEnv;
   /** Metrics polling period while live; 0 turns polling off. */
   metricsIntervalMs?: number;
+  /**
+   * `secret`: put the access gate between cloudflared and the origin, so only requests carrying
+   * the share secret (bearer header or `/<secret>` path prefix) reach it. `open` (default): none.
+   */
+  access?: 'secret' | 'open';
   /**
    * Run a named tunnel (stable hostname routed to it in Cloudflare) instead of a quick tunnel.
    * The token is read at each start and never appears in argv or logs.
@@ -125,6 +132,8 @@ interface Run {
   startTimer?: NodeJS.Timeout;
   killTimer?: NodeJS.Timeout;
   poller?: MetricsPoller;
+  /** The access gate of this run, in `secret` mode. */
+  gate?: AccessGate;
 }
 
 function pushLine(run: Run, text: string): void {
@@ -139,7 +148,8 @@ export class TunnelController implements TunnelApi {
   private _lastError: TunnelError | undefined;
   private _cloudflared: CloudflaredInfo | undefined;
   private run: Run | undefined;
-  private options: Required<Omit<TunnelControllerOptions, 'protocol' | 'baseEnv' | 'logLevel' | 'named'>> & Pick<TunnelControllerOptions, 'protocol' | 'baseEnv' | 'logLevel' | 'named'>;
+  private options: Required<Omit<TunnelControllerOptions, 'protocol' | 'baseEnv' | 'logLevel' | 'named' | 'access'>> &
+    Pick<TunnelControllerOptions, 'protocol' | 'baseEnv' | 'logLevel' | 'named' | 'access'>;
   private disposed = false;
   /** Times of automatic restarts, for the policy's window. */
   private restarts: number[] = [];
@@ -231,6 +241,19 @@ export class TunnelController implements TunnelApi {
     this.terminate(run);
     run.stopPromise = run.exited.then(() => run.removed);
     return run.stopPromise;
+  }
+
+  /**
+   * A new share secret for the live tunnel's access gate: the old one stops working at once (open
+   * streams included). Returns the new `/<secret>` path, or undefined when no gate is running.
+   */
+  rotateSecret(): string | undefined {
+    const run = this.run;
+    if (!run?.gate || run.ended) return undefined;
+    run.gate.rotateSecret();
+    this.log('info', 'Share secret rotated: the previous one no longer works.');
+    if (isLive(this._state)) this.setState(this.liveState(run));
+    return run.gate.secretPath();
   }
 
   async restart(target?: TunnelTarget): Promise<TunnelState> {
@@ -392,6 +415,18 @@ export class TunnelController implements TunnelApi {
       run.url = `https://${hostname}`;
       if (run.stopRequested || run.failure) return this.endRun(run, null, null);
     }
+    if (this.options.access === 'secret') {
+      try {
+        run.gate = await startAccessGate({
+          origin: { host: run.target.host, port: run.target.port },
+          hostHeader: this.options.hostHeader,
+          log: (level, message) => this.log(level, `[gate] ${message}`),
+        });
+      } catch (err) {
+        return this.endRun(run, null, null, { code: 'spawn-failed', message: `The access gate could not start: ${(err as Error).message}`, lastLines: [] });
+      }
+      if (run.stopRequested || run.failure) return this.endRun(run, null, null);
+    }
     const { stateDir } = this.options;
     run.configPath = path.join(stateDir, `config-${run.id}.yml`);
     try {
@@ -410,7 +445,9 @@ export class TunnelController implements TunnelApi {
       target: run.target,
       emptyConfigPath: run.configPath,
       gracePeriodMs: this.options.stopGraceMs,
-      hostHeader: this.options.hostHeader,
+      // Behind the gate, cloudflared passes the public Host on; the gate sets the origin's.
+      hostHeader: run.gate ? 'public' : this.options.hostHeader,
+      ...(run.gate ? { originUrl: run.gate.url } : {}),
       ...(this.options.protocol ? { protocol: this.options.protocol } : {}),
       ...(this.options.logLevel ? { logLevel: this.options.logLevel } : {}),
       ...(this.options.baseEnv ? { baseEnv: this.options.baseEnv } : {}),
@@ -518,6 +555,7 @@ export class TunnelController implements TunnelApi {
       startedAt: run.startedAt,
       pid: run.pid ?? 0,
       ...(run.metricsAddress ? { metricsAddress: run.metricsAddress } : {}),
+      ...(run.gate ? { sharePath: run.gate.secretPath() } : {}),
     };
     if (!run.url) return { status: 'starting', ...base };
     if (!run.connectedAt) return { status: 'connecting', ...base, url: run.url };
@@ -606,7 +644,10 @@ export class TunnelController implements TunnelApi {
     if (run.killTimer) clearTimeout(run.killTimer);
     run.poller?.dispose();
     // stop() resolves once the run record is gone too, so a host that exits right after leaves nothing.
-    run.removed = removeRun(this.options.stateDir, run.id).catch(() => undefined);
+    run.removed = Promise.all([removeRun(this.options.stateDir, run.id), run.gate?.close()]).then(
+      () => undefined,
+      () => undefined,
+    );
     const wasCurrent = this.run === run;
     if (wasCurrent) this.run = undefined;
     if (wasCurrent && this._metrics) {

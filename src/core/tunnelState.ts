@@ -54,6 +54,8 @@ interface Live {
   startedAt: number;
   /** `127.0.0.1:<port>` of cloudflared's metrics server, once it logged it. */
   metricsAddress?: string;
+  /** `/<secret>` when the access gate guards the tunnel: part of every shared MCP URL. */
+  sharePath?: string;
 }
 
 /** No process. */
@@ -165,6 +167,8 @@ export interface TunnelSnapshot {
   last_error: { code: TunnelErrorCode; message: string; exit_code: number | null; signal: string | null } | null;
   /** When an automatic restart is due, while one is scheduled. */
   restart_at: string | null;
+  /** `secret`: the access gate requires the share secret; `open`: anyone with the URL gets in. */
+  access: 'secret' | 'open' | null;
 }
 
 export function snapshotOf(s: TunnelState, now = Date.now(), lastError?: TunnelError): TunnelSnapshot {
@@ -177,7 +181,7 @@ export function snapshotOf(s: TunnelState, now = Date.now(), lastError?: TunnelE
     status: s.status,
     active: s.status === 'active',
     url,
-    mcp_url: url && target ? joinUrl(url, target.path) : null,
+    mcp_url: url && target ? joinUrl(url + (('sharePath' in s && s.sharePath) || ''), target.path) : null,
     local_url: target ? localUrlOf(target) : null,
     local_mcp_url: target ? joinUrl(localUrlOf(target), target.path) : null,
     pid: ('pid' in s && s.pid) || null,
@@ -188,6 +192,7 @@ export function snapshotOf(s: TunnelState, now = Date.now(), lastError?: TunnelE
     metrics_address: ('metricsAddress' in s && s.metricsAddress) || null,
     last_error: err ? { code: err.code, message: err.message, exit_code: err.exitCode ?? null, signal: err.signal ?? null } : null,
     restart_at: s.status === 'failed' && s.restartAt ? new Date(s.restartAt).toISOString() : null,
+    access: isLive(s) ? (s.sharePath ? 'secret' : 'open') : null,
   };
 }
 

@@ -212,6 +212,39 @@ describe('TunnelController + fake cloudflared (real processes)', { concurrency: 
     assert.match(s.status === 'failed' ? s.error.message : '', /chmod \+x/);
   });
 
+  it('access "secret": the gate refuses requests without the share secret before the origin; the MCP URL carries it; rotate revokes', async () => {
+    const { c } = make('ok', {}, { access: 'secret' });
+    const s = await c.start(target());
+    assert.equal(s.status, 'active', JSON.stringify(s));
+    const snap = c.snapshot();
+    assert.equal(snap.access, 'secret');
+    const sharePath = s.status === 'active' ? s.sharePath : undefined;
+    assert.match(sharePath ?? '', /^\/[A-Za-z0-9_-]{40,}$/);
+    assert.equal(snap.mcp_url, `${snap.url}${sharePath}/mcp`);
+    const fake = await waitFor(() => readFakeState(work, snap.pid!), 3000, 'fake state');
+    const before = origin.hosts.length;
+    assert.equal((await get(fake.publicPort, '/mcp')).status, 401);
+    assert.equal(origin.hosts.length, before, 'a refused request never reaches the origin');
+    const ok = await get(fake.publicPort, `${sharePath}/mcp`);
+    assert.equal(ok.status, 200, ok.body);
+    assert.equal(origin.hosts.at(-1), `localhost:${origin.port}`, 'the origin sees its own host behind the gate');
+    assert.equal((await get(fake.publicPort, '/mcp', { authorization: `Bearer ${sharePath!.slice(1)}` })).status, 200);
+    const next = c.rotateSecret();
+    assert.ok(next && next !== sharePath);
+    assert.equal(c.snapshot().mcp_url, `${snap.url}${next}/mcp`);
+    assert.equal((await get(fake.publicPort, `${sharePath}/mcp`)).status, 401);
+    assert.equal((await get(fake.publicPort, `${next}/mcp`)).status, 200);
+    await c.stop();
+    assert.equal(c.rotateSecret(), undefined);
+  });
+
+  it('access "open" (default): no gate, the plain MCP URL', async () => {
+    const { c } = make('ok');
+    assert.equal((await c.start(target())).status, 'active');
+    assert.equal(c.snapshot().access, 'open');
+    assert.equal(c.snapshot().mcp_url, `${c.snapshot().url}/mcp`);
+  });
+
   it('named tunnel: `tunnel run` with the token in the environment, never in argv, logs or state', async () => {
     const token = Buffer.from(JSON.stringify({ a: 'acct0123456789', t: '6ff42ae2-765d-4adf-8112-31c55c1551ef', s: 'c2VjcmV0LXNlY3JldC1zZWNyZXQ=' })).toString('base64');
     const { c, states } = make('ok', {}, { named: { hostname: 'mcp.example.com', token: () => Promise.resolve(token) } });
