@@ -2,7 +2,8 @@
 import * as vscode from 'vscode';
 import { findCloudflared } from './core/cloudflared';
 import { DEFAULT_RESTART_POLICY, TunnelController } from './core/tunnelController';
-import { isLive, joinUrl, type CloudflaredInfo } from './core/tunnelState';
+import { mcpUrlFor, shareInputOf } from './core/clientConfigs';
+import { isLive, type CloudflaredInfo } from './core/tunnelState';
 import { registerCommands, TUNNEL_TOKEN_KEY } from './vscode/commands';
 import { readConfig, SECTION, type ConfigProblem, type TunnelConfig } from './vscode/config';
 import { TunnelLog } from './vscode/log';
@@ -100,9 +101,16 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
   const treeView = vscode.window.createTreeView('mcpTunnel.status', { treeDataProvider: tree });
   context.subscriptions.push(statusBar, tree, treeView, log);
   const qr = new QrPanel();
-  context.subscriptions.push(qr, ctl.onDidChangeState((s) => qr.update(isLive(s) && 'url' in s ? joinUrl(s.url, s.target.path) : undefined, 'The tunnel URL changed.')));
   context.subscriptions.push(
-    ...registerCommands({ controller: ctl, log, defaultTarget: () => config.target, recheckCloudflared: async () => void (await checkCloudflared()), qr, shareSecret: () => undefined, secrets: context.secrets }),
+    qr,
+    ctl.onDidChangeState((s) => {
+      // The same URL Show QR Code shows (with the share secret behind the gate), or close it.
+      const share = isLive(s) ? shareInputOf(s) : undefined;
+      qr.update(share && mcpUrlFor(share, true), 'The tunnel URL changed.');
+    }),
+  );
+  context.subscriptions.push(
+    ...registerCommands({ controller: ctl, log, defaultTarget: () => config.target, recheckCloudflared: async () => void (await checkCloudflared()), qr, secrets: context.secrets }),
   );
 
   const version = (context.extension.packageJSON as { version?: string }).version ?? '0.0.0';

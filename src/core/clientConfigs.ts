@@ -4,6 +4,8 @@
  * secret path (`https://host/<secret>/mcp`) where it only takes a URL.
  */
 
+import type { TunnelState } from './tunnelState';
+
 export type ClientKind = 'vscode' | 'claude-code' | 'claude-desktop' | 'cursor' | 'url';
 
 export interface ClientConfigInput {
@@ -83,3 +85,10 @@ export function clientConfig(kind: ClientKind, input: ClientConfigInput): Client
 }
 
 export const CLIENT_KINDS: readonly ClientKind[] = ['vscode', 'claude-code', 'claude-desktop', 'cursor', 'url'];
+
+/** What the configs and the QR code share for a state: its URL, path and (behind the gate) secret. */
+export function shareInputOf(s: TunnelState): ClientConfigInput | undefined {
+  if (!('url' in s) || !s.url || !('target' in s) || !s.target) return undefined;
+  const secret = 'sharePath' in s && s.sharePath ? s.sharePath.replace(/^\//, '') : undefined;
+  return { url: s.url, path: s.target.path, ...(secret ? { secret } : {}) };
+}

@@ -5,7 +5,7 @@ import { isLive, type TunnelState, type TunnelTarget } from '../core/tunnelState
 import type { TunnelController } from '../core/tunnelController';
 import type { TunnelLog } from './log';
 import type { TunnelTreeRow } from './tunnelTree';
-import { CLIENT_KINDS, clientConfig, mcpUrlFor } from '../core/clientConfigs';
+import { CLIENT_KINDS, clientConfig, mcpUrlFor, shareInputOf } from '../core/clientConfigs';
 import type { QrPanel } from './qrView';
 import { askTarget, locateCloudflared, runStart } from './ui';
 
@@ -36,8 +36,6 @@ export interface CommandDeps {
   /** Re-check cloudflared after the path changed (updates the welcome view). */
   recheckCloudflared: () => Promise<void>;
   qr: QrPanel;
-  /** The access gate's share secret while the tunnel is in secret mode. */
-  shareSecret: () => string | undefined;
   secrets: vscode.SecretStorage;
 }
 
@@ -125,11 +123,8 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
   return Object.entries(handlers).map(([id, fn]) => vscode.commands.registerCommand(id, fn as (...args: unknown[]) => unknown));
 }
 
-function shareInput(deps: CommandDeps): { url: string; path: string; secret?: string } | undefined {
-  const s = deps.controller.state;
-  if (!('url' in s) || !s.url || !('target' in s) || !s.target) return undefined;
-  const secret = deps.shareSecret();
-  return { url: s.url, path: s.target.path, ...(secret ? { secret } : {}) };
+function shareInput(deps: CommandDeps): ReturnType<typeof shareInputOf> {
+  return shareInputOf(deps.controller.state);
 }
 
 /** The status bar's click: the actions that fit the state. */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { CLIENT_KINDS, clientConfig, mcpUrlFor } from '../../src/core/clientConfigs';
+import { CLIENT_KINDS, clientConfig, mcpUrlFor, shareInputOf } from '../../src/core/clientConfigs';
 
 const open = { url: 'https://a-b-c-d.trycloudflare.com', path: '/mcp' };
 const secret = { ...open, secret: 's3cr3t-XYZ_abc' };
@@ -28,5 +28,12 @@ describe('client configs', () => {
   it('joins without doubled slashes and quotes names for the shell', () => {
     assert.equal(mcpUrlFor({ url: 'https://x.trycloudflare.com/', path: 'mcp' }, false), 'https://x.trycloudflare.com/mcp');
     assert.match(clientConfig('claude-code', { ...open, name: "it's mine" }).text, /'it'\\''s mine'/);
+  });
+
+  it('shareInputOf: the secret comes from the state\'s share path (the gate), none when open or stopped', () => {
+    const base = { target: { host: 'localhost', port: 8002, path: '/mcp' }, startedAt: 0, pid: 1, url: open.url, connectedAt: 0, connections: [] };
+    assert.deepEqual(shareInputOf({ status: 'active', ...base }), open);
+    assert.deepEqual(shareInputOf({ status: 'active', ...base, sharePath: '/s3cr3t-XYZ_abc' }), secret);
+    assert.equal(shareInputOf({ status: 'stopped' }), undefined);
   });
 });
