@@ -30,6 +30,9 @@ Options for start:
   --protocol P         auto | quic | http2 (http2 where UDP 7844 is blocked)
   --host-header M      origin (the server sees its own host:port, default) | public
   --timeout S          seconds to wait for the tunnel       (default 45)
+  --access M           secret (default): only requests carrying the share secret
+                       (in the printed MCP URL, or as a bearer header) reach the
+                       server | open: anyone with the URL
   --json               one JSON object per state change instead of text
   --named              run a named tunnel (stable hostname) instead of a quick tunnel
   --hostname H         with --named: the hostname routed to the tunnel
@@ -38,6 +41,7 @@ Options for start:
 
 Options for mcp:
   --cloudflared, --protocol, --host-header, --timeout as for start
+  --access M           the mode of tunnels start_tunnel opens when the agent names none
   --http               serve Streamable HTTP instead of stdio
   --port N             HTTP port on 127.0.0.1 (default: a free one)
   --allow-host H       let agents expose this non-loopback host (repeatable)
@@ -59,6 +63,7 @@ interface EngineFlags {
   protocol?: string | undefined;
   'host-header'?: string | undefined;
   timeout?: string | undefined;
+  access?: string | undefined;
 }
 
 const ENGINE_OPTIONS = {
@@ -69,6 +74,7 @@ const ENGINE_OPTIONS = {
   protocol: { type: 'string' },
   'host-header': { type: 'string' },
   timeout: { type: 'string' },
+  access: { type: 'string' },
 } as const;
 
 /** The controller both commands run on, from the shared flags (exits 2 on a bad flag). */
@@ -79,7 +85,10 @@ function makeController(values: EngineFlags): TunnelController {
   if (!['origin', 'public'].includes(hostHeader)) fail(`--host-header must be origin or public (got "${hostHeader}").`);
   const timeoutS = values.timeout !== undefined ? Number(values.timeout) : 45;
   if (!Number.isFinite(timeoutS) || timeoutS < 1 || timeoutS > 600) fail(`--timeout must be a number of seconds between 1 and 600 (got "${values.timeout}").`);
+  const access = values.access ?? 'secret';
+  if (access !== 'secret' && access !== 'open') fail(`--access must be secret (only requests with the share secret get in) or open (anyone with the URL) (got "${access}").`);
   return new TunnelController({
+    access,
     findCloudflared: () => findCloudflared({ ...(values.cloudflared ? { explicitPath: values.cloudflared } : {}), settingName: '--cloudflared' }),
     stateDir: defaultStateDir(),
     startTimeoutMs: timeoutS * 1000,
@@ -179,13 +188,22 @@ async function start(argv: string[]): Promise<number> {
       case 'connecting':
         out(`cloudflared (PID ${s.pid}) got ${s.url}; waiting for Cloudflare's edge to connect…`);
         break;
-      case 'active':
+      case 'active': {
+        const snap = snapshotOf(s);
         out(`Tunnel active (edge ${s.connections.map((c) => c.location ?? '?').join(', ')}).`);
         out(`  Public URL:      ${s.url}`);
-        out(`  Public MCP URL:  ${joinUrl(s.url, s.target.path)}`);
+        out(`  Public MCP URL:  ${snap.mcp_url ?? ''}`);
+        if (s.sharePath) {
+          out(`  Access:          secret. The MCP URL above carries the share secret; clients that send`);
+          out(`                   headers may use ${joinUrl(s.url, s.target.path)} with "Authorization: Bearer ${s.sharePath.slice(1)}".`);
+          out(`                   Anything else gets 401 and never reaches your server.`);
+        } else {
+          out(`  Access:          OPEN: anyone who learns the URL reaches your server (--access secret requires a share secret).`);
+        }
         out(`  Local:           ${joinUrl(localUrlOf(s.target), s.target.path)}`);
         out(`Press Ctrl+C to stop.`);
         break;
+      }
       case 'reconnecting':
         out(`Edge connection lost (${s.reason}); cloudflared is reconnecting…`);
         break;

@@ -50,6 +50,7 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
     logLevel: config.logLevel,
     autoRestart: config.autoRestart && DEFAULT_RESTART_POLICY,
     named: namedTunnel(),
+    access: config.target.access,
   });
   controller = ctl;
   context.subscriptions.push(
@@ -69,6 +70,7 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
   const setKeys = () => {
     void vscode.commands.executeCommand('setContext', 'mcpTunnel.state', ctl.state.status);
     void vscode.commands.executeCommand('setContext', 'mcpTunnel.hasUrl', 'url' in ctl.state && !!ctl.state.url);
+    void vscode.commands.executeCommand('setContext', 'mcpTunnel.access', isLive(ctl.state) ? (ctl.state.sharePath ? 'secret' : 'open') : '');
   };
   setKeys();
   const checkCloudflared = async (): Promise<CloudflaredInfo | undefined> => {
@@ -95,7 +97,7 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
   );
 
   const statusBar = new TunnelStatusBar(ctl, () => config.target);
-  const tree = new TunnelTreeProvider(ctl, () => config.target, () => cloudflared);
+  const tree = new TunnelTreeProvider(ctl, () => config.target, () => cloudflared, () => ctl.accessStats);
   // Look for cloudflared when the view is first shown, not at activation (no process at start-up).
   tree.onFirstVisible = () => void checkCloudflared();
   const treeView = vscode.window.createTreeView('mcpTunnel.status', { treeDataProvider: tree });
@@ -123,7 +125,7 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
       const prevPath = config.cloudflaredPath;
       ({ config, problems } = readConfig());
       warn(problems);
-      ctl.updateOptions({ startTimeoutMs: config.startTimeoutMs, stopGraceMs: config.stopGraceMs, hostHeader: config.hostHeader, protocol: config.protocol, logLevel: config.logLevel, autoRestart: config.autoRestart && DEFAULT_RESTART_POLICY, named: namedTunnel() });
+      ctl.updateOptions({ startTimeoutMs: config.startTimeoutMs, stopGraceMs: config.stopGraceMs, hostHeader: config.hostHeader, protocol: config.protocol, logLevel: config.logLevel, autoRestart: config.autoRestart && DEFAULT_RESTART_POLICY, named: namedTunnel(), access: config.target.access });
       statusBar.render();
       tree.refresh();
       if (prevPath !== config.cloudflaredPath) void checkCloudflared();

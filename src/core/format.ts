@@ -40,3 +40,12 @@ export function formatResponses(byCode: Record<string, number>): string {
     .map(([code, n]) => `${code}×${n}`);
   return parts.length ? parts.join(', ') : 'none';
 }
+
+/**
+ * A shared URL with its share secret hidden, for display (screens get shared and screenshotted):
+ * `https://host/<secret>/mcp` → `https://host/••••••/mcp`. Copy actions use the real URL.
+ */
+export function maskSharePath(url: string, sharePath: string | undefined): string {
+  if (!sharePath || sharePath.length < 2) return url;
+  return url.split(sharePath).join('/••••••');
+}

@@ -5,7 +5,7 @@
  * allowed it explicitly: an agent must not be able to publish an intranet address or a cloud
  * metadata endpoint (169.254.169.254) through a public URL.
  */
-import { DEFAULT_TARGET, type TunnelTarget } from './tunnelState';
+import { ACCESS_MODES, DEFAULT_TARGET, type AccessMode, type TunnelTarget } from './tunnelState';
 
 /** Longest accepted `path`. */
 export const MAX_TARGET_PATH_LENGTH = 2048;
@@ -15,6 +15,8 @@ export interface TargetInput {
   port?: unknown;
   host?: unknown;
   path?: unknown;
+  /** `secret` or `open`; absent means the caller's default. */
+  access?: unknown;
 }
 
 export interface ValidateTargetOptions {
@@ -24,7 +26,7 @@ export interface ValidateTargetOptions {
 
 export type TargetValidation =
   | { ok: true; target: TunnelTarget }
-  | { ok: false; field: 'port' | 'host' | 'path'; message: string };
+  | { ok: false; field: 'port' | 'host' | 'path' | 'access'; message: string };
 
 const LOOPBACK_DESCRIPTION = 'localhost, 127.0.0.1 (any 127.x.x.x) or ::1';
 
@@ -41,7 +43,15 @@ export function validateTarget(input: TargetInput, options: ValidateTargetOption
   if (!host.ok) return { ok: false, field: 'host', message: host.message };
   const path = validatePath(input.path);
   if (!path.ok) return { ok: false, field: 'path', message: path.message };
-  return { ok: true, target: { host: host.value, port, path: path.value } };
+  const access = input.access;
+  if (access !== undefined && access !== null && !(ACCESS_MODES as readonly unknown[]).includes(access)) {
+    return {
+      ok: false,
+      field: 'access',
+      message: `Invalid access ${describe(access)}: access must be "secret" (only requests carrying the share secret reach the server; the default) or "open" (anyone with the URL).`,
+    };
+  }
+  return { ok: true, target: { host: host.value, port, path: path.value, ...(access ? { access: access as AccessMode } : {}) } };
 }
 
 /** True if `host` (any spelling: `[::1]`, `127.1`, `LOCALHOST`) names a loopback address. */
@@ -75,9 +85,14 @@ export function canonicalHost(host: string): string | undefined {
   return parsed;
 }
 
-/** Same host (canonically), port and path. */
+/** Same host (canonically), port and path, and the same access mode unless either leaves it unset. */
 export function sameTarget(a: TunnelTarget, b: TunnelTarget): boolean {
-  return a.port === b.port && a.path === b.path && (canonicalHost(a.host) ?? a.host) === (canonicalHost(b.host) ?? b.host);
+  return (
+    a.port === b.port &&
+    a.path === b.path &&
+    (canonicalHost(a.host) ?? a.host) === (canonicalHost(b.host) ?? b.host) &&
+    (a.access === undefined || b.access === undefined || a.access === b.access)
+  );
 }
 
 function parseHostname(host: string): string | undefined {

@@ -30,6 +30,7 @@ import {
   type TunnelSnapshot,
   type TunnelState,
   type TunnelTarget,
+  type AccessMode,
 } from './tunnelState';
 import * as path from 'node:path';
 
@@ -51,10 +52,11 @@ export interface TunnelControllerOptions {
   /** Metrics polling period while live; 0 turns polling off. */
   metricsIntervalMs?: number;
   /**
-   * `secret`: put the access gate between cloudflared and the origin, so only requests carrying
-   * the share secret (bearer header or `/<secret>` path prefix) reach it. `open` (default): none.
+   * Access mode for starts whose target does not name one. `secret` (default): the access gate
+   * sits between cloudflared and the origin, so only requests carrying the share secret (bearer
+   * header or `/<secret>` path prefix) reach it. `open`: no gate, anyone with the URL gets in.
    */
-  access?: 'secret' | 'open';
+  access?: AccessMode;
   /**
    * Run a named tunnel (stable hostname routed to it in Cloudflare) instead of a quick tunnel.
    * The token is read at each start and never appears in argv or logs.
@@ -174,6 +176,7 @@ export class TunnelController implements TunnelApi {
       startTimeoutMs: DEFAULT_START_TIMEOUT_MS,
       stopGraceMs: DEFAULT_STOP_GRACE_MS,
       hostHeader: 'origin',
+      access: 'secret',
       metricsIntervalMs: 2000,
       autoRestart: DEFAULT_RESTART_POLICY,
       ...options,
@@ -191,6 +194,11 @@ export class TunnelController implements TunnelApi {
   }
   get cloudflared(): CloudflaredInfo | undefined {
     return this._cloudflared;
+  }
+  /** Requests the live run's access gate let through and refused; undefined without a gate. */
+  get accessStats(): { passed: number; rejected: number } | undefined {
+    const gate = this.run?.gate;
+    return gate && !this.run?.ended ? { passed: gate.stats.passed, rejected: gate.stats.rejected } : undefined;
   }
   /** Listener counts of the public events (leak checks). */
   get listenerCounts(): { state: number; metrics: number; log: number; restart: number } {
@@ -223,7 +231,7 @@ export class TunnelController implements TunnelApi {
       const generation = this.stopGeneration;
       return run.exited.then((): Promise<TunnelState> | TunnelState => (generation === this.stopGeneration ? this.start(target) : { status: 'stopped' }));
     }
-    return this.launch({ ...target });
+    return this.launch({ ...target, access: target.access ?? this.options.access ?? 'secret' });
   }
 
   stop(): Promise<void> {
@@ -373,7 +381,8 @@ export class TunnelController implements TunnelApi {
     };
     run.markExited = markExited;
     this.run = run;
-    this.log('info', `Starting a ${this.options.named ? `named tunnel (${this.options.named.hostname})` : 'quick tunnel'} to ${target.host}:${target.port}.`);
+    const access = target.access === 'open' ? 'open: anyone with the URL gets in' : 'secret: only requests with the share secret get in';
+    this.log('info', `Starting a ${this.options.named ? `named tunnel (${this.options.named.hostname})` : 'quick tunnel'} to ${target.host}:${target.port} (access ${access}).`);
     this.setState({ status: 'starting', target, startedAt: run.startedAt });
     run.startTimer = setTimeout(() => this.onStartTimeout(run), this.options.startTimeoutMs);
     void this.spawnRun(run);
@@ -415,7 +424,7 @@ export class TunnelController implements TunnelApi {
       run.url = `https://${hostname}`;
       if (run.stopRequested || run.failure) return this.endRun(run, null, null);
     }
-    if (this.options.access === 'secret') {
+    if (run.target.access !== 'open') {
       try {
         run.gate = await startAccessGate({
           origin: { host: run.target.host, port: run.target.port },

@@ -10,7 +10,17 @@ export interface TunnelTarget {
   port: number;
   /** Path of the MCP endpoint, e.g. `/mcp`. cloudflared drops the path of `--url`, so we keep it. */
   path: string;
+  /**
+   * Who gets through the public URL: `secret` (the access gate lets only requests carrying the
+   * share secret reach the origin) or `open` (anyone with the URL). Unset: the controller's
+   * default, `secret` unless configured otherwise. A live run's target always has it set.
+   */
+  access?: AccessMode;
 }
+
+/** `secret`: only requests with the share secret (bearer header or secret path) pass; `open`: anyone with the URL. */
+export type AccessMode = 'secret' | 'open';
+export const ACCESS_MODES: readonly AccessMode[] = ['secret', 'open'];
 
 export const DEFAULT_TARGET: Readonly<TunnelTarget> = Object.freeze({ host: 'localhost', port: 8002, path: '/mcp' });
 
@@ -237,9 +247,12 @@ export interface TunnelApi {
 export class TunnelBusyError extends Error {
   readonly code = 'busy';
   constructor(readonly current: TunnelTarget, readonly requested: TunnelTarget) {
+    const here = joinUrl(localUrlOf(current), current.path);
+    const there = joinUrl(localUrlOf(requested), requested.path);
     super(
-      `A tunnel to ${joinUrl(localUrlOf(current), current.path)} is already running. ` +
-        `Stop it first (or restart with the new target) to expose ${joinUrl(localUrlOf(requested), requested.path)}.`,
+      here === there && current.access && requested.access && current.access !== requested.access
+        ? `A tunnel to ${here} is already running in ${current.access} mode. Stop it first (or restart it) to run it in ${requested.access} mode.`
+        : `A tunnel to ${here} is already running. Stop it first (or restart with the new target) to expose ${there}.`,
     );
     this.name = 'TunnelBusyError';
   }

@@ -70,9 +70,13 @@ const nullableString = (description: string) => z.string().nullable().describe(d
 const startOutput = {
   status: statusSchema,
   url: nullableString('Public base URL (https://<random>.trycloudflare.com), null until assigned.'),
-  mcp_url: nullableString('Public URL of the MCP endpoint: url + path. Give this to MCP clients.'),
+  mcp_url: nullableString('Public URL of the MCP endpoint: url + path, with the share secret in the path in secret mode. Give this to MCP clients; treat it like a password.'),
   local_url: nullableString('The local origin being exposed, e.g. http://localhost:8002.'),
   pid: z.number().int().nullable().describe('Process id of cloudflared.'),
+  access: z
+    .enum(['secret', 'open'])
+    .nullable()
+    .describe('secret: only requests carrying the share secret (already in mcp_url) reach the server; open: anyone with the URL. Null when no tunnel runs.'),
   message: z.string().describe('What happened and what to do next.'),
 };
 const stopOutput = {
@@ -86,6 +90,7 @@ const statusOutput = {
   mcp_url: startOutput.mcp_url,
   local_url: startOutput.local_url,
   pid: startOutput.pid,
+  access: startOutput.access,
   uptime_seconds: z.number().int().min(0).describe('Seconds since the first edge connection; 0 when not active.'),
   started_at: nullableString('When cloudflared was started (ISO 8601).'),
   last_error: z
@@ -128,6 +133,16 @@ const startInput = {
       description: `Path of the MCP endpoint on the local server, starting with "/". Default "${DEFAULT_TARGET.path}".`,
     })
     .optional(),
+  access: z
+    .unknown()
+    .meta({
+      type: 'string',
+      enum: ['secret', 'open'],
+      description:
+        'Who gets through the public URL. "secret" (the user\'s default unless they configured otherwise): only requests carrying the share secret, which mcp_url includes, reach the server. ' +
+        '"open": anyone with the URL; asks the user first. Omit it to use the user\'s setting.',
+    })
+    .optional(),
 };
 
 /**
@@ -142,7 +157,7 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
       capabilities: { resources: { subscribe: true, listChanged: true } },
       instructions:
         'Publishes a local MCP server (or any local HTTP service) on the internet through a Cloudflare quick tunnel. ' +
-        'start_tunnel returns a public mcp_url anyone can reach while the tunnel runs; stop_tunnel ends it. ' +
+        'start_tunnel returns a public mcp_url (by default carrying a share secret that the tunnel requires) that works while the tunnel runs; stop_tunnel ends it. ' +
         'Read tunnel://status or call get_tunnel_status to see the current state.',
     },
   );
@@ -153,7 +168,8 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
       title: 'Start tunnel',
       description:
         'Expose a local HTTP server (by default the MCP server at http://localhost:8002/mcp) on a public https://*.trycloudflare.com URL ' +
-        'and wait until it is reachable. Returns the public mcp_url to hand to MCP clients. Anyone with the URL can reach the local server. ' +
+        'and wait until it is reachable. Returns the public mcp_url to hand to MCP clients. In secret mode (the default) mcp_url carries a share secret ' +
+        'and requests without it are refused; in open mode anyone with the URL can reach the local server. ' +
         'If the same target is already running, returns it; if a different target is running, call stop_tunnel first. ' +
         'Only loopback hosts are allowed unless the user configured others.',
       inputSchema: startInput,
@@ -197,6 +213,7 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
         mcp_url: snap.mcp_url,
         local_url: snap.local_url ?? localUrlOf(target),
         pid: snap.pid,
+        access: snap.access,
         message: startMessage(snap, where),
       };
       return structuredResult(out, !(snap.status === 'active' || snap.status === 'connecting' || snap.status === 'reconnecting'));
@@ -262,6 +279,7 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
         mcp_url: s.mcp_url,
         local_url: s.local_url,
         pid: s.pid,
+        access: s.access,
         uptime_seconds: s.uptime_seconds,
         started_at: s.started_at,
         last_error: s.last_error,
@@ -286,7 +304,8 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
         mcp_url: s.mcp_url,
         local_url: s.local_url,
         local_mcp_url: s.local_mcp_url,
-        target: target ? { host: target.host, port: target.port, path: target.path } : null,
+        target: target ? { host: target.host, port: target.port, path: target.path, access: target.access ?? null } : null,
+        access: s.access,
         default_target: { ...DEFAULT_TARGET },
         allowed_hosts: [...(options.allowedHosts ?? [])],
         cloudflared_version: controller.cloudflared?.version ?? null,
@@ -388,7 +407,9 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
 function startMessage(s: TunnelSnapshot, where: string): string {
   switch (s.status) {
     case 'active':
-      return `Tunnel active: ${where} is public at ${s.mcp_url ?? s.url ?? '?'}. Anyone with this URL can reach it; call stop_tunnel when done.`;
+      return s.access === 'secret'
+        ? `Tunnel active: ${where} is reachable at ${s.mcp_url ?? '?'}. The URL carries a share secret: give it only to the intended client (requests without it get 401); call stop_tunnel when done.`
+        : `Tunnel active: ${where} is public at ${s.mcp_url ?? s.url ?? '?'}. Anyone with this URL can reach it; call stop_tunnel when done.`;
     case 'connecting':
       return `The public URL ${s.mcp_url ?? s.url ?? '?'} is assigned but Cloudflare's edge has not registered a connection yet; it usually works within seconds. Check get_tunnel_status.`;
     case 'reconnecting':

@@ -2,6 +2,7 @@
 import * as vscode from 'vscode';
 import { INSTALL_URL } from '../core/cloudflared';
 import { isLive, type TunnelState, type TunnelTarget } from '../core/tunnelState';
+import { maskSharePath } from '../core/format';
 import type { TunnelController } from '../core/tunnelController';
 import type { TunnelLog } from './log';
 import type { TunnelTreeRow } from './tunnelTree';
@@ -27,6 +28,7 @@ export const enum CommandId {
   SetTunnelToken = 'mcpTunnel.setTunnelToken',
   ClearTunnelToken = 'mcpTunnel.clearTunnelToken',
   ShowQr = 'mcpTunnel.showQr',
+  RotateSecret = 'mcpTunnel.rotateSecret',
 }
 
 export interface CommandDeps {
@@ -65,12 +67,29 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
       const s = controller.state;
       return start('target' in s && s.target ? s.target : deps.defaultTarget(), true);
     },
-    [CommandId.CopyUrl]: () => copy(controller.snapshot().url, 'public URL'),
+    [CommandId.CopyUrl]: () => copy(controller.snapshot().url, controller.snapshot().access === 'secret' ? 'public URL (requests also need the share secret)' : 'public URL'),
     [CommandId.CopyMcpUrl]: () => copy(controller.snapshot().mcp_url, 'MCP URL'),
     [CommandId.OpenUrl]: async () => {
+      const s = controller.state;
       const url = controller.snapshot().url;
       if (!url) return void vscode.window.showWarningMessage('No public URL yet: start the tunnel first.');
-      await vscode.env.openExternal(vscode.Uri.parse(url));
+      // Behind the gate the bare URL answers 401: open it through the secret path.
+      const sharePath = isLive(s) ? s.sharePath : undefined;
+      await vscode.env.openExternal(vscode.Uri.parse(sharePath ? `${url}${sharePath}/` : url));
+    },
+    [CommandId.RotateSecret]: async () => {
+      const s = controller.state;
+      if (!isLive(s)) return void vscode.window.showWarningMessage('No tunnel is running: the share secret is created when a tunnel starts in secret mode.');
+      if (!s.sharePath) {
+        return void vscode.window.showWarningMessage('This tunnel is open (no share secret): anyone with the URL gets in. Set mcpTunnel.access to "secret" and restart the tunnel to require one.', 'Open Settings').then((a) => {
+          if (a) void vscode.commands.executeCommand('workbench.action.openSettings', 'mcpTunnel.access');
+        });
+      }
+      if (!controller.rotateSecret()) return undefined;
+      const a = await vscode.window.showInformationMessage('Share secret rotated: the old MCP URL and client configs no longer work, open connections with them were closed. Share the new MCP URL.', 'Copy MCP URL', 'Copy MCP Client Config…');
+      if (a === 'Copy MCP URL') await vscode.commands.executeCommand(CommandId.CopyMcpUrl);
+      if (a === 'Copy MCP Client Config…') await vscode.commands.executeCommand(CommandId.CopyClientConfig);
+      return true;
     },
     [CommandId.ShowLog]: () => log.show(),
     [CommandId.ShowActions]: () => showActions(deps),
@@ -138,11 +157,12 @@ async function showActions(deps: CommandDeps): Promise<void> {
     items.push({ label: '$(debug-alt) Start Tunnel…', description: 'choose port, host and path', command: CommandId.StartWith });
   }
   if ('url' in s && s.url) {
-    items.push({ label: '$(copy) Copy MCP URL', description: deps.controller.snapshot().mcp_url ?? '', command: CommandId.CopyMcpUrl });
+    items.push({ label: '$(copy) Copy MCP URL', description: maskSharePath(deps.controller.snapshot().mcp_url ?? '', isLive(s) ? s.sharePath : undefined), command: CommandId.CopyMcpUrl });
     items.push({ label: '$(copy) Copy Public URL', description: s.url, command: CommandId.CopyUrl });
     items.push({ label: '$(link-external) Open Public URL', command: CommandId.OpenUrl });
     items.push({ label: '$(json) Copy MCP Client Config…', description: 'VS Code, Claude Code, Claude Desktop, Cursor', command: CommandId.CopyClientConfig });
     items.push({ label: '$(device-mobile) Show QR Code', command: CommandId.ShowQr });
+    if (isLive(s) && s.sharePath) items.push({ label: '$(refresh) Rotate Share Secret', description: 'the old MCP URL stops working at once', command: CommandId.RotateSecret });
   }
   if (isLive(s) || s.status === 'failed') items.push({ label: '$(debug-restart) Restart Tunnel', command: CommandId.Restart });
   if (isLive(s)) items.push({ label: '$(debug-stop) Stop Tunnel', command: CommandId.Stop });

@@ -2,13 +2,14 @@
 import * as vscode from 'vscode';
 import type { EdgeProtocol, HostHeaderMode } from '../core/cloudflared';
 import { validateTarget } from '../core/target';
-import { DEFAULT_TARGET, type TunnelTarget } from '../core/tunnelState';
+import { ACCESS_MODES, DEFAULT_TARGET, type AccessMode, type TunnelTarget } from '../core/tunnelState';
 
 export const SECTION = 'mcpTunnel';
 
 export interface TunnelConfig {
   cloudflaredPath: string;
-  target: TunnelTarget;
+  /** The default target, its access mode included (`mcpTunnel.access`). */
+  target: TunnelTarget & { access: AccessMode };
   startTimeoutMs: number;
   stopGraceMs: number;
   hostHeader: HostHeaderMode;
@@ -59,6 +60,9 @@ export function readConfig(cfg: vscode.WorkspaceConfiguration = vscode.workspace
   const pathSetting = pick('defaultPath', (v) => (typeof v === 'string' ? v : undefined), DEFAULT_TARGET.path, 'a path starting with /');
   const allowedHosts = pick('mcp.allowedHosts', (v) => (Array.isArray(v) && v.every((h) => typeof h === 'string') ? (v) : undefined), [] as string[], 'a list of host names');
 
+  // Machine-scoped in the manifest: a workspace cannot turn the gate off.
+  const access = pick('access', (v) => oneOf(v, ACCESS_MODES), 'secret', '"secret" or "open"');
+
   let target: TunnelTarget = { host, port, path: pathSetting };
   // The user's own default target may be any host they typed; the path rules are the same as for agents.
   const checked = validateTarget(target, { allowedHosts: [host] });
@@ -70,7 +74,7 @@ export function readConfig(cfg: vscode.WorkspaceConfiguration = vscode.workspace
   return {
     config: {
       cloudflaredPath,
-      target,
+      target: { ...target, access },
       startTimeoutMs: pick('startTimeout', (v) => intIn(v, 5, 600), 45, 'a whole number of seconds from 5 to 600') * 1000,
       stopGraceMs: pick('stopGracePeriod', (v) => intIn(v, 1, 60), 5, 'a whole number of seconds from 1 to 60') * 1000,
       hostHeader: pick('hostHeader', (v) => oneOf(v, ['origin', 'public'] as const), 'origin', '"origin" or "public"'),

@@ -62,22 +62,33 @@ export class TunnelMcpProvider implements vscode.McpServerDefinitionProvider<vsc
     return new vscode.McpHttpServerDefinition(SERVER_LABEL, uri, headers, this.version);
   }
 
-  /** Consent: asked once per window and target, unless `mcpTunnel.mcp.confirmStart` is off. */
+  /**
+   * Consent: asked once per window, target and access mode, unless `mcpTunnel.mcp.confirmStart`
+   * is off. An agent asking for a weaker mode than the user's setting (`open` when it says
+   * `secret`) is always asked: that decision is the user's, not the agent's.
+   */
   private async confirmStart(target: TunnelTarget): Promise<boolean> {
-    if (!this.config().mcpConfirmStart) return true;
+    const config = this.config();
+    const access = target.access ?? config.target.access;
+    const weaker = access === 'open' && config.target.access !== 'open';
+    if (!config.mcpConfirmStart && !weaker) return true;
     const local = joinUrl(localUrlOf(target), target.path);
-    if (this.consented.has(local)) return true;
+    const key = `${access} ${local}`;
+    if (this.consented.has(key)) return true;
+    const open = access === 'open';
     const choice = await vscode.window.showWarningMessage(
-      `An agent wants to make ${local} public.`,
+      open ? `An agent wants to make ${local} public, open to anyone with the URL.` : `An agent wants to make ${local} reachable through a public tunnel.`,
       {
         modal: true,
-        detail: `MCP Tunnel will start a Cloudflare quick tunnel: a random https://….trycloudflare.com URL that anyone who learns it can reach, until the tunnel stops. Allow for this window?`,
+        detail: open
+          ? `MCP Tunnel will start a Cloudflare quick tunnel WITHOUT the access gate: anyone who learns its https://….trycloudflare.com URL reaches your server until the tunnel stops.${weaker ? ' Your setting (mcpTunnel.access) asks for a share secret; the agent asked for none.' : ''} Allow for this window?`
+          : `MCP Tunnel will start a Cloudflare quick tunnel. Only requests carrying its share secret (in the MCP URL the agent receives) reach your server, until the tunnel stops. Allow for this window?`,
       },
-      'Allow',
+      open ? 'Allow Open Access' : 'Allow',
     );
-    const ok = choice === 'Allow';
-    this.log.info(`Agent request to expose ${local}: ${ok ? 'allowed' : 'declined'} by the user.`);
-    if (ok) this.consented.add(local);
+    const ok = choice === 'Allow' || choice === 'Allow Open Access';
+    this.log.info(`Agent request to expose ${local} (access ${access}): ${ok ? 'allowed' : 'declined'} by the user.`);
+    if (ok) this.consented.add(key);
     return ok;
   }
 

@@ -1,7 +1,7 @@
 /** The status bar item: subscribes to the controller, never polls; the uptime ticks only while live. */
 import * as vscode from 'vscode';
-import { formatResponses, formatUptime, msUntilNextUptimeChange, shortHost } from '../core/format';
-import { joinUrl, localUrlOf, type TunnelApi, type TunnelState, type TunnelTarget } from '../core/tunnelState';
+import { formatResponses, formatUptime, maskSharePath, msUntilNextUptimeChange, shortHost } from '../core/format';
+import { isLive, joinUrl, localUrlOf, snapshotOf, type TunnelApi, type TunnelState, type TunnelTarget } from '../core/tunnelState';
 import { CommandId } from './commands';
 
 /**
@@ -65,8 +65,15 @@ export class TunnelStatusBar implements vscode.Disposable {
         break;
       case 'active': {
         const up = formatUptime((Date.now() - s.connectedAt) / 1000);
-        item.text = `$(cloud-upload) ${statusHost(s.url)} · ${up}`;
-        label = `MCP Tunnel active at ${shortHost(s.url, 64)}, up ${up}`;
+        if (s.sharePath) {
+          item.text = `$(cloud-upload) ${statusHost(s.url)} · ${up}`;
+          label = `MCP Tunnel active at ${shortHost(s.url, 64)}, up ${up}, secret link required`;
+        } else {
+          // No gate: anyone with the URL gets in. Keep that in sight while it runs.
+          item.text = `$(unlock) ${statusHost(s.url)} · open · ${up}`;
+          item.backgroundColor = new vscode.ThemeColor('statusBarItem.warningBackground');
+          label = `MCP Tunnel active at ${shortHost(s.url, 64)}, up ${up}, open to anyone with the URL`;
+        }
         break;
       }
       case 'reconnecting':
@@ -96,8 +103,16 @@ export class TunnelStatusBar implements vscode.Disposable {
     const local = joinUrl(localUrlOf(target), target.path);
     md.appendMarkdown(`**MCP Tunnel** — ${s.status}\n\n`);
     if ('url' in s && s.url) {
+      const sharePath = isLive(s) ? s.sharePath : undefined;
       md.appendMarkdown(`Public URL: ${s.url}\n\n`);
-      md.appendMarkdown(`Public MCP URL: ${joinUrl(s.url, target.path)}\n\n`);
+      md.appendMarkdown(`Public MCP URL: ${maskSharePath(snapshotOf(s).mcp_url ?? joinUrl(s.url, target.path), sharePath)}\n\n`);
+      if (isLive(s)) {
+        md.appendMarkdown(
+          sharePath
+            ? '$(lock) Access: secret link required (the MCP URL you copy carries the secret)\n\n'
+            : '$(unlock) **Access: open** — anyone with the URL reaches your local server\n\n',
+        );
+      }
     }
     md.appendMarkdown(`Local: ${local}\n\n`);
     if (s.status === 'active' || s.status === 'reconnecting') {

@@ -1,7 +1,7 @@
 /** The tree view: one row per fact of the tunnel. Subscribes to the controller; refreshes are debounced. */
 import * as vscode from 'vscode';
-import { formatResponses, formatUptime, msUntilNextUptimeChange } from '../core/format';
-import { joinUrl, localUrlOf, type CloudflaredInfo, type TunnelApi, type TunnelTarget } from '../core/tunnelState';
+import { formatResponses, formatUptime, maskSharePath, msUntilNextUptimeChange } from '../core/format';
+import { isLive, joinUrl, localUrlOf, type CloudflaredInfo, type TunnelApi, type TunnelTarget } from '../core/tunnelState';
 
 export interface TunnelTreeRow {
   id: string;
@@ -10,7 +10,7 @@ export interface TunnelTreeRow {
   tooltip?: string;
   icon: string;
   color?: string;
-  /** What inline actions apply: `copyable`, `openable`. */
+  /** What inline actions apply: `copyable`, `openable`, `rotatable`. */
   contextValue?: string;
   /** The value Copy / Open act on. */
   value?: string;
@@ -29,6 +29,8 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
     private readonly controller: TunnelApi,
     private readonly defaultTarget: () => TunnelTarget,
     private readonly cloudflaredHint: () => CloudflaredInfo | undefined,
+    /** Requests the access gate let through and refused (a live tunnel in secret mode). */
+    private readonly accessStats: () => { passed: number; rejected: number } | undefined = () => undefined,
   ) {
     this.subs.push(
       controller.onDidChangeState(() => this.refresh()),
@@ -97,9 +99,37 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
     if (s.status === 'failed') {
       rows.push({ id: 'error', label: 'Error', description: s.error.message, tooltip: [s.error.message, '', ...s.error.lastLines.slice(-8)].join('\n'), icon: 'info' });
     }
+    const sharePath = isLive(s) ? s.sharePath : undefined;
+    if (isLive(s)) {
+      if (sharePath) {
+        const st = this.accessStats();
+        const refused = st && st.rejected > 0 ? ` · ${st.rejected} refused` : '';
+        rows.push({
+          id: 'access',
+          label: 'Access',
+          description: `Secret link required${refused}`,
+          tooltip:
+            'Only requests carrying the share secret reach your server: the copied MCP URL and client configs include it. ' +
+            `Anything else gets 401 without touching your server.${st ? ` Let through: ${st.passed}; refused: ${st.rejected}.` : ''} Rotate the secret to cut off everyone who has it.`,
+          icon: 'lock',
+          contextValue: 'rotatable',
+        });
+      } else {
+        rows.push({
+          id: 'access',
+          label: 'Access',
+          description: 'Open: anyone with the URL',
+          tooltip: 'This tunnel has no access gate: anyone who learns the public URL reaches your local server. Restart it with mcpTunnel.access set to "secret" to require the share secret.',
+          icon: 'unlock',
+          color: 'problemsWarningIcon.foreground',
+        });
+      }
+    }
     if (snap.url) {
-      rows.push({ id: 'url', label: 'Public URL', description: snap.url, icon: 'globe', contextValue: 'copyable openable', value: snap.url });
-      rows.push({ id: 'mcpUrl', label: 'Public MCP URL', description: snap.mcp_url ?? '', icon: 'plug', contextValue: 'copyable', value: snap.mcp_url ?? '' });
+      rows.push({ id: 'url', label: 'Public URL', description: snap.url, icon: 'globe', contextValue: sharePath ? 'copyable' : 'copyable openable', value: snap.url });
+      const mcpUrl = snap.mcp_url ?? '';
+      const shown = maskSharePath(mcpUrl, sharePath);
+      rows.push({ id: 'mcpUrl', label: 'Public MCP URL', description: shown, tooltip: sharePath ? `${shown}\nThe share secret is hidden here; Copy puts the full URL on the clipboard.` : mcpUrl, icon: 'plug', contextValue: 'copyable', value: mcpUrl });
     }
     const local = joinUrl(localUrlOf(target), target.path);
     rows.push({ id: 'local', label: 'Local target', description: local, icon: 'server', contextValue: 'copyable', value: local });

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { reapOrphans } from '../../src/core/orphans';
 import { get, startStrictOrigin, type Origin } from '../fixtures/origins';
-import { FAKE_CLOUDFLARED, REPO, isAlive, readFakeState, waitFor, waitGone } from './helpers/proc';
+import { FAKE_CLOUDFLARED, REPO, isAlive, publicPath, readFakeState, waitFor, waitGone } from './helpers/proc';
 
 const CLI = path.join(REPO, 'dist', 'cli.js');
 let origin: Origin;
@@ -50,14 +50,21 @@ describe('mcp-tunnel CLI', { concurrency: false }, () => {
     rmSync(work, { recursive: true, force: true });
   });
 
-  it('start: prints the public URL and MCP URL; Ctrl+C stops cloudflared and exits 0', async () => {
+  it('start: prints the public URL and the MCP URL with its share secret (secret by default); Ctrl+C stops cloudflared and exits 0', async () => {
     const r = cli(['start', '--port', String(origin.port), '--cloudflared', FAKE_CLOUDFLARED]);
-    const url = await waitFor(() => /Public URL:\s+(https:\/\/\S+)/.exec(r.out())?.[1], 8000, 'URL line');
-    assert.match(r.out(), new RegExp(`Public MCP URL:\\s+${url.replace(/\./g, '\\.')}/mcp`));
+    await waitFor(() => (/Press Ctrl\+C/.test(r.out()) ? true : undefined), 8000, 'active');
+    const url = /Public URL:\s+(https:\/\/\S+)/.exec(r.out())![1];
+    const mcpUrl = /Public MCP URL:\s+(\S+)/.exec(r.out())![1];
+    assert.match(mcpUrl, new RegExp(`^${url.replace(/\./g, '\\.')}/[A-Za-z0-9_-]{43}/mcp$`));
+    const secret = mcpUrl.split('/')[3];
+    assert.match(r.out(), /Access:\s+secret/);
+    assert.ok(r.out().includes(`"Authorization: Bearer ${secret}"`), 'the header form is printed too');
     const pid = Number(/PID (\d+)/.exec(r.out())?.[1]);
     assert.ok(isAlive(pid));
     const fake = readFakeState(work, pid)!;
-    assert.equal((await get(fake.publicPort, '/mcp')).status, 200);
+    assert.equal((await get(fake.publicPort, '/mcp')).status, 401);
+    assert.equal((await get(fake.publicPort, publicPath(mcpUrl))).status, 200);
+    assert.equal((await get(fake.publicPort, '/mcp', { authorization: `Bearer ${secret}` })).status, 200);
     r.child.kill('SIGINT');
     const { code } = await r.exit;
     assert.equal(code, 0, r.err());
@@ -70,10 +77,23 @@ describe('mcp-tunnel CLI', { concurrency: false }, () => {
     const tokenFile = path.join(work, 'token');
     writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
     const r = cli(['start', '--named', '--hostname', 'mcp.example.com', '--token-file', tokenFile, '--port', String(origin.port), '--cloudflared', FAKE_CLOUDFLARED]);
-    await waitFor(() => (/Public MCP URL:\s+https:\/\/mcp\.example\.com\/mcp/.test(r.out()) ? true : undefined), 8000, 'named URL');
+    await waitFor(() => (/Public MCP URL:\s+https:\/\/mcp\.example\.com\/[A-Za-z0-9_-]{43}\/mcp/.test(r.out()) ? true : undefined), 8000, 'named URL');
     const pid = Number(/PID (\d+)/.exec(r.out())?.[1]);
     assert.ok(!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(token));
     assert.ok(!r.out().includes(token) && !r.err().includes(token));
+    r.child.kill('SIGINT');
+    assert.equal((await r.exit).code, 0);
+    assert.ok(await waitGone(pid, 1000));
+  });
+
+  it('--access open: the plain MCP URL, a warning, no gate', async () => {
+    const r = cli(['start', '--access', 'open', '--port', String(origin.port), '--cloudflared', FAKE_CLOUDFLARED]);
+    await waitFor(() => (/Press Ctrl\+C/.test(r.out()) ? true : undefined), 8000, 'active');
+    const url = /Public URL:\s+(https:\/\/\S+)/.exec(r.out())![1];
+    assert.match(r.out(), new RegExp(`Public MCP URL:\\s+${url.replace(/\./g, '\\.')}/mcp\n`));
+    assert.match(r.out(), /Access:\s+OPEN: anyone who learns the URL reaches your server/);
+    const pid = Number(/PID (\d+)/.exec(r.out())?.[1]);
+    assert.equal((await get(readFakeState(work, pid)!.publicPort, '/mcp')).status, 200);
     r.child.kill('SIGINT');
     assert.equal((await r.exit).code, 0);
     assert.ok(await waitGone(pid, 1000));
@@ -84,9 +104,11 @@ describe('mcp-tunnel CLI', { concurrency: false }, () => {
     await waitFor(() => (r.out().includes('"status":"active"') ? true : undefined), 8000, 'active');
     r.child.kill('SIGTERM');
     assert.equal((await r.exit).code, 0);
-    const objs = r.out().trim().split('\n').map((l) => JSON.parse(l) as { status: string; mcp_url: string | null });
+    const objs = r.out().trim().split('\n').map((l) => JSON.parse(l) as { status: string; mcp_url: string | null; access: string | null });
     assert.deepEqual([...new Set(objs.map((o) => o.status))], ['starting', 'connecting', 'active', 'stopping', 'stopped']);
-    assert.match(objs.find((o) => o.status === 'active')!.mcp_url!, /\.trycloudflare\.com\/mcp$/);
+    const active = objs.find((o) => o.status === 'active')!;
+    assert.match(active.mcp_url!, /\.trycloudflare\.com\/[A-Za-z0-9_-]{43}\/mcp$/);
+    assert.equal(active.access, 'secret');
   });
 
   it('failure: the cause on stderr and exit code 1', async () => {
@@ -109,6 +131,9 @@ describe('mcp-tunnel CLI', { concurrency: false }, () => {
     const r2 = cli(['start', '--path', 'mcp']);
     assert.equal((await r2.exit).code, 2);
     assert.match(r2.err(), /path/i);
+    const r3 = cli(['start', '--access', 'public']);
+    assert.equal((await r3.exit).code, 2);
+    assert.match(r3.err(), /--access must be secret .* or open .* \(got "public"\)/);
   });
 
   it('a CLI killed with SIGKILL leaves cloudflared; the next run reaps it (verified identity)', async () => {

@@ -3,7 +3,7 @@
  * sockets. Every test checks that no process is left behind.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
@@ -11,7 +11,7 @@ import { findCloudflared } from '../../src/core/cloudflared';
 import { TunnelController, type TunnelControllerOptions } from '../../src/core/tunnelController';
 import type { TunnelState } from '../../src/core/tunnelState';
 import { get, startStrictOrigin, type Origin } from '../fixtures/origins';
-import { FAKE_CLOUDFLARED, readFakeState, waitFor, waitGone } from './helpers/proc';
+import { FAKE_CLOUDFLARED, publicPath, readFakeState, waitFor, waitGone } from './helpers/proc';
 
 let origin: Origin;
 let work: string;
@@ -62,10 +62,12 @@ describe('TunnelController + fake cloudflared (real processes)', { concurrency: 
     assert.deepEqual(seq(), ['starting', 'starting', 'connecting', 'connecting', 'active']);
     const snap = c.snapshot();
     assert.match(snap.url ?? '', /^https:\/\/[a-z]+(-[a-z]+){3}\.trycloudflare\.com$/);
-    assert.equal(snap.mcp_url, `${snap.url}/mcp`);
+    // Secret mode is the default: the MCP URL carries the share secret.
+    assert.equal(snap.access, 'secret');
+    assert.match(snap.mcp_url ?? '', new RegExp(`^${snap.url}/[A-Za-z0-9_-]{43}/mcp$`));
     const fake = await waitFor(() => readFakeState(work, snap.pid!), 3000, 'fake state file');
     assert.equal(fake.url, snap.url);
-    const res = await get(fake.publicPort, '/mcp');
+    const res = await get(fake.publicPort, publicPath(snap.mcp_url));
     assert.equal(res.status, 200, res.body);
     assert.equal(origin.hosts.at(-1), `localhost:${origin.port}`, 'the origin sees its own host:port, not the public host');
     const m = await waitFor(() => (c.metrics && c.metrics.totalRequests >= 1 ? c.metrics : undefined), 3000, 'metrics');
@@ -84,7 +86,7 @@ describe('TunnelController + fake cloudflared (real processes)', { concurrency: 
     const s = await c.start(target());
     assert.equal(s.status, 'active');
     const fake = await waitFor(() => readFakeState(work, c.snapshot().pid!), 3000, 'fake state');
-    const res = await get(fake.publicPort, '/');
+    const res = await get(fake.publicPort, `${c.state.status === 'active' ? c.state.sharePath : ''}/`);
     assert.equal(res.status, 403);
     assert.equal(`https://${origin.hosts.at(-1)}`, c.snapshot().url);
   });
@@ -96,7 +98,7 @@ describe('TunnelController + fake cloudflared (real processes)', { concurrency: 
     const s = await c.start(target());
     assert.equal(s.status, 'active');
     const fake = await waitFor(() => readFakeState(work, c.snapshot().pid!), 3000, 'fake state');
-    const res = await get(fake.publicPort, '/mcp');
+    const res = await get(fake.publicPort, publicPath(c.snapshot().mcp_url));
     assert.equal(res.status, 200, 'the request reached the origin instead of the config.yml catch-all 404');
   });
 
@@ -212,8 +214,8 @@ describe('TunnelController + fake cloudflared (real processes)', { concurrency: 
     assert.match(s.status === 'failed' ? s.error.message : '', /chmod \+x/);
   });
 
-  it('access "secret": the gate refuses requests without the share secret before the origin; the MCP URL carries it; rotate revokes', async () => {
-    const { c } = make('ok', {}, { access: 'secret' });
+  it('access "secret" (default): the gate refuses requests without the share secret before the origin; the MCP URL carries it; rotate revokes', async () => {
+    const { c } = make('ok');
     const s = await c.start(target());
     assert.equal(s.status, 'active', JSON.stringify(s));
     const snap = c.snapshot();
@@ -238,11 +240,37 @@ describe('TunnelController + fake cloudflared (real processes)', { concurrency: 
     assert.equal(c.rotateSecret(), undefined);
   });
 
-  it('access "open" (default): no gate, the plain MCP URL', async () => {
-    const { c } = make('ok');
+  it('access "open" (controller option): no gate, the plain MCP URL, cloudflared points at the origin', async () => {
+    const { c } = make('ok', {}, { access: 'open' });
     assert.equal((await c.start(target())).status, 'active');
     assert.equal(c.snapshot().access, 'open');
     assert.equal(c.snapshot().mcp_url, `${c.snapshot().url}/mcp`);
+    assert.equal(c.accessStats, undefined);
+    const cmdline = readFileSync(`/proc/${c.snapshot().pid}/cmdline`, 'utf8').split('\0');
+    assert.equal(cmdline[cmdline.indexOf('--url') + 1], `http://localhost:${origin.port}`);
+    const fake = await waitFor(() => readFakeState(work, c.snapshot().pid!), 3000, 'fake state');
+    assert.equal((await get(fake.publicPort, '/mcp')).status, 200);
+  });
+
+  it('access per start: the mode of the target wins over the option; a live tunnel in one mode refuses a start in the other', async () => {
+    const { c } = make('ok', {}, { access: 'secret' });
+    const s = await c.start({ ...target(), access: 'open' });
+    assert.equal(s.status, 'active', JSON.stringify(s));
+    assert.equal(c.snapshot().access, 'open');
+    // Same target without a mode: the live one. With the other mode: busy, naming both modes.
+    assert.equal((await c.start(target())).status, 'active');
+    await assert.rejects(c.start({ ...target(), access: 'secret' }), /already running in open mode.*in secret mode/);
+    // A restart keeps the run's mode; a restart with a new target may change it.
+    assert.equal((await c.restart()).status, 'active');
+    assert.equal(c.snapshot().access, 'open');
+    assert.equal((await c.restart({ ...target(), access: 'secret' })).status, 'active');
+    assert.equal(c.snapshot().access, 'secret');
+    const stats = c.accessStats;
+    assert.deepEqual(stats, { passed: 0, rejected: 0 });
+    const fake = await waitFor(() => readFakeState(work, c.snapshot().pid!), 3000, 'fake state');
+    assert.equal((await get(fake.publicPort, '/mcp')).status, 401);
+    assert.equal((await get(fake.publicPort, publicPath(c.snapshot().mcp_url))).status, 200);
+    assert.deepEqual(c.accessStats, { passed: 1, rejected: 1 });
   });
 
   it('named tunnel: `tunnel run` with the token in the environment, never in argv, logs or state', async () => {
@@ -254,8 +282,7 @@ describe('TunnelController + fake cloudflared (real processes)', { concurrency: 
     assert.equal(s.status, 'active', JSON.stringify(s));
     const snap = c.snapshot();
     assert.equal(snap.url, 'https://mcp.example.com');
-    assert.equal(snap.mcp_url, 'https://mcp.example.com/mcp');
-    const { readFileSync } = await import('node:fs');
+    assert.match(snap.mcp_url ?? '', /^https:\/\/mcp\.example\.com\/[A-Za-z0-9_-]{43}\/mcp$/);
     const cmdline = readFileSync(`/proc/${snap.pid}/cmdline`, 'utf8').split('\0');
     assert.ok(cmdline.includes('run'), cmdline.join(' '));
     assert.ok(!cmdline.some((a) => a.includes(token) || a.includes('acct0123456789')), 'token not in argv');
@@ -264,7 +291,7 @@ describe('TunnelController + fake cloudflared (real processes)', { concurrency: 
     assert.ok(!logs.some((l) => l.includes(token)), 'token not in logs');
     assert.ok(!JSON.stringify(states).includes(token) && !JSON.stringify(snap).includes(token), 'token not in state');
     const fake = await waitFor(() => readFakeState(work, snap.pid!), 3000, 'fake state');
-    assert.equal((await get(fake.publicPort, '/mcp')).status, 200);
+    assert.equal((await get(fake.publicPort, publicPath(snap.mcp_url))).status, 200);
   });
 
   it('named tunnel without a token: failed (no-token) naming the fix, no process', async () => {
@@ -279,7 +306,7 @@ describe('TunnelController + fake cloudflared (real processes)', { concurrency: 
     assert.equal((await c.start(target())).status, 'active');
     const pid = c.snapshot().pid!;
     // Pretend the owner died: rewrite the record with a dead owner PID.
-    const { readdirSync, readFileSync } = await import('node:fs');
+    const { readdirSync } = await import('node:fs');
     const stateDir = path.join(work, 'state');
     const file = readdirSync(stateDir).find((f) => f.startsWith('run-'))!;
     const rec = JSON.parse(readFileSync(path.join(stateDir, file), 'utf8')) as { ownerPid: number };

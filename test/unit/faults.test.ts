@@ -18,7 +18,7 @@ import { TunnelController, type TunnelControllerOptions, type TunnelLogEntry, ty
 import type { TunnelState, TunnelStatus } from '../../src/core/tunnelState';
 import { createTunnelMcpServer } from '../../src/mcp/tunnelMcpServer';
 import { get, startStrictOrigin, type Origin } from '../fixtures/origins';
-import { FAKE_CLOUDFLARED, REPO, isAlive, readFakeState, waitFor, waitGone } from './helpers/proc';
+import { FAKE_CLOUDFLARED, REPO, isAlive, publicPath, readFakeState, waitFor, waitGone } from './helpers/proc';
 import { realTracker, sleep, type SpawnTracker } from './helpers/race';
 
 const MB = 1024 * 1024;
@@ -93,7 +93,7 @@ function sampler(): { stop: () => { rssPeak: number; socketsPeak: number } } {
 
 async function publicGet(m: Made): Promise<number> {
   const fake = await waitFor(() => readFakeState(work, m.c.snapshot().pid!), 3000, 'fake state');
-  return (await get(fake.publicPort, '/mcp')).status;
+  return (await get(fake.publicPort, publicPath(m.c.snapshot().mcp_url))).status;
 }
 
 describe('fault injection (fake cloudflared, real processes)', { concurrency: false }, () => {

@@ -16,7 +16,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { ResourceUpdatedNotificationSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { get, startStrictOrigin, type Origin } from '../fixtures/origins';
-import { FAKE_CLOUDFLARED, REPO, isAlive, readFakeState, waitFor, waitGone } from './helpers/proc';
+import { FAKE_CLOUDFLARED, REPO, isAlive, publicPath, readFakeState, waitFor, waitGone } from './helpers/proc';
 
 const CLI = path.join(REPO, 'dist', 'cli.js');
 /** Generous: two cores shared with other work. */
@@ -163,14 +163,16 @@ describe('mcp-tunnel mcp (real CLI, real SDK client)', { concurrency: false }, (
     let pid: number;
     let url: string;
 
-    it('start_tunnel: active, trycloudflare URL, mcp_url = url + /mcp; traffic reaches the strict origin', async () => {
+    it('start_tunnel: active, trycloudflare URL, mcp_url = url + share secret + /mcp (secret by default); only traffic with the secret reaches the strict origin', async () => {
       const r = await withTimeout(call(client, 'start_tunnel', { port: origin.port }), STEP_MS, 'start_tunnel');
       assert.equal(r.isError, undefined, text(r));
       const s = structured(r);
       assert.equal(s['status'], 'active');
       url = String(s['url']);
       assert.match(url, /^https:\/\/[a-z0-9-]+\.trycloudflare\.com$/);
-      assert.equal(s['mcp_url'], `${url}/mcp`);
+      const mcpUrl = String(s['mcp_url']);
+      assert.match(mcpUrl, new RegExp(`^${url}/[A-Za-z0-9_-]{43}/mcp$`));
+      assert.equal(s['access'], 'secret');
       assert.equal(s['local_url'], `http://localhost:${origin.port}`);
       pid = Number(s['pid']);
       assert.ok(pid > 0 && isAlive(pid), 'cloudflared runs');
@@ -180,7 +182,7 @@ describe('mcp-tunnel mcp (real CLI, real SDK client)', { concurrency: false }, (
       assert.equal(st['status'], 'active');
       assert.equal(st['active'], true);
       assert.equal(st['url'], url);
-      assert.equal(st['mcp_url'], `${url}/mcp`);
+      assert.equal(st['mcp_url'], mcpUrl);
       assert.equal(st['pid'], pid);
 
       // Subscribe to the metrics before any traffic, so the poll that counts it notifies us.
@@ -189,7 +191,9 @@ describe('mcp-tunnel mcp (real CLI, real SDK client)', { concurrency: false }, (
       assert.ok(fake, 'the fake cloudflared wrote its state');
       assert.equal(fake.url, url);
       const before = origin.hosts.length;
-      const res = await get(fake.publicPort, '/mcp?probe=1');
+      assert.equal((await get(fake.publicPort, '/mcp?probe=0')).status, 401);
+      assert.equal(origin.hosts.length, before, 'a request without the secret never reaches the origin');
+      const res = await get(fake.publicPort, `${publicPath(mcpUrl)}?probe=1`);
       assert.equal(res.status, 200, res.body);
       assert.deepEqual(JSON.parse(res.body), { ok: true, path: '/mcp?probe=1', host: `localhost:${origin.port}` });
       assert.equal(origin.hosts.length, before + 1, 'the request reached the origin');
@@ -294,7 +298,7 @@ describe('mcp-tunnel mcp (real CLI, real SDK client)', { concurrency: false }, (
         assert.equal(st['active'], false);
         const s = structured(await withTimeout(call(client, 'start_tunnel', { port: origin.port, host: '127.0.0.1' }), STEP_MS, 'start_tunnel over HTTP'));
         assert.equal(s['status'], 'active');
-        assert.equal(s['mcp_url'], `${String(s['url'])}/mcp`);
+        assert.match(String(s['mcp_url']), new RegExp(`^${String(s['url'])}/[A-Za-z0-9_-]{43}/mcp$`));
         pid = Number(s['pid']);
         assert.ok(isAlive(pid));
         const bad = await call(client, 'start_tunnel', { host: '169.254.169.254' });

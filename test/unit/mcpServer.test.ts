@@ -11,7 +11,7 @@ import { validateTarget } from '../../src/core/target';
 import type { TunnelTarget } from '../../src/core/tunnelState';
 import { serveStdio } from '../../src/mcp/index';
 import { createTunnelMcpServer, type TunnelMcpServerOptions } from '../../src/mcp/tunnelMcpServer';
-import { FAKE_PID, FAKE_URL, FakeController } from './helpers/fakeController';
+import { FAKE_PID, FAKE_SHARE_PATH, FAKE_URL, FakeController } from './helpers/fakeController';
 
 async function connect(controller = new FakeController(), options: Partial<TunnelMcpServerOptions> = {}) {
   const server = createTunnelMcpServer(controller, { version: '0.1.0-test', ...options });
@@ -92,19 +92,20 @@ void describe('createTunnelMcpServer', () => {
     assert.equal(start.annotations?.openWorldHint, true);
     assert.equal(start.annotations?.destructiveHint, false);
     assert.equal(start.annotations?.readOnlyHint, false);
-    assert.deepEqual(Object.keys(start.outputSchema?.properties ?? {}).sort(), ['local_url', 'mcp_url', 'message', 'pid', 'status', 'url']);
+    assert.deepEqual(Object.keys(start.outputSchema?.properties ?? {}).sort(), ['access', 'local_url', 'mcp_url', 'message', 'pid', 'status', 'url']);
     const props = start.inputSchema.properties as Record<string, Record<string, unknown>>;
     assert.equal(props['port']?.['type'], 'integer');
     assert.equal(props['port']?.['maximum'], 65535);
     assert.equal(props['host']?.['type'], 'string');
     assert.equal(props['path']?.['type'], 'string');
+    assert.deepEqual(props['access']?.['enum'], ['secret', 'open']);
     assert.equal(start.inputSchema.required, undefined, 'every start_tunnel argument is optional');
     assert.equal(byName.get('get_tunnel_status')!.annotations?.readOnlyHint, true);
     assert.equal(byName.get('stop_tunnel')!.annotations?.idempotentHint, true);
     assert.equal(byName.get('stop_tunnel')!.annotations?.readOnlyHint, false);
     assert.deepEqual(
       Object.keys(byName.get('get_tunnel_status')!.outputSchema?.properties ?? {}).sort(),
-      ['active', 'last_error', 'local_url', 'mcp_url', 'pid', 'started_at', 'status', 'uptime_seconds', 'url'],
+      ['access', 'active', 'last_error', 'local_url', 'mcp_url', 'pid', 'started_at', 'status', 'uptime_seconds', 'url'],
     );
     await client.close();
   });
@@ -114,7 +115,7 @@ void describe('createTunnelMcpServer', () => {
     const r = await call(client, 'get_tunnel_status');
     assert.equal(r.isError, undefined);
     assert.deepEqual(structured(r), {
-      status: 'stopped', active: false, url: null, mcp_url: null, local_url: null, pid: null, uptime_seconds: 0, started_at: null, last_error: null,
+      status: 'stopped', active: false, url: null, mcp_url: null, local_url: null, pid: null, access: null, uptime_seconds: 0, started_at: null, last_error: null,
     });
     await client.close();
   });
@@ -209,6 +210,8 @@ void describe('createTunnelMcpServer', () => {
       [{ path: '/a b' }, /path.*whitespace/],
       [{ path: '/\u0000' }, /path.*control/],
       [{ path: `/${'a'.repeat(2999)}` }, /path.*3000 characters.*2048/],
+      [{ access: 'public' }, /access "public".*"secret".*"open"/],
+      [{ access: true }, /access boolean.*"secret".*"open"/],
     ];
     for (const [args, expected] of cases) {
       const r = await call(client, 'start_tunnel', args);
@@ -231,6 +234,29 @@ void describe('createTunnelMcpServer', () => {
     assert.equal(denied.isError, true);
     assert.match(text(denied), /allowed hosts \(10\.0\.0\.1, Example\.COM\)/);
     assert.deepEqual(controller.startCalls.map((t) => t.host), ['10.0.0.1', 'example.com']);
+    await client.close();
+  });
+
+  void it('start_tunnel access: "secret" returns the MCP URL with the share secret; the mode reaches the controller and the consent prompt', async () => {
+    const asked: TunnelTarget[] = [];
+    const { client, controller } = await connect(undefined, { confirmStart: (t) => (asked.push(t), Promise.resolve(true)) });
+    const s = structured(await call(client, 'start_tunnel', { access: 'secret' }));
+    assert.equal(s['status'], 'active');
+    assert.equal(s['access'], 'secret');
+    assert.equal(s['mcp_url'], `${FAKE_URL}${FAKE_SHARE_PATH}/mcp`);
+    assert.match(String(s['message']), /share secret/);
+    assert.equal(structured(await call(client, 'get_tunnel_status'))['access'], 'secret');
+    // The same target in the other mode is a different tunnel: stop first.
+    const other = await call(client, 'start_tunnel', { access: 'open' });
+    assert.equal(other.isError, true);
+    assert.match(text(other), /already running in secret mode.*open mode.*stop_tunnel/s);
+    await call(client, 'stop_tunnel');
+    const o = structured(await call(client, 'start_tunnel', { access: 'open' }));
+    assert.equal(o['access'], 'open');
+    assert.equal(o['mcp_url'], `${FAKE_URL}/mcp`);
+    assert.match(String(o['message']), /Anyone with this URL/);
+    assert.deepEqual(controller.startCalls.map((t) => t.access), ['secret', 'open']);
+    assert.deepEqual(asked.map((t) => t.access), ['secret', 'open']);
     await client.close();
   });
 
@@ -273,7 +299,7 @@ void describe('createTunnelMcpServer', () => {
     for (const k of ['status', 'pid', 'url', 'local_url', 'cloudflared_version', 'cloudflared_path', 'metrics_address']) assert.ok(k in config, `config.${k}`);
     assert.equal(config['cloudflared_version'], '2026.8.2');
     assert.equal(config['metrics_address'], '127.0.0.1:20241');
-    assert.deepEqual(config['target'], { host: 'localhost', port: 8002, path: '/mcp' });
+    assert.deepEqual(config['target'], { host: 'localhost', port: 8002, path: '/mcp', access: null });
     const metrics = await readJson(client, 'tunnel://metrics');
     for (const k of ['status', 'active', 'uptime_seconds', 'total_requests', 'request_errors', 'concurrent_requests', 'responses_by_code', 'edge_locations']) assert.ok(k in metrics, `metrics.${k}`);
     assert.equal(metrics['total_requests'], 0);

@@ -139,6 +139,8 @@ function fakeController(seed: number, opts: Partial<TunnelControllerOptions> = {
     stopGraceMs: 1000,
     autoRestart: false,
     baseEnv: { PATH: process.env['PATH'] ?? '' },
+    // Scripted fake processes: the gate (the default) is in the real-process races below.
+    access: 'open',
     ...opts,
   });
   return { c, tracker };

@@ -22,6 +22,8 @@ function make(opts: Partial<TunnelControllerOptions> = {}, configure?: (p: FakeP
     startTimeoutMs: 10_000,
     stopGraceMs: 2_000,
     baseEnv: { PATH: '/usr/bin', TUNNEL_NAME: 'hijack', TUNNEL_TOKEN: 'x', NO_AUTOUPDATE: 'false', HOME: '/home/u' },
+    // The process supervision under test; the gate (the default) has its own tests with real processes.
+    access: 'open',
     ...opts,
   });
   const states: TunnelState[] = [];

@@ -22,6 +22,8 @@ export type FakeOutcome = 'active' | 'connecting' | { fail: TunnelError };
 
 export const FAKE_URL = 'https://quiet-fox-lake.trycloudflare.com';
 export const FAKE_PID = 4242;
+/** The share path a fake run in secret mode gets (only when the target asks for `secret` explicitly). */
+export const FAKE_SHARE_PATH = '/fake-share-secret-0123456789abcdefghijklmnopqrstu';
 
 export class FakeController implements TunnelApi {
   readonly stateEmitter = new Emitter<TunnelState>();
@@ -79,7 +81,8 @@ export class FakeController implements TunnelApi {
 
   private async run(target: TunnelTarget): Promise<TunnelState> {
     const startedAt = Date.now();
-    this.setState({ status: 'starting', target, startedAt, pid: FAKE_PID });
+    const share = target.access === 'secret' ? { sharePath: FAKE_SHARE_PATH } : {};
+    this.setState({ status: 'starting', target, startedAt, pid: FAKE_PID, ...share });
     await (this.gate ?? tick());
     if (this.status() !== 'starting') return this.current; // stopped meanwhile
     const outcome = this.nextOutcome;
@@ -87,7 +90,7 @@ export class FakeController implements TunnelApi {
       this.setState({ status: 'failed', target, error: outcome.fail });
       return this.current;
     }
-    this.setState({ status: 'connecting', target, startedAt, pid: FAKE_PID, url: FAKE_URL, metricsAddress: '127.0.0.1:20241' });
+    this.setState({ status: 'connecting', target, startedAt, pid: FAKE_PID, url: FAKE_URL, metricsAddress: '127.0.0.1:20241', ...share });
     await tick();
     if (outcome === 'connecting' || this.status() !== 'connecting') return this.current;
     this.setState({
@@ -97,6 +100,7 @@ export class FakeController implements TunnelApi {
       pid: FAKE_PID,
       url: FAKE_URL,
       metricsAddress: '127.0.0.1:20241',
+      ...share,
       connectedAt: Date.now(),
       connections: [{ connIndex: 0, location: 'ams01', protocol: 'quic' }],
     });

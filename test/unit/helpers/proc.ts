@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 
@@ -47,4 +48,10 @@ export function readFakeState(dir: string, pid: number): FakeState | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The path (share secret included) of a public MCP URL, to request it through the fake's public port. */
+export function publicPath(mcpUrl: string | null | undefined): string {
+  assert.ok(mcpUrl, 'an MCP URL');
+  return new URL(mcpUrl).pathname;
 }
