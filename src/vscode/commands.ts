@@ -86,9 +86,12 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
         });
       }
       if (!controller.rotateSecret()) return undefined;
-      const a = await vscode.window.showInformationMessage('Share secret rotated: the old MCP URL and client configs no longer work, open connections with them were closed. Share the new MCP URL.', 'Copy MCP URL', 'Copy MCP Client Config…');
-      if (a === 'Copy MCP URL') await vscode.commands.executeCommand(CommandId.CopyMcpUrl);
-      if (a === 'Copy MCP Client Config…') await vscode.commands.executeCommand(CommandId.CopyClientConfig);
+      void vscode.window
+        .showInformationMessage('Share secret rotated: the old MCP URL and client configs no longer work, and connections made with them were closed. Share the new MCP URL.', 'Copy MCP URL', 'Copy MCP Client Config…')
+        .then((a) => {
+          if (a === 'Copy MCP URL') void vscode.commands.executeCommand(CommandId.CopyMcpUrl);
+          if (a === 'Copy MCP Client Config…') void vscode.commands.executeCommand(CommandId.CopyClientConfig);
+        });
       return true;
     },
     [CommandId.ShowLog]: () => log.show(),
@@ -101,9 +104,16 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
     [CommandId.OpenItem]: async (row: TunnelTreeRow) => {
       if (row?.value) await vscode.env.openExternal(vscode.Uri.parse(row.value));
     },
-    [CommandId.CopyClientConfig]: async () => {
+    // An optional client kind (`vscode`, `claude-code`, …) skips the pick: for keybindings and tests.
+    [CommandId.CopyClientConfig]: async (kind?: unknown) => {
       const input = shareInput(deps);
       if (!input) return void vscode.window.showWarningMessage('No public URL yet: start the tunnel first.');
+      if (typeof kind === 'string' && (CLIENT_KINDS as readonly string[]).includes(kind)) {
+        const config = clientConfig(kind as (typeof CLIENT_KINDS)[number], input);
+        await vscode.env.clipboard.writeText(config.text);
+        vscode.window.setStatusBarMessage(`$(check) Copied the ${config.label} config`, 3000);
+        return config.kind;
+      }
       const picked = await vscode.window.showQuickPick(
         CLIENT_KINDS.map((k) => ({ ...clientConfig(k, input), description: '' })).map((c) => ({ label: c.label, detail: c.detail, config: c })),
         { title: 'Copy MCP Client Config', placeHolder: 'Which client will connect to the tunnel?' },

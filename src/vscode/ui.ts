@@ -2,7 +2,8 @@
 import * as vscode from 'vscode';
 import { INSTALL_URL, readVersion } from '../core/cloudflared';
 import { validateTarget } from '../core/target';
-import { TunnelBusyError, joinUrl, localUrlOf, type TunnelError, type TunnelState, type TunnelTarget } from '../core/tunnelState';
+import { maskSharePath } from '../core/format';
+import { TunnelBusyError, joinUrl, localUrlOf, type AccessMode, type TunnelError, type TunnelState, type TunnelTarget } from '../core/tunnelState';
 import type { CommandDeps } from './commands';
 import type { TunnelLog } from './log';
 
@@ -51,12 +52,19 @@ export async function runStart(deps: CommandDeps, target: TunnelTarget, restart:
   }
   const snap = controller.snapshot();
   switch (outcome.status) {
-    case 'active':
-      void vscode.window.showInformationMessage(`Tunnel active. MCP URL: ${snap.mcp_url}`, 'Copy MCP URL', 'Open').then((a) => {
+    case 'active': {
+      // The share secret stays off the screen (screens get shared); Copy MCP URL carries it.
+      const shown = maskSharePath(snap.mcp_url ?? '', outcome.sharePath);
+      const message = outcome.sharePath
+        ? `Tunnel active. MCP URL: ${shown} (secret link: only requests with it get in)`
+        : `Tunnel active and OPEN: anyone with the URL reaches your server. MCP URL: ${shown}`;
+      const shownMessage = outcome.sharePath ? vscode.window.showInformationMessage(message, 'Copy MCP URL', 'Open') : vscode.window.showWarningMessage(message, 'Copy MCP URL', 'Open');
+      void shownMessage.then((a) => {
         if (a === 'Copy MCP URL') void vscode.commands.executeCommand('mcpTunnel.copyMcpUrl');
         if (a === 'Open') void vscode.commands.executeCommand('mcpTunnel.openUrl');
       });
       break;
+    }
     case 'connecting':
       void vscode.window.showWarningMessage(
         `The tunnel URL ${snap.url} is issued, but cloudflared has not connected to Cloudflare's edge yet; it keeps trying. If UDP is blocked here, set the protocol to http2.`,
@@ -126,7 +134,7 @@ export function showFailure(deps: CommandDeps, error: TunnelError, target: Tunne
 export async function askTarget(def: TunnelTarget): Promise<TunnelTarget | undefined> {
   const check = (t: Partial<TunnelTarget>) => validateTarget({ ...def, ...t }, { allowedHosts: t.host ? [t.host] : [] });
   const port = await vscode.window.showInputBox({
-    title: 'Start Tunnel (1/3): local port',
+    title: 'Start Tunnel (1/4): local port',
     prompt: 'Port of the local server to expose',
     value: String(def.port),
     validateInput: (v) => {
@@ -136,7 +144,7 @@ export async function askTarget(def: TunnelTarget): Promise<TunnelTarget | undef
   });
   if (port === undefined) return undefined;
   const host = await vscode.window.showInputBox({
-    title: 'Start Tunnel (2/3): local host',
+    title: 'Start Tunnel (2/4): local host',
     prompt: 'Host of the local server (usually localhost)',
     value: def.host,
     validateInput: (v) => {
@@ -146,7 +154,7 @@ export async function askTarget(def: TunnelTarget): Promise<TunnelTarget | undef
   });
   if (host === undefined) return undefined;
   const path = await vscode.window.showInputBox({
-    title: 'Start Tunnel (3/3): MCP endpoint path',
+    title: 'Start Tunnel (3/4): MCP endpoint path',
     prompt: 'Path of the MCP endpoint on that server; the public MCP URL is the tunnel URL plus this path',
     value: def.path,
     validateInput: (v) => {
@@ -155,7 +163,16 @@ export async function askTarget(def: TunnelTarget): Promise<TunnelTarget | undef
     },
   });
   if (path === undefined) return undefined;
-  const r = check({ port: Number(port), host: host.trim(), path: path.trim() });
+  const modes: (vscode.QuickPickItem & { access: AccessMode })[] = [
+    { access: 'secret', label: '$(lock) Secret link', description: def.access !== 'open' ? 'recommended, your default' : 'recommended', detail: 'Only requests carrying the share secret (in the MCP URL you copy) reach your server; anything else gets 401.' },
+    { access: 'open', label: '$(unlock) Open', description: def.access === 'open' ? 'your default' : '', detail: 'Anyone who learns the public URL reaches your server.' },
+  ];
+  const mode = await vscode.window.showQuickPick(def.access === 'open' ? [...modes].reverse() : modes, {
+    title: 'Start Tunnel (4/4): who gets in',
+    placeHolder: 'Access to the public URL',
+  });
+  if (mode === undefined) return undefined;
+  const r = check({ port: Number(port), host: host.trim(), path: path.trim(), access: mode.access });
   return r.ok ? r.target : undefined;
 }
 

@@ -449,9 +449,11 @@ async function scenarioUserPath(ctx: Ctx): Promise<string[]> {
     return r.get('Status') === 'Active' && r.has('Uptime') && r.has('cloudflared') ? r : undefined;
   }, 'tree rows of the active tunnel');
   const url = rows.get('Public URL') ?? '';
-  const mcpUrl = rows.get('Public MCP URL') ?? '';
+  const maskedMcpUrl = rows.get('Public MCP URL') ?? '';
   check(/^https:\/\/[a-z0-9-]+\.trycloudflare\.com$/.test(url), `Public URL row, got "${url}"`);
-  check(mcpUrl === `${url}/mcp`, `Public MCP URL row = URL + /mcp, got "${mcpUrl}"`);
+  // Secret mode is the default: the row hides the share secret; Copy MCP URL has it.
+  check(maskedMcpUrl === `${url}/••••••/mcp`, `Public MCP URL row = URL + hidden secret + /mcp, got "${maskedMcpUrl}"`);
+  check(rows.get('Access') === 'Secret link required', `Access row, got "${rows.get('Access')}"`);
   check(rows.get('Local target') === `http://localhost:${ctx.origin.port}/mcp`, `Local target row, got "${rows.get('Local target')}"`);
   const pid = Number(rows.get('PID'));
   check(Number.isInteger(pid) && pid > 0 && alive(pid), `PID row is a live process, got "${rows.get('PID')}"`);
@@ -474,7 +476,8 @@ async function scenarioUserPath(ctx: Ctx): Promise<string[]> {
   const hover = page.locator('.monaco-hover, .workbench-hover').filter({ hasText: 'Public MCP URL' }).first();
   await hover.waitFor({ state: 'visible', timeout: UI_TIMEOUT });
   const hoverText = await hover.innerText();
-  check(hoverText.includes(`Public MCP URL: ${mcpUrl}`), `tooltip names the MCP URL, got:\n${hoverText}`);
+  check(hoverText.includes(`Public MCP URL: ${maskedMcpUrl}`), `tooltip names the MCP URL (secret hidden), got:\n${hoverText}`);
+  check(/Access: secret link required/.test(hoverText), `tooltip names the access mode, got:\n${hoverText}`);
   check(hoverText.includes(`Local: http://localhost:${ctx.origin.port}/mcp`), 'tooltip names the local target');
   await shot(page, 'e2e-04-tooltip');
   await page.mouse.move(700, 300);
@@ -485,7 +488,7 @@ async function scenarioUserPath(ctx: Ctx): Promise<string[]> {
   const quick = page.locator('.quick-input-widget');
   await quick.locator('.quick-input-list .monaco-list-row').first().waitFor({ state: 'visible', timeout: UI_TIMEOUT });
   const quickText = await quick.innerText();
-  for (const a of ['Copy MCP URL', 'Stop Tunnel', 'Show Log']) check(quickText.includes(a), `quick pick offers "${a}", got:\n${quickText}`);
+  for (const a of ['Copy MCP URL', 'Copy MCP Client Config', 'Show QR Code', 'Rotate Share Secret', 'Stop Tunnel', 'Show Log']) check(quickText.includes(a), `quick pick offers "${a}", got:\n${quickText}`);
   check(quickText.includes('MCP Tunnel — active'), 'quick pick title names the state');
   await shot(page, 'e2e-05-actions');
   await page.keyboard.press('Escape');
@@ -494,10 +497,30 @@ async function scenarioUserPath(ctx: Ctx): Promise<string[]> {
   // Copy MCP URL → clipboard.
   await runCommand(page, 'MCP Tunnel: Copy MCP URL');
   await page.locator('#workbench\\.parts\\.statusbar .statusbar-item').filter({ hasText: 'Copied MCP URL' }).first().waitFor({ state: 'visible', timeout: UI_TIMEOUT });
-  const clip = await page.evaluate<string>('navigator.clipboard.readText()').catch((err: unknown) => `(clipboard not readable: ${String(err)})`);
-  check(clip === mcpUrl, `clipboard holds the tree's MCP URL ${mcpUrl}, got "${clip}"`);
+  const readClipboard = () => page.evaluate<string>('navigator.clipboard.readText()').catch((err: unknown) => `(clipboard not readable: ${String(err)})`);
+  const mcpUrl = await readClipboard();
+  const secret = new RegExp(`^${url.replace(/\./g, '\\.')}/([A-Za-z0-9_-]{43})/mcp$`).exec(mcpUrl)?.[1];
+  check(secret, `clipboard holds the MCP URL with the share secret that the tree hides (${maskedMcpUrl}), got "${mcpUrl}"`);
   await shot(page, 'e2e-06-copied');
-  notes.push('clipboard = tree MCP URL');
+  notes.push('clipboard = MCP URL with the share secret (hidden in the tree)');
+
+  // Copy MCP Client Config… → VS Code (mcp.json): the secret as a header, the plain MCP URL.
+  await clearNotifications(page);
+  await runCommandOpeningPick(page, 'MCP Tunnel: Copy MCP Client Config…');
+  await page.locator('.quick-input-widget .quick-input-list .monaco-list-row').filter({ hasText: 'Claude Code' }).first().waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  await shot(page, 'e2e-06b-client-configs');
+  await pickQuickItem(page, 'VS Code (mcp.json)');
+  await page.locator('#workbench\\.parts\\.statusbar .statusbar-item').filter({ hasText: 'Copied the VS Code (mcp.json) config' }).first().waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  const configText = await readClipboard();
+  let config: unknown;
+  try {
+    config = JSON.parse(configText);
+  } catch {
+    config = undefined;
+  }
+  const server = (config as { servers?: Record<string, { type?: string; url?: string; headers?: Record<string, string> }> } | undefined)?.servers?.['tunneled-mcp'];
+  check(server?.type === 'http' && server.url === `${url}/mcp` && server.headers?.['Authorization'] === `Bearer ${secret}`, `mcp.json snippet with the secret as a bearer header, got:\n${configText}`);
+  notes.push('client config (VS Code mcp.json) carries the secret as a header');
 
   // A real request through the fake's public side reaches the origin.
   const stateFile = path.join(ctx.stateDirA, `${pid}.json`);
@@ -507,11 +530,40 @@ async function scenarioUserPath(ctx: Ctx): Promise<string[]> {
   }, `fake cloudflared state file ${stateFile}`);
   check(state.url === url, `the fake's URL ${state.url} is the tree's ${url}`);
   const before = ctx.origin.requests.length;
-  const res = await httpGet(state.publicPort!, '/mcp?from=e2e');
-  check(res.status === 200 && res.body.includes('"origin":"e2e"'), `public request answered by the origin, got ${res.status} ${res.body.slice(0, 200)}`);
+  const refused = await httpGet(state.publicPort!, '/mcp?from=e2e-no-secret');
+  check(refused.status === 401, `a public request without the share secret is refused with 401, got ${refused.status} ${refused.body.slice(0, 200)}`);
+  check(ctx.origin.requests.length === before, 'the refused request never reached the origin');
+  const res = await httpGet(state.publicPort!, `/${secret}/mcp?from=e2e`);
+  check(res.status === 200 && res.body.includes('"origin":"e2e"'), `public request with the secret answered by the origin, got ${res.status} ${res.body.slice(0, 200)}`);
   const reached = ctx.origin.requests.slice(before).find((r) => r.url === '/mcp?from=e2e');
-  check(reached, 'the origin saw the request');
-  notes.push(`public request → origin (Host ${reached.host})`);
+  check(reached, 'the origin saw the request, the secret prefix stripped');
+  notes.push(`public request without the secret → 401 (origin untouched); with it → origin (Host ${reached.host})`);
+
+  // Show QR Code: a webview with the MCP URL as a QR code.
+  await clearNotifications(page);
+  await runCommand(page, 'MCP Tunnel: Show QR Code');
+  const qrTab = page.locator('.tabs-container .tab').filter({ hasText: 'MCP Tunnel: QR Code' }).first();
+  await qrTab.waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  // The webview's document lives two iframes down (VS Code's host frame, then the content frame).
+  const qrSvg = page.frameLocator('iframe.webview.ready').frameLocator('iframe#active-frame').locator('svg').first();
+  await qrSvg.waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  await shot(page, 'e2e-06c-qr');
+  notes.push('QR webview rendered an SVG');
+  await runCommand(page, 'View: Close Editor');
+  await qrTab.waitFor({ state: 'hidden', timeout: UI_TIMEOUT });
+
+  // Rotate Share Secret: the old secret stops working at once; Copy MCP URL has the new one.
+  await runCommand(page, 'MCP Tunnel: Rotate Share Secret');
+  await toast(page, 'Share secret rotated').waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  check((await httpGet(state.publicPort!, `/${secret}/mcp`)).status === 401, 'the old secret is refused after the rotation');
+  await clearNotifications(page);
+  await runCommand(page, 'MCP Tunnel: Copy MCP URL');
+  const rotated = await waitUntil(async () => {
+    const c = await readClipboard();
+    return c !== mcpUrl && c.startsWith(`${url}/`) ? c : undefined;
+  }, 'the rotated MCP URL on the clipboard');
+  check((await httpGet(state.publicPort!, new URL(rotated).pathname)).status === 200, 'the new secret works');
+  notes.push('rotate: old secret 401, new secret 200');
 
   // Stop.
   await runCommand(page, 'MCP Tunnel: Stop Tunnel');
@@ -602,7 +654,7 @@ async function scenarioMcpClient(ctx: Ctx): Promise<string[]> {
   check(started.ok, `start_tunnel call succeeded: ${started.error ?? ''}`);
   check(/start_tunnel$/.test(started.tool), `tool name ends with start_tunnel: ${started.tool}`);
   const startOut = JSON.parse(started.text ?? '{}') as { status?: string; url?: string; mcp_url?: string; pid?: number };
-  check(startOut.status === 'active' && startOut.url && startOut.mcp_url === `${startOut.url}/mcp`, `start_tunnel result active with URLs: ${started.text}`);
+  check(startOut.status === 'active' && startOut.url && new RegExp(`^${startOut.url}/[A-Za-z0-9_-]{43}/mcp$`).test(startOut.mcp_url ?? ''), `start_tunnel result active with URLs (the MCP URL with its share secret): ${started.text}`);
   notes.push(`${started.tool} → ${startOut.status} ${startOut.url}`);
   const bar = await waitForStatus(page, ACTIVE, 'public host after start_tunnel');
   check(statusShowsHost(bar, startOut.url), `status bar shows the agent's tunnel ${startOut.url} and "· <1m", got "${bar}"`);
@@ -635,7 +687,7 @@ async function scenarioMcpClient(ctx: Ctx): Promise<string[]> {
   await statusItem(page).hover();
   const hover = page.locator('.monaco-hover, .workbench-hover').filter({ hasText: 'Public MCP URL' }).first();
   await hover.waitFor({ state: 'visible', timeout: UI_TIMEOUT });
-  check((await hover.innerText()).includes(`Public MCP URL: ${st.mcp_url}`), 'status bar tooltip shows the same MCP URL');
+  check((await hover.innerText()).includes(`Public MCP URL: ${st.mcp_url?.replace(/\/[A-Za-z0-9_-]{43}\//, '/••••••/')}`), 'status bar tooltip shows the same MCP URL (secret hidden)');
   await page.mouse.move(700, 300);
   notes.push(`get_tunnel_status → ${st.status}, same URL as tree and tooltip, no confirmation`);
 

@@ -74,7 +74,7 @@ suite('MCP Tunnel in VS Code', () => {
   suiteTeardown(async () => {
     origin.closeAllConnections();
     origin.close();
-    for (const k of ['cloudflaredPath', 'defaultPort', 'stopGracePeriod']) await cfg().update(k, undefined, vscode.ConfigurationTarget.Global);
+    for (const k of ['cloudflaredPath', 'defaultPort', 'stopGracePeriod', 'access']) await cfg().update(k, undefined, vscode.ConfigurationTarget.Global);
   });
 
   test('activates and registers every command', async () => {
@@ -86,18 +86,25 @@ suite('MCP Tunnel in VS Code', () => {
     assert.deepEqual(api.tree.rows(), [], 'stopped: the welcome view shows instead of rows');
   });
 
-  test('start and stop through the commands; status bar and tree follow; traffic reaches the origin', async () => {
+  test('start and stop through the commands (secret mode, the default); status bar and tree follow; only traffic with the share secret reaches the origin', async () => {
+    assert.equal(api.config().target.access, 'secret');
     const state = await vscode.commands.executeCommand<{ status: string } | undefined>('mcpTunnel.start');
     assert.equal(state?.status, 'active', JSON.stringify(api.controller.state));
     const snap = api.controller.snapshot();
     assert.match(snap.url ?? '', /^https:\/\/[a-z-]+\.trycloudflare\.com$/);
     assert.equal(snap.local_url, `http://localhost:${originPort}`);
+    assert.equal(snap.access, 'secret');
+    const secret = /^https:\/\/[^/]+\/([A-Za-z0-9_-]{43})\/mcp$/.exec(snap.mcp_url ?? '')?.[1];
+    assert.ok(secret, `the MCP URL carries the share secret: ${snap.mcp_url}`);
     const shortHost = new URL(snap.url!).hostname.replace('.trycloudflare.com', '');
     assert.match(api.statusBarText(), new RegExp(`^\\$\\(cloud-upload\\) ${shortHost.slice(0, 10)}.* · <1m$`));
+    const byId = () => Object.fromEntries(api.tree.rows().map((r) => [r.id, r]));
     const rows = Object.fromEntries(api.tree.rows().map((r) => [r.id, r.description]));
     assert.equal(rows['status'], 'Active');
+    assert.equal(rows['access'], 'Secret link required');
     assert.equal(rows['url'], snap.url);
-    assert.equal(rows['mcpUrl'], `${snap.url}/mcp`);
+    assert.equal(rows['mcpUrl'], `${snap.url}/••••••/mcp`, 'the tree hides the secret');
+    assert.equal(byId()['mcpUrl']?.value, snap.mcp_url, 'its Copy action has the full URL');
     assert.equal(rows['local'], `http://localhost:${originPort}/mcp`);
     assert.equal(rows['pid'], String(snap.pid));
     assert.equal(rows['uptime'], '<1m');
@@ -105,18 +112,59 @@ suite('MCP Tunnel in VS Code', () => {
     assert.ok(alive(snap.pid!));
 
     const fake = JSON.parse(fs.readFileSync(path.join(process.env['FAKE_CLOUDFLARED_STATE_DIR'] ?? os.tmpdir(), `${snap.pid}.json`), 'utf8')) as { publicPort: number };
-    const res = await request(fake.publicPort, '/mcp');
+    const before = hosts.length;
+    assert.equal((await request(fake.publicPort, '/mcp')).status, 401);
+    assert.equal(hosts.length, before, 'a request without the secret never reaches the origin');
+    const res = await request(fake.publicPort, `/${secret}/mcp`);
     assert.equal(res.status, 200);
     assert.equal(hosts.at(-1), `localhost:${originPort}`);
+    assert.equal((await request(fake.publicPort, '/mcp', { headers: { authorization: `Bearer ${secret}` } })).status, 200);
     await waitFor(() => api.tree.rows().find((r) => r.id === 'requests'), 8000, 'metrics row');
+    assert.match(api.tree.rows().find((r) => r.id === 'access')?.description ?? '', /^Secret link required · 1 refused$/);
 
     await vscode.commands.executeCommand('mcpTunnel.copyMcpUrl');
-    assert.equal(await vscode.env.clipboard.readText(), `${snap.url}/mcp`);
+    assert.equal(await vscode.env.clipboard.readText(), snap.mcp_url);
+    // Client configs: the header where the client takes headers, the secret path where it takes only a URL.
+    assert.equal(await vscode.commands.executeCommand('mcpTunnel.copyClientConfig', 'vscode'), 'vscode');
+    assert.deepEqual(JSON.parse(await vscode.env.clipboard.readText()), { servers: { 'tunneled-mcp': { type: 'http', url: `${snap.url}/mcp`, headers: { Authorization: `Bearer ${secret}` } } } });
+    await vscode.commands.executeCommand('mcpTunnel.copyClientConfig', 'url');
+    assert.equal(await vscode.env.clipboard.readText(), snap.mcp_url);
+
+    // Rotate: the old secret stops working at once, the new one works, the copies follow.
+    assert.equal(await vscode.commands.executeCommand('mcpTunnel.rotateSecret'), true);
+    const rotated = api.controller.snapshot().mcp_url!;
+    assert.notEqual(rotated, snap.mcp_url);
+    assert.equal((await request(fake.publicPort, `/${secret}/mcp`)).status, 401);
+    assert.equal((await request(fake.publicPort, new URL(rotated).pathname)).status, 200);
+    await vscode.commands.executeCommand('mcpTunnel.copyMcpUrl');
+    assert.equal(await vscode.env.clipboard.readText(), rotated);
 
     await vscode.commands.executeCommand('mcpTunnel.stop');
     assert.equal(api.controller.state.status, 'stopped');
     assert.equal(api.statusBarText(), '$(cloud) MCP Tunnel');
     await waitFor(() => !alive(snap.pid!), 3000, 'cloudflared to exit');
+  });
+
+  test('access "open": the plain URL works for anyone; the status bar and the tree warn; nothing to rotate', async () => {
+    await cfg().update('access', 'open', vscode.ConfigurationTarget.Global);
+    try {
+      await waitFor(() => api.config().target.access === 'open', 3000, 'the setting to apply');
+      const state = await vscode.commands.executeCommand<{ status: string } | undefined>('mcpTunnel.start');
+      assert.equal(state?.status, 'active', JSON.stringify(api.controller.state));
+      const snap = api.controller.snapshot();
+      assert.equal(snap.access, 'open');
+      assert.equal(snap.mcp_url, `${snap.url}/mcp`);
+      assert.match(api.statusBarText(), /^\$\(unlock\) .* · open · <1m$/);
+      const access = api.tree.rows().find((r) => r.id === 'access');
+      assert.equal(access?.description, 'Open: anyone with the URL');
+      assert.equal(access?.color, 'problemsWarningIcon.foreground');
+      const fake = JSON.parse(fs.readFileSync(path.join(process.env['FAKE_CLOUDFLARED_STATE_DIR'] ?? os.tmpdir(), `${snap.pid}.json`), 'utf8')) as { publicPort: number };
+      assert.equal((await request(fake.publicPort, '/mcp')).status, 200);
+      assert.equal(await vscode.commands.executeCommand('mcpTunnel.rotateSecret'), undefined);
+      assert.equal(api.controller.snapshot().mcp_url, snap.mcp_url);
+    } finally {
+      await cfg().update('access', undefined, vscode.ConfigurationTarget.Global);
+    }
   });
 
   test('Show QR Code opens a webview of the MCP URL; stopping the tunnel closes it', async () => {
