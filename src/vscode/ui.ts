@@ -164,7 +164,7 @@ export async function askTarget(def: TunnelTarget): Promise<TunnelTarget | undef
   });
   if (path === undefined) return undefined;
   const modes: (vscode.QuickPickItem & { access: AccessMode })[] = [
-    { access: 'secret', label: '$(lock) Secret link', description: def.access !== 'open' ? 'recommended, your default' : 'recommended', detail: 'Only requests carrying the share secret (in the MCP URL you copy) reach your server; anything else gets 401.' },
+    { access: 'secret', label: '$(lock) Secret link', description: def.access !== 'open' ? 'recommended, your default' : 'recommended', detail: 'Only requests with the share secret (in the MCP URL you copy) get in; the rest get 401.' },
     { access: 'open', label: '$(unlock) Open', description: def.access === 'open' ? 'your default' : '', detail: 'Anyone who learns the public URL reaches your server.' },
   ];
   const mode = await vscode.window.showQuickPick(def.access === 'open' ? [...modes].reverse() : modes, {

@@ -45,6 +45,9 @@ const DOCS_PICKS: Record<string, string> = {
   'e2e-05-actions': 'actions.png',
   'e2e-32-mcp-tools-discovered': 'mcp-server.png',
   'e2e-34-agent-consent': 'agent-consent.png',
+  'e2e-06b-client-configs': 'client-configs.png',
+  'e2e-06c-qr': 'qr.png',
+  'e2e-09-open-warning': 'open-warning.png',
 };
 
 const log = (msg: string): void => console.log(`[e2e] ${msg}`);
@@ -545,10 +548,18 @@ async function scenarioUserPath(ctx: Ctx): Promise<string[]> {
   const qrTab = page.locator('.tabs-container .tab').filter({ hasText: 'MCP Tunnel: QR Code' }).first();
   await qrTab.waitFor({ state: 'visible', timeout: UI_TIMEOUT });
   // The webview's document lives two iframes down (VS Code's host frame, then the content frame).
-  const qrSvg = page.frameLocator('iframe.webview.ready').frameLocator('iframe#active-frame').locator('svg').first();
-  await qrSvg.waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  const qrImg = page.frameLocator('iframe.webview.ready').frameLocator('iframe#active-frame').locator('img[alt^="QR code of"]').first();
+  await qrImg.waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  const alt = await qrImg.getAttribute('alt');
+  check(alt === `QR code of ${mcpUrl}`, `the QR code encodes the MCP URL with its secret, alt "${alt}"`);
+  // No DOM lib in this tsconfig: the element is typed by the two fields read.
+  const qrSize = await qrImg.evaluate((el) => {
+    const img = el as unknown as { naturalWidth: number; complete: boolean };
+    return { w: img.naturalWidth, complete: img.complete };
+  });
+  check(qrSize.complete && qrSize.w > 0, `the QR image decoded (${JSON.stringify(qrSize)})`);
   await shot(page, 'e2e-06c-qr');
-  notes.push('QR webview rendered an SVG');
+  notes.push('QR webview shows the MCP URL');
   await runCommand(page, 'View: Close Editor');
   await qrTab.waitFor({ state: 'hidden', timeout: UI_TIMEOUT });
 
@@ -571,6 +582,40 @@ async function scenarioUserPath(ctx: Ctx): Promise<string[]> {
   await waitUntil(() => !alive(pid), `cloudflared pid ${pid} to exit`, 20_000);
   await sidebar.locator('.welcome-view-content').filter({ hasText: 'No tunnel is running' }).first().waitFor({ state: 'visible', timeout: UI_TIMEOUT });
   await shot(page, 'e2e-07-stopped-again');
+
+  // Start Tunnel… with access "Open" for this one tunnel: the status bar and the view warn.
+  await runCommandOpeningPick(page, 'MCP Tunnel: Start Tunnel…');
+  const quickInput = page.locator('.quick-input-widget');
+  for (const step of ['(1/4)', '(2/4)', '(3/4)']) {
+    await quickInput.locator('.quick-input-title').filter({ hasText: step }).waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+    await page.keyboard.press('Enter'); // keep the default port, host, path
+  }
+  await quickInput.locator('.quick-input-title').filter({ hasText: '(4/4)' }).waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  await shot(page, 'e2e-08-start-with-access');
+  await pickQuickItem(page, /^\s*Open$/);
+  const openBar = await waitForStatus(page, /^\S+ · open · <1m$/, 'the open tunnel in the status bar', 60_000);
+  const openRows = await waitUntil(async () => {
+    const r = await treeRows(sidebar);
+    return r.get('Status') === 'Active' && r.has('Access') ? r : undefined;
+  }, 'tree rows of the open tunnel');
+  check(openRows.get('Access') === 'Open: anyone with the URL', `Access row warns, got "${openRows.get('Access')}"`);
+  const openUrl = openRows.get('Public URL') ?? '';
+  check(openRows.get('Public MCP URL') === `${openUrl}/mcp`, `open mode: the plain MCP URL, got "${openRows.get('Public MCP URL')}"`);
+  const openBg = await statusItem(page).evaluate((el) => (globalThis as unknown as { getComputedStyle(e: unknown): { backgroundColor: string } }).getComputedStyle(el).backgroundColor);
+  check(openBg !== 'rgba(0, 0, 0, 0)' && openBg !== 'transparent', `the open tunnel's status bar item has a warning background, got ${openBg}`);
+  const openPid = Number(openRows.get('PID'));
+  const openState = await waitUntil(() => {
+    const f = path.join(ctx.stateDirA, `${openPid}.json`);
+    const st = fs.existsSync(f) ? (JSON.parse(fs.readFileSync(f, 'utf8')) as { publicPort?: number }) : undefined;
+    return st?.publicPort ? st : undefined;
+  }, 'fake state of the open tunnel');
+  check((await httpGet(openState.publicPort!, '/mcp?from=e2e-open')).status === 200, 'open mode: a request without any secret reaches the origin');
+  await clearNotifications(page);
+  await shot(page, 'e2e-09-open-warning');
+  notes.push(`open mode via Start Tunnel…: status bar "${openBar}" (background ${openBg}), Access row warns, plain URL works`);
+  await runCommand(page, 'MCP Tunnel: Stop Tunnel');
+  await waitForStatus(page, STOPPED, 'stopped after the open tunnel');
+  await waitUntil(() => !alive(openPid), `cloudflared pid ${openPid} to exit`, 20_000);
   return notes;
 }
 
@@ -646,7 +691,7 @@ async function scenarioMcpClient(ctx: Ctx): Promise<string[]> {
     await shot(page, 'e2e-33-tool-confirmation');
     const pressed = await clickDialogButton(confirm, /^(Yes|Allow|Continue|Run)$/);
     notes.push(`VS Code confirmation "${confirmTitle.trim()}" → ${pressed}`);
-    const consent = dialog(page, `An agent wants to make ${local} public.`);
+    const consent = dialog(page, `An agent wants to make ${local} reachable through a public tunnel.`);
     await consent.waitFor({ state: 'visible', timeout: UI_TIMEOUT });
     await shot(page, 'e2e-34-agent-consent');
     await clickDialogButton(consent, /^Allow$/);
