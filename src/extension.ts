@@ -123,7 +123,15 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
     vscode.workspace.onDidChangeConfiguration((e) => {
       if (!e.affectsConfiguration(SECTION)) return;
       const prevPath = config.cloudflaredPath;
+      const prevAccess = config.target.access;
       ({ config, problems } = readConfig());
+      const live = ctl.state;
+      if (config.target.access !== prevAccess && isLive(live) && (live.sharePath ? 'secret' : 'open') !== config.target.access) {
+        const now = config.target.access === 'secret' ? 'require the share secret' : 'be open to anyone with the URL';
+        void vscode.window
+          .showInformationMessage(`New tunnels will ${now}. The running tunnel keeps its mode until it restarts (a quick tunnel gets a new URL).`, 'Restart Tunnel')
+          .then((a) => a && vscode.commands.executeCommand('mcpTunnel.restart'));
+      }
       warn(problems);
       ctl.updateOptions({ startTimeoutMs: config.startTimeoutMs, stopGraceMs: config.stopGraceMs, hostHeader: config.hostHeader, protocol: config.protocol, logLevel: config.logLevel, autoRestart: config.autoRestart && DEFAULT_RESTART_POLICY, named: namedTunnel(), access: config.target.access });
       statusBar.render();

@@ -65,7 +65,12 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
     [CommandId.Stop]: () => controller.stop(),
     [CommandId.Restart]: () => {
       const s = controller.state;
-      return start('target' in s && s.target ? s.target : deps.defaultTarget(), true);
+      const def = deps.defaultTarget();
+      if (!('target' in s && s.target)) return start(def, true);
+      // A restart keeps the tunnel's target but never weakens access: if the tunnel or the
+      // setting asks for the share secret (say the user just switched the setting), it gets one.
+      const access = s.target.access === 'open' && def.access === 'open' ? 'open' : 'secret';
+      return start({ ...s.target, access }, true);
     },
     [CommandId.CopyUrl]: () => copy(controller.snapshot().url, controller.snapshot().access === 'secret' ? 'public URL (requests also need the share secret)' : 'public URL'),
     [CommandId.CopyMcpUrl]: () => copy(controller.snapshot().mcp_url, 'MCP URL'),
@@ -77,7 +82,7 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
       const sharePath = isLive(s) ? s.sharePath : undefined;
       await vscode.env.openExternal(vscode.Uri.parse(sharePath ? `${url}${sharePath}/` : url));
     },
-    [CommandId.RotateSecret]: async () => {
+    [CommandId.RotateSecret]: (): true | undefined => {
       const s = controller.state;
       if (!isLive(s)) return void vscode.window.showWarningMessage('No tunnel is running: the share secret is created when a tunnel starts in secret mode.');
       if (!s.sharePath) {

@@ -162,6 +162,13 @@ suite('MCP Tunnel in VS Code', () => {
       assert.equal((await request(fake.publicPort, '/mcp')).status, 200);
       assert.equal(await vscode.commands.executeCommand('mcpTunnel.rotateSecret'), undefined);
       assert.equal(api.controller.snapshot().mcp_url, snap.mcp_url);
+      // Switching the setting back: the running tunnel keeps its mode; Restart never weakens access.
+      await cfg().update('access', 'secret', vscode.ConfigurationTarget.Global);
+      await waitFor(() => api.config().target.access === 'secret', 3000, 'the setting to apply');
+      assert.equal(api.controller.snapshot().access, 'open');
+      const restarted = await vscode.commands.executeCommand<{ status: string } | undefined>('mcpTunnel.restart');
+      assert.equal(restarted?.status, 'active');
+      assert.equal(api.controller.snapshot().access, 'secret');
     } finally {
       await cfg().update('access', undefined, vscode.ConfigurationTarget.Global);
     }
