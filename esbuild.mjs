@@ -3,6 +3,7 @@
 import * as esbuild from 'esbuild';
 
 const production = process.argv.includes('--production');
+const { version } = JSON.parse((await import('node:fs')).readFileSync(new URL('./package.json', import.meta.url), 'utf8'));
 const watch = process.argv.includes('--watch');
 
 /** @type {import('esbuild').BuildOptions} */
@@ -24,7 +25,8 @@ const builds = [
   // The MCP room, loaded on first use by the extension and by the CLI.
   { ...common, entryPoints: { mcp: 'src/mcp/index.ts' }, outdir: 'dist' },
   // The standalone CLI (`mcp-tunnel start | mcp`).
-  { ...common, entryPoints: { cli: 'src/cli.ts' }, outdir: 'dist', banner: { js: '#!/usr/bin/env node' } },
+  // The CLI's version comes from package.json at build time (it has no package.json at run time).
+  { ...common, entryPoints: { cli: 'src/cli.ts' }, outdir: 'dist', banner: { js: '#!/usr/bin/env node' }, define: { __MCP_TUNNEL_VERSION__: JSON.stringify(version) } },
 ];
 
 const existing = [];

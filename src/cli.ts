@@ -12,7 +12,9 @@ import { TunnelController, type NamedTunnel } from './core/tunnelController';
 import { loadMcpModule } from './mcpModule';
 import { DEFAULT_TARGET, joinUrl, localUrlOf, snapshotOf, type TunnelState } from './core/tunnelState';
 
-const VERSION = process.env['MCP_TUNNEL_VERSION'] ?? '0.1.0';
+/** Replaced by esbuild with package.json's version; `tsx src/cli.ts` (no build) says so. */
+declare const __MCP_TUNNEL_VERSION__: string | undefined;
+const VERSION = typeof __MCP_TUNNEL_VERSION__ === 'string' ? __MCP_TUNNEL_VERSION__ : '0.0.0-dev';
 
 const HELP = `mcp-tunnel ${VERSION} — expose a local MCP server through a Cloudflare quick tunnel
 

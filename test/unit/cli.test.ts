@@ -124,6 +124,13 @@ describe('mcp-tunnel CLI', { concurrency: false }, () => {
     assert.match(r.err(), /not found at .*missing \(from --cloudflared\)/);
   });
 
+  it('--version prints the version of package.json (injected at build time)', async () => {
+    const r = cli(['--version']);
+    assert.equal((await r.exit).code, 0);
+    const pkg = JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string };
+    assert.equal(r.out().trim(), pkg.version);
+  });
+
   it('bad input: exit 2 naming the option', async () => {
     const r = cli(['start', '--port', '99999']);
     assert.equal((await r.exit).code, 2);
