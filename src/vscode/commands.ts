@@ -9,6 +9,7 @@ import type { TunnelTreeRow } from './tunnelTree';
 import { CLIENT_KINDS, clientConfig, mcpUrlFor, shareInputOf } from '../core/clientConfigs';
 import type { QrPanel } from './qrView';
 import { askTarget, locateCloudflared, runStart } from './ui';
+import { validateTarget } from '../core/target';
 
 export const enum CommandId {
   Start = 'mcpTunnel.start',
@@ -39,6 +40,8 @@ export interface CommandDeps {
   recheckCloudflared: () => Promise<void>;
   qr: QrPanel;
   secrets: vscode.SecretStorage;
+  /** Non-loopback hosts the user allowed (`mcpTunnel.mcp.allowedHosts`). */
+  allowedHosts: () => readonly string[];
 }
 
 export const TUNNEL_TOKEN_KEY = 'mcpTunnel.namedTunnel.token';
@@ -57,7 +60,19 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
   const start = (target: TunnelTarget, restart = false): Promise<TunnelState | undefined> => runStart(deps, target, restart);
 
   const handlers: Record<CommandId, (...args: never[]) => unknown> = {
-    [CommandId.Start]: () => start(deps.defaultTarget()),
+    // Optional `{ port, host, path, access }` (keybindings, other extensions): validated like an
+    // agent's input, missing fields from the settings.
+    [CommandId.Start]: (args?: unknown) => {
+      const def = deps.defaultTarget();
+      if (args === undefined || args === null) return start(def);
+      if (typeof args !== 'object' || Array.isArray(args)) {
+        return void vscode.window.showErrorMessage('MCP Tunnel: Start Tunnel takes an optional object { port, host, path, access }.');
+      }
+      const a = args as Record<string, unknown>;
+      const checked = validateTarget({ port: a['port'] ?? def.port, host: a['host'] ?? def.host, path: a['path'] ?? def.path, access: a['access'] ?? def.access }, { allowedHosts: [def.host, ...deps.allowedHosts()] });
+      if (!checked.ok) return void vscode.window.showErrorMessage(`MCP Tunnel: ${checked.message}`);
+      return start(checked.target);
+    },
     [CommandId.StartWith]: async () => {
       const target = await askTarget(deps.defaultTarget());
       return target ? start(target) : undefined;

@@ -174,6 +174,18 @@ suite('MCP Tunnel in VS Code', () => {
     }
   });
 
+  test('Start Tunnel with arguments (keybindings, other extensions): validated like agent input; the rest from the settings', async () => {
+    assert.equal(await vscode.commands.executeCommand('mcpTunnel.start', { host: '169.254.169.254' }), undefined);
+    assert.equal(await vscode.commands.executeCommand('mcpTunnel.start', { access: 'public' }), undefined);
+    assert.equal(api.controller.state.status, 'stopped', 'bad arguments start nothing');
+    const state = await vscode.commands.executeCommand<{ status: string } | undefined>('mcpTunnel.start', { path: '/other/mcp', access: 'open' });
+    assert.equal(state?.status, 'active', JSON.stringify(api.controller.state));
+    const snap = api.controller.snapshot();
+    assert.equal(snap.local_mcp_url, `http://localhost:${originPort}/other/mcp`);
+    assert.equal(snap.access, 'open');
+    assert.equal(snap.mcp_url, `${snap.url}/other/mcp`);
+  });
+
   test('Show QR Code opens a webview of the MCP URL; stopping the tunnel closes it', async () => {
     const state = await vscode.commands.executeCommand<{ status: string }>('mcpTunnel.start');
     assert.equal(state.status, 'active');
