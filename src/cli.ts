@@ -8,7 +8,7 @@ import { findCloudflared, type EdgeProtocol, type HostHeaderMode } from './core/
 import { defaultStateDir } from './core/paths';
 import { validateTarget } from './core/target';
 import { readFile } from 'node:fs/promises';
-import { TunnelController, type NamedTunnel } from './core/tunnelController';
+import { SHARE_SECRET_PATTERN, TunnelController, type NamedTunnel } from './core/tunnelController';
 import { loadMcpModule } from './mcpModule';
 import { DEFAULT_TARGET, joinUrl, localUrlOf, snapshotOf, type TunnelState } from './core/tunnelState';
 
@@ -34,7 +34,8 @@ Options for start:
   --timeout S          seconds to wait for the tunnel       (default 45)
   --access M           secret (default): only requests carrying the share secret
                        (in the printed MCP URL, or as a bearer header) reach the
-                       server | open: anyone with the URL
+                       server | open: anyone with the URL. The secret is new for
+                       every run unless MCP_TUNNEL_SHARE_SECRET fixes it
   --json               one JSON object per state change instead of text
   --named              run a named tunnel (stable hostname) instead of a quick tunnel
   --hostname H         with --named: the hostname routed to the tunnel
@@ -89,8 +90,14 @@ function makeController(values: EngineFlags): TunnelController {
   if (!Number.isFinite(timeoutS) || timeoutS < 1 || timeoutS > 600) fail(`--timeout must be a number of seconds between 1 and 600 (got "${values.timeout}").`);
   const access = values.access ?? 'secret';
   if (access !== 'secret' && access !== 'open') fail(`--access must be secret (only requests with the share secret get in) or open (anyone with the URL) (got "${access}").`);
+  // A fixed share secret (e.g. for a named tunnel's stable URL) from the environment, never argv.
+  const fixedSecret = process.env['MCP_TUNNEL_SHARE_SECRET'];
+  if (fixedSecret !== undefined && !SHARE_SECRET_PATTERN.test(fixedSecret)) {
+    fail('MCP_TUNNEL_SHARE_SECRET must be 32 to 512 characters from A-Z a-z 0-9 - _ (e.g. the output of `openssl rand -base64 32 | tr "+/" "-_" | tr -d "="`).');
+  }
   return new TunnelController({
     access,
+    ...(fixedSecret ? { shareSecretStore: { get: () => Promise.resolve(fixedSecret), set: () => Promise.resolve() } } : {}),
     findCloudflared: () => findCloudflared({ ...(values.cloudflared ? { explicitPath: values.cloudflared } : {}), settingName: '--cloudflared' }),
     stateDir: defaultStateDir(),
     startTimeoutMs: timeoutS * 1000,

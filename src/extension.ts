@@ -4,7 +4,7 @@ import { findCloudflared } from './core/cloudflared';
 import { DEFAULT_RESTART_POLICY, TunnelController } from './core/tunnelController';
 import { mcpUrlFor, shareInputOf } from './core/clientConfigs';
 import { isLive, type CloudflaredInfo } from './core/tunnelState';
-import { registerCommands, TUNNEL_TOKEN_KEY } from './vscode/commands';
+import { registerCommands, SHARE_SECRET_KEY, TUNNEL_TOKEN_KEY } from './vscode/commands';
 import { readConfig, SECTION, type ConfigProblem, type TunnelConfig } from './vscode/config';
 import { TunnelLog } from './vscode/log';
 import { PROVIDER_ID, TunnelMcpProvider } from './vscode/mcpProvider';
@@ -40,6 +40,11 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
   const settingName = 'the setting `mcpTunnel.cloudflaredPath`';
   const namedTunnel = () =>
     config.tunnelMode === 'named' ? { hostname: config.namedHostname, token: () => Promise.resolve(context.secrets.get(TUNNEL_TOKEN_KEY)) } : undefined;
+  // A named tunnel's hostname is stable: so is its share secret (secret storage), until rotated.
+  const shareSecretStore = () =>
+    config.tunnelMode === 'named'
+      ? { get: () => Promise.resolve(context.secrets.get(SHARE_SECRET_KEY)), set: (v: string) => Promise.resolve(context.secrets.store(SHARE_SECRET_KEY, v)) }
+      : undefined;
   const ctl = new TunnelController({
     findCloudflared: () => findCloudflared({ ...(config.cloudflaredPath ? { explicitPath: config.cloudflaredPath } : {}), settingName }),
     stateDir: context.globalStorageUri.fsPath,
@@ -51,6 +56,7 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
     autoRestart: config.autoRestart && DEFAULT_RESTART_POLICY,
     named: namedTunnel(),
     access: config.target.access,
+    shareSecretStore: shareSecretStore(),
   });
   controller = ctl;
   context.subscriptions.push(
@@ -133,7 +139,7 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
           .then((a) => a && vscode.commands.executeCommand('mcpTunnel.restart'));
       }
       warn(problems);
-      ctl.updateOptions({ startTimeoutMs: config.startTimeoutMs, stopGraceMs: config.stopGraceMs, hostHeader: config.hostHeader, protocol: config.protocol, logLevel: config.logLevel, autoRestart: config.autoRestart && DEFAULT_RESTART_POLICY, named: namedTunnel(), access: config.target.access });
+      ctl.updateOptions({ startTimeoutMs: config.startTimeoutMs, stopGraceMs: config.stopGraceMs, hostHeader: config.hostHeader, protocol: config.protocol, logLevel: config.logLevel, autoRestart: config.autoRestart && DEFAULT_RESTART_POLICY, named: namedTunnel(), access: config.target.access, shareSecretStore: shareSecretStore() });
       statusBar.render();
       tree.refresh();
       if (prevPath !== config.cloudflaredPath) void checkCloudflared();

@@ -2,6 +2,7 @@
  * The state machine: spawns and supervises one cloudflared, turns its log into states, reads its
  * metrics while live, and never leaves a process behind. See ARCHITECTURE.md for the diagram.
  */
+import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import {
   CloudflaredError,
@@ -58,6 +59,13 @@ export interface TunnelControllerOptions {
    */
   access?: AccessMode;
   /**
+   * Where the share secret lives between starts (and sessions), so a stable hostname keeps a
+   * stable MCP URL: the gate takes the stored secret (a new one is made and stored when there is
+   * none, or it is malformed), and `rotateSecret()` stores its replacement. Without a store each
+   * start makes a new secret. Either way an automatic restart keeps the secret it had.
+   */
+  shareSecretStore?: ShareSecretStore | undefined;
+  /**
    * Run a named tunnel (stable hostname routed to it in Cloudflare) instead of a quick tunnel.
    * The token is read at each start and never appears in argv or logs.
    */
@@ -75,6 +83,14 @@ export interface RestartPolicy {
   baseDelayMs: number;
   maxDelayMs: number;
 }
+
+export interface ShareSecretStore {
+  get(): Promise<string | undefined>;
+  set(secret: string): Promise<void>;
+}
+
+/** 32 random bytes in base64url are 43 characters; a stored or given secret needs at least 32 of these. */
+export const SHARE_SECRET_PATTERN = /^[A-Za-z0-9_-]{32,512}$/;
 
 export interface NamedTunnel {
   /** The hostname routed to the tunnel in Cloudflare, e.g. `mcp.example.com`. */
@@ -136,6 +152,8 @@ interface Run {
   poller?: MetricsPoller;
   /** The access gate of this run, in `secret` mode. */
   gate?: AccessGate;
+  /** The secret an automatic restart carries over from the run it replaces. */
+  carriedSecret?: string;
 }
 
 function pushLine(run: Run, text: string): void {
@@ -150,8 +168,8 @@ export class TunnelController implements TunnelApi {
   private _lastError: TunnelError | undefined;
   private _cloudflared: CloudflaredInfo | undefined;
   private run: Run | undefined;
-  private options: Required<Omit<TunnelControllerOptions, 'protocol' | 'baseEnv' | 'logLevel' | 'named' | 'access'>> &
-    Pick<TunnelControllerOptions, 'protocol' | 'baseEnv' | 'logLevel' | 'named' | 'access'>;
+  private options: Required<Omit<TunnelControllerOptions, 'protocol' | 'baseEnv' | 'logLevel' | 'named' | 'access' | 'shareSecretStore'>> &
+    Pick<TunnelControllerOptions, 'protocol' | 'baseEnv' | 'logLevel' | 'named' | 'access' | 'shareSecretStore'>;
   private disposed = false;
   /** Times of automatic restarts, for the policy's window. */
   private restarts: number[] = [];
@@ -258,8 +276,10 @@ export class TunnelController implements TunnelApi {
   rotateSecret(): string | undefined {
     const run = this.run;
     if (!run?.gate || run.ended) return undefined;
-    run.gate.rotateSecret();
+    const secret = run.gate.rotateSecret();
     this.log('info', 'Share secret rotated: the previous one no longer works.');
+    const store = this.options.shareSecretStore;
+    if (store) void store.set(secret).catch((err: unknown) => this.log('warn', `Could not store the new share secret (the next start will make another): ${(err as Error).message}`));
     if (isLive(this._state)) this.setState(this.liveState(run));
     return run.gate.secretPath();
   }
@@ -332,10 +352,12 @@ export class TunnelController implements TunnelApi {
     this.restarts.push(now);
     this.log('warn', `Restarting the tunnel in ${Math.round(delay / 100) / 10} s (attempt ${attempt} of ${policy.maxRestarts}). A quick tunnel gets a new URL when it restarts.`);
     const previousUrl = run.url;
+    // The clients hold the secret: keep it (a named tunnel's URL then stays the same).
+    const carriedSecret = run.gate?.secretPath().slice(1);
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined;
       if (this._state.status !== 'failed' || this.run) return;
-      void this.launch(run.target).then((state) => {
+      void this.launch(run.target, carriedSecret).then((state) => {
         this._onDidRestart.fire({ attempt, previousUrl, url: 'url' in state ? state.url : undefined, state });
       });
     }, delay);
@@ -356,7 +378,7 @@ export class TunnelController implements TunnelApi {
     this._onDidLog.fire({ source, level, message });
   }
 
-  private launch(target: TunnelTarget): Promise<TunnelState> {
+  private launch(target: TunnelTarget, carriedSecret?: string): Promise<TunnelState> {
     let settle!: (s: TunnelState) => void;
     let markExited!: () => void;
     const run: Run = {
@@ -372,6 +394,7 @@ export class TunnelController implements TunnelApi {
       settleStart: () => undefined,
       exited: new Promise<void>((r) => (markExited = r)),
       markExited: () => undefined,
+      ...(carriedSecret ? { carriedSecret } : {}),
     };
     run.settleStart = (s) => {
       if (run.startSettled) return;
@@ -426,7 +449,9 @@ export class TunnelController implements TunnelApi {
     }
     if (run.target.access !== 'open') {
       try {
+        const secret = run.carriedSecret ?? (await this.storedSecret());
         run.gate = await startAccessGate({
+          ...(secret ? { secret } : {}),
           origin: { host: run.target.host, port: run.target.port },
           hostHeader: this.options.hostHeader,
           log: (level, message) => this.log(level, `[gate] ${message}`),
@@ -492,6 +517,27 @@ export class TunnelController implements TunnelApi {
     } catch (err) {
       this.log('warn', `Could not record the cloudflared process (orphan clean-up will not know it): ${(err as Error).message}`);
     }
+  }
+
+  /** The store's secret, or a new one put there; undefined without a store (the gate makes one). */
+  private async storedSecret(): Promise<string | undefined> {
+    const store = this.options.shareSecretStore;
+    if (!store) return undefined;
+    let secret: string | undefined;
+    try {
+      secret = await store.get();
+    } catch (err) {
+      this.log('warn', `Could not read the stored share secret: ${(err as Error).message}`);
+    }
+    if (secret && SHARE_SECRET_PATTERN.test(secret)) return secret;
+    if (secret) this.log('warn', 'The stored share secret is malformed; making a new one.');
+    secret = randomBytes(32).toString('base64url');
+    try {
+      await store.set(secret);
+    } catch (err) {
+      this.log('warn', `Could not store the share secret (the next start will make another): ${(err as Error).message}`);
+    }
+    return secret;
   }
 
   private spawnError(err: NodeJS.ErrnoException, binary: string): TunnelError {

@@ -86,6 +86,19 @@ describe('mcp-tunnel CLI', { concurrency: false }, () => {
     assert.ok(await waitGone(pid, 1000));
   });
 
+  it('MCP_TUNNEL_SHARE_SECRET fixes the share secret (never a flag: argv is public)', async () => {
+    const secret = 'A'.repeat(20) + '_-' + 'b'.repeat(21);
+    const r = cli(['start', '--port', String(origin.port), '--cloudflared', FAKE_CLOUDFLARED], { MCP_TUNNEL_SHARE_SECRET: secret });
+    await waitFor(() => (/Press Ctrl\+C/.test(r.out()) ? true : undefined), 8000, 'active');
+    const mcpUrl = /Public MCP URL:\s+(\S+)/.exec(r.out())![1];
+    assert.ok(mcpUrl.endsWith(`/${secret}/mcp`), mcpUrl);
+    const pid = Number(/PID (\d+)/.exec(r.out())?.[1]);
+    assert.equal((await get(readFakeState(work, pid)!.publicPort, publicPath(mcpUrl))).status, 200);
+    r.child.kill('SIGINT');
+    assert.equal((await r.exit).code, 0);
+    assert.ok(await waitGone(pid, 1000));
+  });
+
   it('--access open: the plain MCP URL, a warning, no gate', async () => {
     const r = cli(['start', '--access', 'open', '--port', String(origin.port), '--cloudflared', FAKE_CLOUDFLARED]);
     await waitFor(() => (/Press Ctrl\+C/.test(r.out()) ? true : undefined), 8000, 'active');
@@ -138,6 +151,9 @@ describe('mcp-tunnel CLI', { concurrency: false }, () => {
     const r2 = cli(['start', '--path', 'mcp']);
     assert.equal((await r2.exit).code, 2);
     assert.match(r2.err(), /path/i);
+    const r4 = cli(['start'], { MCP_TUNNEL_SHARE_SECRET: 'short' });
+    assert.equal((await r4.exit).code, 2);
+    assert.match(r4.err(), /MCP_TUNNEL_SHARE_SECRET must be 32 to 512 characters/);
     const r3 = cli(['start', '--access', 'public']);
     assert.equal((await r3.exit).code, 2);
     assert.match(r3.err(), /--access must be secret .* or open .* \(got "public"\)/);

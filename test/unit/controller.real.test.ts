@@ -296,6 +296,38 @@ describe('TunnelController + fake cloudflared (real processes)', { concurrency: 
     assert.equal((await get(fake.publicPort, publicPath(snap.mcp_url))).status, 200);
   });
 
+  it('a share secret store: the stored secret is used across starts (a stable MCP URL for a named tunnel); rotation stores the new one; a malformed one is replaced', async () => {
+    let stored: string | undefined = 'x'.repeat(10); // malformed: too short
+    const writes: string[] = [];
+    const store = { get: () => Promise.resolve(stored), set: (v: string) => ((stored = v), writes.push(v), Promise.resolve()) };
+    const token = Buffer.from(JSON.stringify({ a: 'acct', t: '6ff42ae2-765d-4adf-8112-31c55c1551ef', s: 'c2VjcmV0' })).toString('base64');
+    const { c } = make('ok', {}, { named: { hostname: 'mcp.example.com', token: () => Promise.resolve(token) }, shareSecretStore: store });
+    assert.equal((await c.start(target())).status, 'active');
+    const first = c.snapshot().mcp_url;
+    assert.equal(writes.length, 1, 'the malformed secret was replaced and stored');
+    assert.equal(first, `https://mcp.example.com/${stored}/mcp`);
+    await c.stop();
+    assert.equal((await c.start(target())).status, 'active');
+    assert.equal(c.snapshot().mcp_url, first, 'the same MCP URL after a stop and a start');
+    const fake = await waitFor(() => readFakeState(work, c.snapshot().pid!), 3000, 'fake state');
+    assert.equal((await get(fake.publicPort, publicPath(first))).status, 200);
+    const next = c.rotateSecret();
+    await waitFor(() => (writes.length === 2 ? true : undefined), 2000, 'the rotated secret stored');
+    assert.equal(`/${stored}`, next);
+    assert.equal((await get(fake.publicPort, publicPath(first))).status, 401);
+    assert.equal((await c.restart()).status, 'active');
+    assert.equal(c.snapshot().mcp_url, `https://mcp.example.com${next}/mcp`, 'the rotated secret survives a restart');
+  });
+
+  it('without a store every start makes a new share secret', async () => {
+    const { c } = make('ok');
+    assert.equal((await c.start(target())).status, 'active');
+    const first = c.state.status === 'active' ? c.state.sharePath : undefined;
+    await c.stop();
+    assert.equal((await c.start(target())).status, 'active');
+    assert.ok(first && c.state.status === 'active' && c.state.sharePath && c.state.sharePath !== first);
+  });
+
   it('named tunnel without a token: failed (no-token) naming the fix, no process', async () => {
     const { c } = make('ok', {}, { named: { hostname: 'mcp.example.com', token: () => Promise.resolve(undefined) } });
     const s = await c.start(target());

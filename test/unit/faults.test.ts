@@ -287,9 +287,13 @@ describe('fault injection (fake cloudflared, real processes)', { concurrency: fa
     assert.equal(restarts.length, 2);
     assert.deepEqual(restarts.map((r) => r.attempt), [1, 2]);
     assert.equal(restarts[0].previousUrl, first);
+    const firstShare = m.states.find((x): x is TunnelState & { status: 'active' } => x.status === 'active')?.sharePath;
+    assert.ok(firstShare, 'secret mode (the default) has a share path');
     for (const r of restarts) {
       assert.equal(r.state.status, 'active');
       assert.ok(r.url && r.url !== r.previousUrl, `a new URL (${r.previousUrl} → ${r.url})`);
+      // The clients' secret survives the restart (with a named tunnel's fixed hostname the whole MCP URL does).
+      assert.equal(r.state.status === 'active' && r.state.sharePath, firstShare, 'the share secret is carried over');
     }
     assert.equal(restarts[1].previousUrl, restarts[0].url);
     const failed = m.states.filter((x): x is TunnelState & { status: 'failed' } => x.status === 'failed');
