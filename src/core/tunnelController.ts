@@ -154,7 +154,12 @@ interface Run {
   gate?: AccessGate;
   /** The secret an automatic restart carries over from the run it replaces. */
   carriedSecret?: string;
+  /** Every share secret this run has had: cut out of cloudflared's lines (debug logs requests). */
+  secrets: string[];
 }
+
+/** What cloudflared's lines show instead of a share secret. */
+export const REDACTED_SECRET = '<share-secret>';
 
 function pushLine(run: Run, text: string): void {
   const t = text.length > LAST_LINE_CHARS ? `${text.slice(0, LAST_LINE_CHARS)}…` : text;
@@ -277,6 +282,7 @@ export class TunnelController implements TunnelApi {
     const run = this.run;
     if (!run?.gate || run.ended) return undefined;
     const secret = run.gate.rotateSecret();
+    run.secrets.push(secret);
     this.log('info', 'Share secret rotated: the previous one no longer works.');
     const store = this.options.shareSecretStore;
     if (store) void store.set(secret).catch((err: unknown) => this.log('warn', `Could not store the new share secret (the next start will make another): ${(err as Error).message}`));
@@ -387,6 +393,7 @@ export class TunnelController implements TunnelApi {
       startedAt: Date.now(),
       connections: new Map(),
       lastLines: [],
+      secrets: [],
       stopRequested: false,
       ended: false,
       startSettled: false,
@@ -459,6 +466,7 @@ export class TunnelController implements TunnelApi {
       } catch (err) {
         return this.endRun(run, null, null, { code: 'spawn-failed', message: `The access gate could not start: ${(err as Error).message}`, lastLines: [] });
       }
+      run.secrets.push(run.gate.secretPath().slice(1));
       if (run.stopRequested || run.failure) return this.endRun(run, null, null);
     }
     const { stateDir } = this.options;
@@ -553,7 +561,9 @@ export class TunnelController implements TunnelApi {
   private onParsed(run: Run, lines: ParsedLine[]): void {
     for (const { line, events } of lines) {
       if (!line.message && !line.fields['error']) continue;
-      const text = line.fields['error'] ? `${line.message}${line.message ? ' ' : ''}error=${JSON.stringify(line.fields['error'])}` : line.message;
+      const raw = line.fields['error'] ? `${line.message}${line.message ? ' ' : ''}error=${JSON.stringify(line.fields['error'])}` : line.message;
+      // At debug level cloudflared logs each request's URL and headers: never let the secret through.
+      const text = run.secrets.reduce((t, secret) => t.split(secret).join(REDACTED_SECRET), raw);
       pushLine(run, text);
       this.log(line.level, text, 'cloudflared');
       if (run.ended || run.stopRequested || this.run !== run) continue;

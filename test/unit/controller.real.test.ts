@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { findCloudflared } from '../../src/core/cloudflared';
-import { TunnelController, type TunnelControllerOptions } from '../../src/core/tunnelController';
+import { REDACTED_SECRET, TunnelController, type TunnelControllerOptions } from '../../src/core/tunnelController';
 import type { TunnelState } from '../../src/core/tunnelState';
 import { get, startStrictOrigin, type Origin } from '../fixtures/origins';
 import { FAKE_CLOUDFLARED, publicPath, readFakeState, waitFor, waitGone } from './helpers/proc';
@@ -216,8 +216,11 @@ describe('TunnelController + fake cloudflared (real processes)', { concurrency: 
     assert.match(s.status === 'failed' ? s.error.message : '', /chmod \+x/);
   });
 
-  it('access "secret" (default): the gate refuses requests without the share secret before the origin; the MCP URL carries it; rotate revokes', async () => {
-    const { c } = make('ok');
+  it('access "secret" (default): the gate refuses requests without the share secret before the origin; the MCP URL carries it; rotate revokes; no log line has it', async () => {
+    // Debug level: cloudflared then logs every request's URL (secret path included) and headers.
+    const { c } = make('ok', {}, { logLevel: 'debug' });
+    const logs: string[] = [];
+    c.onDidLog((e) => logs.push(e.message));
     const s = await c.start(target());
     assert.equal(s.status, 'active', JSON.stringify(s));
     const snap = c.snapshot();
@@ -240,6 +243,10 @@ describe('TunnelController + fake cloudflared (real processes)', { concurrency: 
     assert.equal((await get(fake.publicPort, `${next}/mcp`)).status, 200);
     await c.stop();
     assert.equal(c.rotateSecret(), undefined);
+    assert.ok(logs.length > 5, 'the run logged');
+    const requestLines = logs.filter((l) => /^CF-RAY: \S+ GET https:\/\/\S+ HTTP\/1\.1$/.test(l));
+    assert.ok(requestLines.some((l) => l.includes(`/${REDACTED_SECRET}/mcp`)), `cloudflared's debug request lines show the secret redacted:\n${requestLines.join('\n')}`);
+    for (const secret of [sharePath!.slice(1), next.slice(1)]) assert.ok(!logs.some((l) => l.includes(secret)), 'no log line carries a share secret');
   });
 
   it('access "open" (controller option): no gate, the plain MCP URL, cloudflared points at the origin', async () => {
