@@ -163,16 +163,9 @@ describe('mcp-tunnel CLI', { concurrency: false }, () => {
     const r = cli(['start', '--port', String(origin.port), '--cloudflared', FAKE_CLOUDFLARED]);
     await waitFor(() => (/Public URL/.test(r.out()) ? true : undefined), 8000, 'URL');
     const pid = Number(/PID (\d+)/.exec(r.out())?.[1]);
-    const mcpUrl = await waitFor(() => /Public MCP URL:\s+(\S+)/.exec(r.out())?.[1], 8000, 'MCP URL');
-    const fake = readFakeState(work, pid)!;
-    assert.equal((await get(fake.publicPort, publicPath(mcpUrl))).status, 200);
     r.child.kill('SIGKILL');
     await r.exit;
     assert.ok(isAlive(pid), 'cloudflared survived its parent');
-    // The gate died with the CLI: the leftover cloudflared reaches nothing, secret or not.
-    const before = origin.hosts.length;
-    assert.equal((await get(fake.publicPort, publicPath(mcpUrl))).status, 502);
-    assert.equal(origin.hosts.length, before, 'the orphan cannot reach the origin');
     const stateDir = path.join(work, 'state');
     const rec = readdirSync(stateDir).find((f) => f.startsWith('run-'));
     assert.ok(rec, 'a run record is left');
@@ -181,5 +174,22 @@ describe('mcp-tunnel CLI', { concurrency: false }, () => {
     assert.deepEqual(reaped.map((x) => [x.pid, x.outcome]), [[pid, 'ended']]);
     assert.ok(await waitGone(pid, 2000));
     assert.deepEqual(readdirSync(stateDir).filter((f) => f.startsWith('run-')), []);
+  });
+
+  it('the orphan of a SIGKILLed CLI reaches nothing: the gate died with the CLI (502, origin untouched)', async () => {
+    const r = cli(['start', '--port', String(origin.port), '--cloudflared', FAKE_CLOUDFLARED]);
+    const mcpUrl = await waitFor(() => /Public MCP URL:\s+(\S+)/.exec(r.out())?.[1], 8000, 'MCP URL');
+    const pid = Number(/PID (\d+)/.exec(r.out())?.[1]);
+    const fake = readFakeState(work, pid)!;
+    assert.equal((await get(fake.publicPort, publicPath(mcpUrl))).status, 200);
+    r.child.kill('SIGKILL');
+    await r.exit;
+    const before = origin.hosts.length;
+    assert.equal((await get(fake.publicPort, publicPath(mcpUrl))).status, 502);
+    assert.equal(origin.hosts.length, before, 'the orphan cannot reach the origin');
+    // Logging that 502 to the dead parent's pipe kills it (SIGPIPE, as the real one); reap what is left.
+    const reaped = await reapOrphans(path.join(work, 'state'));
+    assert.ok(reaped.every((x) => x.pid === pid && (x.outcome === 'ended' || x.outcome === 'already-gone')), JSON.stringify(reaped));
+    assert.ok(await waitGone(pid, 2000));
   });
 });
