@@ -76,7 +76,7 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
   const setKeys = () => {
     void vscode.commands.executeCommand('setContext', 'mcpTunnel.state', ctl.state.status);
     void vscode.commands.executeCommand('setContext', 'mcpTunnel.hasUrl', 'url' in ctl.state && !!ctl.state.url);
-    void vscode.commands.executeCommand('setContext', 'mcpTunnel.access', isLive(ctl.state) ? (ctl.state.sharePath ? 'secret' : 'open') : '');
+    void vscode.commands.executeCommand('setContext', 'mcpTunnel.access', ctl.snapshot().access ?? '');
   };
   setKeys();
   const checkCloudflared = async (): Promise<CloudflaredInfo | undefined> => {
@@ -131,8 +131,8 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
       const prevPath = config.cloudflaredPath;
       const prevAccess = config.target.access;
       ({ config, problems } = readConfig());
-      const live = ctl.state;
-      if (config.target.access !== prevAccess && isLive(live) && (live.sharePath ? 'secret' : 'open') !== config.target.access) {
+      const running = ctl.snapshot().access;
+      if (config.target.access !== prevAccess && running && running !== config.target.access) {
         const now = config.target.access === 'secret' ? 'require the share secret' : 'be open to anyone with the URL';
         void vscode.window
           .showInformationMessage(`New tunnels will ${now}. The running tunnel keeps its mode until it restarts (a quick tunnel gets a new URL).`, 'Restart Tunnel')

@@ -4,7 +4,7 @@
  * secret path (`https://host/<secret>/mcp`) where it only takes a URL.
  */
 
-import type { TunnelState } from './tunnelState';
+import { sharePathOf, type TunnelState } from './tunnelState';
 
 export type ClientKind = 'vscode' | 'claude-code' | 'claude-desktop' | 'cursor' | 'url';
 
@@ -89,6 +89,6 @@ export const CLIENT_KINDS: readonly ClientKind[] = ['vscode', 'claude-code', 'cl
 /** What the configs and the QR code share for a state: its URL, path and (behind the gate) secret. */
 export function shareInputOf(s: TunnelState): ClientConfigInput | undefined {
   if (!('url' in s) || !s.url || !('target' in s) || !s.target) return undefined;
-  const secret = 'sharePath' in s && s.sharePath ? s.sharePath.replace(/^\//, '') : undefined;
+  const secret = sharePathOf(s)?.replace(/^\//, '');
   return { url: s.url, path: s.target.path, ...(secret ? { secret } : {}) };
 }

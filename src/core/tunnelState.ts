@@ -132,6 +132,11 @@ export function isLive(s: TunnelState): s is StartingState | ConnectingState | A
   return s.status === 'starting' || s.status === 'connecting' || s.status === 'active' || s.status === 'reconnecting';
 }
 
+/** `/<secret>` of a live tunnel behind the access gate; undefined when open or not live. */
+export function sharePathOf(s: TunnelState): string | undefined {
+  return isLive(s) ? s.sharePath : undefined;
+}
+
 /** Public URL of the tunnel if known. */
 export function publicUrlOf(s: TunnelState): string | undefined {
   return 'url' in s ? s.url : undefined;
@@ -191,7 +196,7 @@ export function snapshotOf(s: TunnelState, now = Date.now(), lastError?: TunnelE
     status: s.status,
     active: s.status === 'active',
     url,
-    mcp_url: url && target ? joinUrl(url + (('sharePath' in s && s.sharePath) || ''), target.path) : null,
+    mcp_url: url && target ? joinUrl(url + (sharePathOf(s) ?? ''), target.path) : null,
     local_url: target ? localUrlOf(target) : null,
     local_mcp_url: target ? joinUrl(localUrlOf(target), target.path) : null,
     pid: ('pid' in s && s.pid) || null,
@@ -202,7 +207,7 @@ export function snapshotOf(s: TunnelState, now = Date.now(), lastError?: TunnelE
     metrics_address: ('metricsAddress' in s && s.metricsAddress) || null,
     last_error: err ? { code: err.code, message: err.message, exit_code: err.exitCode ?? null, signal: err.signal ?? null } : null,
     restart_at: s.status === 'failed' && s.restartAt ? new Date(s.restartAt).toISOString() : null,
-    access: isLive(s) ? (s.sharePath ? 'secret' : 'open') : null,
+    access: isLive(s) ? (sharePathOf(s) ? 'secret' : 'open') : null,
   };
 }
 

@@ -1,7 +1,7 @@
 /** One command table and one registerCommands(); handlers delegate to the controller and ui.ts. */
 import * as vscode from 'vscode';
 import { INSTALL_URL } from '../core/cloudflared';
-import { isLive, type TunnelState, type TunnelTarget } from '../core/tunnelState';
+import { isLive, sharePathOf, type TunnelState, type TunnelTarget } from '../core/tunnelState';
 import { maskSharePath } from '../core/format';
 import type { TunnelController } from '../core/tunnelController';
 import type { TunnelLog } from './log';
@@ -96,7 +96,7 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
       const url = controller.snapshot().url;
       if (!url) return void vscode.window.showWarningMessage('No public URL yet: start the tunnel first.');
       // Behind the gate the bare URL answers 401: open it through the secret path.
-      const sharePath = isLive(s) ? s.sharePath : undefined;
+      const sharePath = sharePathOf(s);
       await vscode.env.openExternal(vscode.Uri.parse(sharePath ? `${url}${sharePath}/` : url));
     },
     [CommandId.RotateSecret]: (): true | undefined => {
@@ -130,20 +130,19 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
     [CommandId.CopyClientConfig]: async (kind?: unknown) => {
       const input = shareInput(deps);
       if (!input) return void vscode.window.showWarningMessage('No public URL yet: start the tunnel first.');
-      if (typeof kind === 'string' && (CLIENT_KINDS as readonly string[]).includes(kind)) {
-        const config = clientConfig(kind as (typeof CLIENT_KINDS)[number], input);
-        await vscode.env.clipboard.writeText(config.text);
-        vscode.window.setStatusBarMessage(`$(check) Copied the ${config.label} config`, 3000);
-        return config.kind;
-      }
-      const picked = await vscode.window.showQuickPick(
-        CLIENT_KINDS.map((k) => ({ ...clientConfig(k, input), description: '' })).map((c) => ({ label: c.label, detail: c.detail, config: c })),
-        { title: 'Copy MCP Client Config', placeHolder: 'Which client will connect to the tunnel?' },
-      );
-      if (!picked) return;
-      await vscode.env.clipboard.writeText(picked.config.text);
-      vscode.window.setStatusBarMessage(`$(check) Copied the ${picked.label} config`, 3000);
-      return picked.config.kind;
+      const given = typeof kind === 'string' && (CLIENT_KINDS as readonly string[]).includes(kind) ? clientConfig(kind as (typeof CLIENT_KINDS)[number], input) : undefined;
+      const config =
+        given ??
+        (
+          await vscode.window.showQuickPick(
+            CLIENT_KINDS.map((k) => clientConfig(k, input)).map((c) => ({ label: c.label, detail: c.detail, config: c })),
+            { title: 'Copy MCP Client Config', placeHolder: 'Which client will connect to the tunnel?' },
+          )
+        )?.config;
+      if (!config) return;
+      await vscode.env.clipboard.writeText(config.text);
+      vscode.window.setStatusBarMessage(`$(check) Copied the ${config.label} config`, 3000);
+      return config.kind;
     },
     [CommandId.SetTunnelToken]: async () => {
       const token = await vscode.window.showInputBox({
@@ -189,12 +188,12 @@ async function showActions(deps: CommandDeps): Promise<void> {
     items.push({ label: '$(debug-alt) Start Tunnel…', description: 'choose port, host and path', command: CommandId.StartWith });
   }
   if ('url' in s && s.url) {
-    items.push({ label: '$(copy) Copy MCP URL', description: maskSharePath(deps.controller.snapshot().mcp_url ?? '', isLive(s) ? s.sharePath : undefined), command: CommandId.CopyMcpUrl });
+    items.push({ label: '$(copy) Copy MCP URL', description: maskSharePath(deps.controller.snapshot().mcp_url ?? '', sharePathOf(s)), command: CommandId.CopyMcpUrl });
     items.push({ label: '$(copy) Copy Public URL', description: s.url, command: CommandId.CopyUrl });
     items.push({ label: '$(link-external) Open Public URL', command: CommandId.OpenUrl });
     items.push({ label: '$(json) Copy MCP Client Config…', description: 'VS Code, Claude Code, Claude Desktop, Cursor', command: CommandId.CopyClientConfig });
     items.push({ label: '$(device-mobile) Show QR Code', command: CommandId.ShowQr });
-    if (isLive(s) && s.sharePath) items.push({ label: '$(refresh) Rotate Share Secret', description: 'the old MCP URL stops working at once', command: CommandId.RotateSecret });
+    if (sharePathOf(s)) items.push({ label: '$(refresh) Rotate Share Secret', description: 'the old MCP URL stops working at once', command: CommandId.RotateSecret });
   }
   if (isLive(s) || s.status === 'failed') items.push({ label: '$(debug-restart) Restart Tunnel', command: CommandId.Restart });
   if (isLive(s)) items.push({ label: '$(debug-stop) Stop Tunnel', command: CommandId.Stop });

@@ -1,7 +1,7 @@
 /** The status bar item: subscribes to the controller, never polls; the uptime ticks only while live. */
 import * as vscode from 'vscode';
 import { formatResponses, formatUptime, maskSharePath, msUntilNextUptimeChange, shortHost } from '../core/format';
-import { isLive, joinUrl, localUrlOf, snapshotOf, type TunnelApi, type TunnelState, type TunnelTarget } from '../core/tunnelState';
+import { isLive, joinUrl, localUrlOf, sharePathOf, snapshotOf, type TunnelApi, type TunnelState, type TunnelTarget } from '../core/tunnelState';
 import { CommandId } from './commands';
 
 /**
@@ -103,7 +103,7 @@ export class TunnelStatusBar implements vscode.Disposable {
     const local = joinUrl(localUrlOf(target), target.path);
     md.appendMarkdown(`**MCP Tunnel** — ${s.status}\n\n`);
     if ('url' in s && s.url) {
-      const sharePath = isLive(s) ? s.sharePath : undefined;
+      const sharePath = sharePathOf(s);
       md.appendMarkdown(`Public URL: ${s.url}\n\n`);
       md.appendMarkdown(`Public MCP URL: ${maskSharePath(snapshotOf(s).mcp_url ?? joinUrl(s.url, target.path), sharePath)}\n\n`);
       if (isLive(s)) {

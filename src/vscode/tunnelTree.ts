@@ -1,7 +1,7 @@
 /** The tree view: one row per fact of the tunnel. Subscribes to the controller; refreshes are debounced. */
 import * as vscode from 'vscode';
 import { formatResponses, formatUptime, maskSharePath, msUntilNextUptimeChange } from '../core/format';
-import { isLive, joinUrl, localUrlOf, type CloudflaredInfo, type TunnelApi, type TunnelTarget } from '../core/tunnelState';
+import { isLive, joinUrl, localUrlOf, sharePathOf, type CloudflaredInfo, type TunnelApi, type TunnelTarget } from '../core/tunnelState';
 
 export interface TunnelTreeRow {
   id: string;
@@ -99,7 +99,7 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
     if (s.status === 'failed') {
       rows.push({ id: 'error', label: 'Error', description: s.error.message, tooltip: [s.error.message, '', ...s.error.lastLines.slice(-8)].join('\n'), icon: 'info' });
     }
-    const sharePath = isLive(s) ? s.sharePath : undefined;
+    const sharePath = sharePathOf(s);
     if (isLive(s)) {
       if (sharePath) {
         const st = this.accessStats();
