@@ -414,6 +414,15 @@ async function serverA(ctx: Ctx): Promise<{ server: VsCodeServer; page: Page }> 
 // Scenarios
 // ------------------------------------------------------------------------------------------------
 
+/** What the fake cloudflared of `pid` recorded (its public port and URL), once it has. */
+async function fakeState(ctx: Ctx, pid: number): Promise<{ publicPort: number; url?: string }> {
+  const file = path.join(ctx.stateDirA, `${pid}.json`);
+  return waitUntil(() => {
+    const s = fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, 'utf8')) as { publicPort?: number; url?: string }) : undefined;
+    return s?.publicPort ? { ...s, publicPort: s.publicPort } : undefined;
+  }, `fake cloudflared state file ${file}`);
+}
+
 async function scenarioUserPath(ctx: Ctx): Promise<string[]> {
   const notes: string[] = [];
   const { page } = await serverA(ctx);
@@ -526,17 +535,13 @@ async function scenarioUserPath(ctx: Ctx): Promise<string[]> {
   notes.push('client config (VS Code mcp.json) carries the secret as a header');
 
   // A real request through the fake's public side reaches the origin.
-  const stateFile = path.join(ctx.stateDirA, `${pid}.json`);
-  const state = await waitUntil(() => {
-    const s = fs.existsSync(stateFile) ? (JSON.parse(fs.readFileSync(stateFile, 'utf8')) as { publicPort?: number; url?: string }) : undefined;
-    return s?.publicPort ? s : undefined;
-  }, `fake cloudflared state file ${stateFile}`);
+  const state = await fakeState(ctx, pid);
   check(state.url === url, `the fake's URL ${state.url} is the tree's ${url}`);
   const before = ctx.origin.requests.length;
-  const refused = await httpGet(state.publicPort!, '/mcp?from=e2e-no-secret');
+  const refused = await httpGet(state.publicPort, '/mcp?from=e2e-no-secret');
   check(refused.status === 401, `a public request without the share secret is refused with 401, got ${refused.status} ${refused.body.slice(0, 200)}`);
   check(ctx.origin.requests.length === before, 'the refused request never reached the origin');
-  const res = await httpGet(state.publicPort!, `/${secret}/mcp?from=e2e`);
+  const res = await httpGet(state.publicPort, `/${secret}/mcp?from=e2e`);
   check(res.status === 200 && res.body.includes('"origin":"e2e"'), `public request with the secret answered by the origin, got ${res.status} ${res.body.slice(0, 200)}`);
   const reached = ctx.origin.requests.slice(before).find((r) => r.url === '/mcp?from=e2e');
   check(reached, 'the origin saw the request, the secret prefix stripped');
@@ -566,14 +571,14 @@ async function scenarioUserPath(ctx: Ctx): Promise<string[]> {
   // Rotate Share Secret: the old secret stops working at once; Copy MCP URL has the new one.
   await runCommand(page, 'MCP Tunnel: Rotate Share Secret');
   await toast(page, 'Share secret rotated').waitFor({ state: 'visible', timeout: UI_TIMEOUT });
-  check((await httpGet(state.publicPort!, `/${secret}/mcp`)).status === 401, 'the old secret is refused after the rotation');
+  check((await httpGet(state.publicPort, `/${secret}/mcp`)).status === 401, 'the old secret is refused after the rotation');
   await clearNotifications(page);
   await runCommand(page, 'MCP Tunnel: Copy MCP URL');
   const rotated = await waitUntil(async () => {
     const c = await readClipboard();
     return c !== mcpUrl && c.startsWith(`${url}/`) ? c : undefined;
   }, 'the rotated MCP URL on the clipboard');
-  check((await httpGet(state.publicPort!, new URL(rotated).pathname)).status === 200, 'the new secret works');
+  check((await httpGet(state.publicPort, new URL(rotated).pathname)).status === 200, 'the new secret works');
   notes.push('rotate: old secret 401, new secret 200');
 
   // Stop.
@@ -604,12 +609,8 @@ async function scenarioUserPath(ctx: Ctx): Promise<string[]> {
   const openBg = await statusItem(page).evaluate((el) => (globalThis as unknown as { getComputedStyle(e: unknown): { backgroundColor: string } }).getComputedStyle(el).backgroundColor);
   check(openBg !== 'rgba(0, 0, 0, 0)' && openBg !== 'transparent', `the open tunnel's status bar item has a warning background, got ${openBg}`);
   const openPid = Number(openRows.get('PID'));
-  const openState = await waitUntil(() => {
-    const f = path.join(ctx.stateDirA, `${openPid}.json`);
-    const st = fs.existsSync(f) ? (JSON.parse(fs.readFileSync(f, 'utf8')) as { publicPort?: number }) : undefined;
-    return st?.publicPort ? st : undefined;
-  }, 'fake state of the open tunnel');
-  check((await httpGet(openState.publicPort!, '/mcp?from=e2e-open')).status === 200, 'open mode: a request without any secret reaches the origin');
+  const openState = await fakeState(ctx, openPid);
+  check((await httpGet(openState.publicPort, '/mcp?from=e2e-open')).status === 200, 'open mode: a request without any secret reaches the origin');
   await clearNotifications(page);
   await shot(page, 'e2e-09-open-warning');
   notes.push(`open mode via Start Tunnel…: status bar "${openBar}" (background ${openBg}), Access row warns, plain URL works`);
