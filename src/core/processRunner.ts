@@ -1,8 +1,20 @@
 /**
  * The spawn seam: the controller spawns through this, so tests can inject a fake process.
  * `ChildProcess` satisfies `SpawnedProcess`.
+ *
+ * A child must not outlive its host. If the extension host or the CLI is killed (SIGKILL, a
+ * crash), a cloudflared left running would keep the public URL pointing at the gate's freed
+ * loopback port, which any local process could bind (and then receive the clients' secrets).
+ * So every real child is tied to the host by a **lifeline**:
+ * - Linux: `setpriv --pdeathsig KILL` (util-linux) execs the child with the kernel's parent-death
+ *   signal set, so the kernel kills it the moment the host dies. No extra process stays around.
+ * - Elsewhere (macOS, Windows), or where setpriv is missing or too old: a tiny watchdog (the host's
+ *   own Node, `-e`) holds a pipe from the host; when the pipe closes without a goodbye, the host
+ *   is gone and the watchdog kills the child, then exits. It also exits when the child does.
+ * The orphan reaper (orphans.ts) stays as the second line, for what a lifeline cannot cover.
  */
-import { spawn as nodeSpawn } from 'node:child_process';
+import { spawn as nodeSpawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { accessSync, constants as fsConstants } from 'node:fs';
 
 export interface SpawnedProcess {
   readonly pid?: number | undefined;
@@ -16,12 +28,112 @@ export interface SpawnedProcess {
 
 export type SpawnFn = (command: string, args: readonly string[], options: { env: NodeJS.ProcessEnv }) => SpawnedProcess;
 
-/** Real processes: no shell (argv is passed as is), stdin closed, no console window on Windows. */
-export const spawnProcess: SpawnFn = (command, args, options) =>
-  nodeSpawn(command, [...args], {
+/** How a child is tied to its host: see the file comment. `none` only for tests that need an orphan. */
+export type Lifeline = 'pdeathsig' | 'watchdog' | 'none';
+
+const SETPRIV_CANDIDATES = ['/usr/bin/setpriv', '/bin/setpriv'];
+let setprivPath: string | null | undefined;
+
+/** setpriv with `--pdeathsig` (util-linux ≥ 2.33), or null. Looked up once per process. */
+export function findSetpriv(): string | null {
+  if (setprivPath !== undefined) return setprivPath;
+  setprivPath = null;
+  if (process.platform !== 'linux') return setprivPath;
+  for (const candidate of SETPRIV_CANDIDATES) {
+    try {
+      accessSync(candidate, fsConstants.X_OK);
+      const help = execFileSync(candidate, ['--help'], { encoding: 'utf8', timeout: 2000, stdio: ['ignore', 'pipe', 'ignore'] });
+      if (help.includes('--pdeathsig')) {
+        setprivPath = candidate;
+        break;
+      }
+    } catch {
+      // missing, or too old to know --pdeathsig
+    }
+  }
+  return setprivPath;
+}
+
+/** The lifeline this machine gives a child: the kernel's where it can, the watchdog elsewhere. */
+export function defaultLifeline(): Lifeline {
+  return findSetpriv() ? 'pdeathsig' : 'watchdog';
+}
+
+/**
+ * The watchdog: argv[1] is the child's PID. Stdin is the host's end of a pipe: EOF means the host
+ * died (a host that ends the child itself kills the watchdog first, with SIGTERM: no kill then).
+ * Polls the child so it never outlives it, and so a PID reused much later is never signalled.
+ */
+const WATCHDOG_SOURCE = `
+const pid = Number(process.argv[1]);
+const alive = () => { try { process.kill(pid, 0); return true; } catch (e) { return e.code === 'EPERM'; } };
+const end = () => { try { if (alive()) process.kill(pid, 'SIGKILL'); } catch {} process.exit(0); };
+process.on('SIGTERM', () => process.exit(0));
+process.stdin.on('end', end); process.stdin.on('close', end); process.stdin.on('error', end);
+process.stdin.resume();
+setInterval(() => { if (!alive()) process.exit(0); }, 500);
+`;
+
+function isExecutable(file: string): boolean {
+  try {
+    accessSync(file, fsConstants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function startWatchdog(child: ChildProcess): void {
+  if (!child.pid) return;
+  let watchdog: ChildProcess;
+  try {
+    watchdog = nodeSpawn(process.execPath, ['-e', WATCHDOG_SOURCE, String(child.pid)], {
+      // Only what Node needs to start: the host's secrets stay with the host.
+      env: {
+        ELECTRON_RUN_AS_NODE: '1',
+        ...(process.env['PATH'] ? { PATH: process.env['PATH'] } : {}),
+        ...(process.env['SystemRoot'] ? { SystemRoot: process.env['SystemRoot'] } : {}),
+      },
+      stdio: ['pipe', 'ignore', 'ignore'],
+      windowsHide: true,
+      detached: process.platform !== 'win32',
+    });
+  } catch {
+    return; // the reaper remains
+  }
+  watchdog.on('error', () => undefined);
+  watchdog.stdin?.on('error', () => undefined);
+  // Neither the watchdog nor its pipe keeps the host's event loop alive.
+  watchdog.unref();
+  (watchdog.stdin as (NodeJS.WritableStream & { unref?: () => void }) | null)?.unref?.();
+  child.once('exit', () => {
+    try {
+      watchdog.kill('SIGTERM');
+    } catch {
+      // already gone
+    }
+  });
+}
+
+/**
+ * Spawns a real process tied to this one by `lifeline` (default: `defaultLifeline()`): no shell
+ * (argv is passed as is), stdin closed, no console window on Windows.
+ */
+export function spawnTied(command: string, args: readonly string[], options: { env: NodeJS.ProcessEnv; lifeline?: Lifeline }): ChildProcess {
+  const lifeline = options.lifeline ?? defaultLifeline();
+  const setpriv = lifeline === 'pdeathsig' ? findSetpriv() : null;
+  // A missing or non-executable binary is spawned directly, so its error stays ENOENT / EACCES.
+  const viaSetpriv = setpriv !== null && isExecutable(command);
+  const child = nodeSpawn(viaSetpriv ? setpriv : command, viaSetpriv ? ['--pdeathsig', 'KILL', '--', command, ...args] : [...args], {
     env: options.env,
     stdio: ['ignore', 'pipe', 'pipe'],
     windowsHide: true,
     // .cmd shims (tests on Windows) need a shell; the real cloudflared.exe does not.
     shell: process.platform === 'win32' && /\.(cmd|bat)$/i.test(command),
   });
+  if (lifeline === 'watchdog' || (lifeline === 'pdeathsig' && !viaSetpriv)) startWatchdog(child);
+  return child;
+}
+
+/** Real processes, each tied to this one (see `spawnTied`). */
+export const spawnProcess: SpawnFn = (command, args, options) => spawnTied(command, args, { env: options.env });
