@@ -194,12 +194,42 @@ export interface RunSpec {
   json: boolean;
 }
 
-/** `TUNNEL_*` would override our flags (TUNNEL_NAME turns it into a named tunnel); NO_AUTOUPDATE is ours to set. */
+/**
+ * What cloudflared (a Go program) needs from the environment: the system's paths and locale,
+ * Windows' system folders (Go's networking needs SystemRoot), proxies and CA bundles. Nothing
+ * else: the host's environment holds secrets cloudflared has no use for (our own share secret and
+ * MCP token, the named tunnel's token variable, other tools' credentials).
+ */
+const CHILD_ENV_NAMES = new Set(
+  [
+    'PATH', 'PATHEXT', 'HOME', 'USER', 'LOGNAME', 'TMPDIR', 'TMP', 'TEMP', 'TZ', 'LANG', 'LANGUAGE',
+    'SSL_CERT_FILE', 'SSL_CERT_DIR', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'ALL_PROXY',
+    'SYSTEMROOT', 'SYSTEMDRIVE', 'WINDIR', 'COMSPEC', 'USERPROFILE', 'HOMEDRIVE', 'HOMEPATH',
+    'APPDATA', 'LOCALAPPDATA', 'PROGRAMDATA', 'PROGRAMFILES', 'PROGRAMFILES(X86)', 'NUMBER_OF_PROCESSORS', 'PROCESSOR_ARCHITECTURE',
+    'XDG_CONFIG_HOME', 'XDG_RUNTIME_DIR',
+  ],
+);
+
+/**
+ * Further variables for cloudflared, by name (`NAME`, or `PREFIX*`), comma-separated: for what the
+ * list above cannot know (say a proxy's own variables). Never `TUNNEL_*` (they override our flags:
+ * TUNNEL_NAME turns it into a named tunnel), `NO_AUTOUPDATE` (ours to set) or `MCP_TUNNEL_*`.
+ */
+export const CHILD_ENV_PASS_VARIABLE = 'MCP_TUNNEL_CLOUDFLARED_ENV';
+
+/** cloudflared's environment from `base`: only the names it needs (see above), never a secret of ours. */
 export function childEnv(base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const extra = (base[CHILD_ENV_PASS_VARIABLE] ?? '')
+    .split(',')
+    .map((n) => n.trim().toUpperCase())
+    .filter(Boolean);
+  const passes = (upper: string): boolean =>
+    CHILD_ENV_NAMES.has(upper) || upper.startsWith('LC_') || extra.some((n) => (n.endsWith('*') ? upper.startsWith(n.slice(0, -1)) : upper === n));
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(base)) {
-    if (/^TUNNEL_/i.test(k) || /^NO_AUTOUPDATE$/i.test(k)) continue;
-    env[k] = v;
+    const upper = k.toUpperCase();
+    if (v === undefined || /^(TUNNEL_|MCP_TUNNEL_)/.test(upper) || upper === 'NO_AUTOUPDATE' || upper === 'CLOUDFLARED_TUNNEL_TOKEN') continue;
+    if (passes(upper)) env[k] = v;
   }
   return env;
 }

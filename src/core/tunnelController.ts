@@ -15,7 +15,7 @@ import { CloudflaredLogParser, classifyFailure, type LogLevel, type ParsedLine }
 import { Emitter, type Event } from './events';
 import { startAccessGate, type AccessGate } from './accessGate';
 import { MetricsPoller, readQuickTunnel } from './metrics';
-import { newRunId, reapOrphans, removeRun, writeRunRecord, type ReapResult } from './orphans';
+import { ensureStateDir, newRunId, reapOrphans, removeRun, runConfigPath, writeRunRecord, type ReapResult } from './orphans';
 import { spawnProcess, type SpawnFn, type SpawnedProcess } from './processRunner';
 import { sameTarget } from './target';
 import {
@@ -33,7 +33,6 @@ import {
   type TunnelTarget,
   type AccessMode,
 } from './tunnelState';
-import * as path from 'node:path';
 
 export interface TunnelControllerOptions {
   /** Finds the binary and its version; throws `CloudflaredError` (message names the fix). */
@@ -268,7 +267,8 @@ export class TunnelController implements TunnelApi {
     if (run.stopPromise) return run.stopPromise;
     run.stopRequested = true;
     this.log('info', 'Stopping the tunnel.');
-    this.setState({ status: 'stopping', target: run.target, ...(run.pid ? { pid: run.pid } : {}), ...(run.url ? { url: run.url } : {}) });
+    const sharePath = this.sharePathOfRun(run);
+    this.setState({ status: 'stopping', target: run.target, ...(run.pid ? { pid: run.pid } : {}), ...(run.url ? { url: run.url } : {}), ...(sharePath ? { sharePath } : {}) });
     this.terminate(run);
     run.stopPromise = run.exited.then(() => run.removed);
     return run.stopPromise;
@@ -280,7 +280,7 @@ export class TunnelController implements TunnelApi {
    */
   rotateSecret(): string | undefined {
     const run = this.run;
-    if (!run?.gate || run.ended) return undefined;
+    if (!run?.gate || run.ended || run.gate.mode !== 'secret') return undefined;
     const secret = run.gate.rotateSecret();
     run.secrets.push(secret);
     this.log('info', 'Share secret rotated: the previous one no longer works.');
@@ -359,7 +359,7 @@ export class TunnelController implements TunnelApi {
     this.log('warn', `Restarting the tunnel in ${Math.round(delay / 100) / 10} s (attempt ${attempt} of ${policy.maxRestarts}). A quick tunnel gets a new URL when it restarts.`);
     const previousUrl = run.url;
     // The clients hold the secret: keep it (a named tunnel's URL then stays the same).
-    const carriedSecret = run.gate?.secretPath().slice(1);
+    const carriedSecret = this.sharePathOfRun(run)?.slice(1);
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined;
       if (this._state.status !== 'failed' || this.run) return;
@@ -454,11 +454,15 @@ export class TunnelController implements TunnelApi {
       run.url = `https://${hostname}`;
       if (run.stopRequested || run.failure) return this.endRun(run, null, null);
     }
-    if (run.target.access !== 'open') {
+    // The gate is in the path in both modes: in `open` mode it lets everything through, but a dead
+    // host still means a dead gate, so a leftover cloudflared answers 502 and never the origin.
+    {
+      const open = run.target.access === 'open';
       try {
-        const secret = run.carriedSecret ?? (await this.storedSecret());
+        const secret = open ? undefined : (run.carriedSecret ?? (await this.storedSecret()));
         run.gate = await startAccessGate({
           ...(secret ? { secret } : {}),
+          mode: open ? 'open' : 'secret',
           origin: { host: run.target.host, port: run.target.port },
           hostHeader: this.options.hostHeader,
           log: (level, message) => this.log(level, `[gate] ${message}`),
@@ -466,13 +470,14 @@ export class TunnelController implements TunnelApi {
       } catch (err) {
         return this.endRun(run, null, null, { code: 'spawn-failed', message: `The access gate could not start: ${(err as Error).message}`, lastLines: [] });
       }
-      run.secrets.push(run.gate.secretPath().slice(1));
+      if (!open) run.secrets.push(run.gate.secretPath().slice(1));
       if (run.stopRequested || run.failure) return this.endRun(run, null, null);
     }
     const { stateDir } = this.options;
-    run.configPath = path.join(stateDir, `config-${run.id}.yml`);
+    run.configPath = runConfigPath(stateDir, run.id);
     try {
-      await fs.mkdir(stateDir, { recursive: true });
+      // 0700: run records and config files are nobody else's to read or plant.
+      await ensureStateDir(stateDir);
       await fs.writeFile(run.configPath, '{}\n', { mode: 0o600 });
     } catch (err) {
       return this.endRun(run, null, null, {
@@ -488,8 +493,8 @@ export class TunnelController implements TunnelApi {
       emptyConfigPath: run.configPath,
       gracePeriodMs: this.options.stopGraceMs,
       // Behind the gate, cloudflared passes the public Host on; the gate sets the origin's.
-      hostHeader: run.gate ? 'public' : this.options.hostHeader,
-      ...(run.gate ? { originUrl: run.gate.url } : {}),
+      hostHeader: 'public',
+      originUrl: run.gate.url,
       ...(this.options.protocol ? { protocol: this.options.protocol } : {}),
       ...(this.options.logLevel ? { logLevel: this.options.logLevel } : {}),
       ...(this.options.baseEnv ? { baseEnv: this.options.baseEnv } : {}),
@@ -613,6 +618,11 @@ export class TunnelController implements TunnelApi {
     }
   }
 
+  /** `/<secret>` of a run whose gate asks for the secret; undefined in open mode. */
+  private sharePathOfRun(run: Run): string | undefined {
+    return run.gate?.mode === 'secret' ? run.gate.secretPath() : undefined;
+  }
+
   /** The state implied by what we know of a live run. */
   private liveState(run: Run): TunnelState {
     const base = {
@@ -620,7 +630,7 @@ export class TunnelController implements TunnelApi {
       startedAt: run.startedAt,
       pid: run.pid ?? 0,
       ...(run.metricsAddress ? { metricsAddress: run.metricsAddress } : {}),
-      ...(run.gate ? { sharePath: run.gate.secretPath() } : {}),
+      ...(this.sharePathOfRun(run) ? { sharePath: this.sharePathOfRun(run) } : {}),
     };
     if (!run.url) return { status: 'starting', ...base };
     if (!run.connectedAt) return { status: 'connecting', ...base, url: run.url };

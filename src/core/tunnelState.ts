@@ -104,6 +104,8 @@ export interface StoppingState {
   target?: TunnelTarget;
   pid?: number;
   url?: string;
+  /** The share path of the run being stopped (secret mode), so its MCP URL stays the true one. */
+  sharePath?: string;
 }
 /** The last run failed; `error` says why. */
 export interface FailedState {
@@ -196,7 +198,8 @@ export function snapshotOf(s: TunnelState, now = Date.now(), lastError?: TunnelE
     status: s.status,
     active: s.status === 'active',
     url,
-    mcp_url: url && target ? joinUrl(url + (sharePathOf(s) ?? ''), target.path) : null,
+    // While stopping, the MCP URL is still the run's true one (its secret included).
+    mcp_url: url && target ? joinUrl(url + ((s.status === 'stopping' ? s.sharePath : sharePathOf(s)) ?? ''), target.path) : null,
     local_url: target ? localUrlOf(target) : null,
     local_mcp_url: target ? joinUrl(localUrlOf(target), target.path) : null,
     pid: ('pid' in s && s.pid) || null,

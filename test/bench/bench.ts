@@ -28,6 +28,8 @@ import { fmt, median, quantile, renderTable, summarize, type Row } from './stats
 
 const REPO = path.resolve(__dirname, '..', '..');
 const FAKE_CLOUDFLARED = path.join(REPO, 'test', 'fixtures', process.platform === 'win32' ? 'cloudflared.cmd' : 'cloudflared');
+// cloudflared gets only the environment it needs; the fake's variables are passed on by name.
+process.env['MCP_TUNNEL_CLOUDFLARED_ENV'] ??= 'FAKE_CLOUDFLARED_*';
 const PROFILE = process.env['BENCH_PROFILE'] === '1';
 const PROFILE_DIR = path.join(os.tmpdir(), 'mcp-tunnel-bench-profiles');
 

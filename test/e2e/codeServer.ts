@@ -28,7 +28,8 @@ export const CODE_SERVER_ENTRY = path.join(CODE_SERVER_DIR, 'out', 'node', 'entr
 export const CHROMIUM = '/usr/bin/chromium';
 export const RESULTS_DIR = path.join(REPO_ROOT, 'test-results');
 /** Every process the rig starts gets this variable (value = run id), so leftovers can be found. */
-export const MARKER_VAR = 'MCP_TUNNEL_E2E_RUN';
+// Not MCP_TUNNEL_*: cloudflared never inherits those, and the marker must reach it too.
+export const MARKER_VAR = 'E2E_RIG_RUN';
 
 /** User settings written into the fresh user data dir. */
 export const DEFAULT_SETTINGS: Readonly<Record<string, unknown>> = {
@@ -120,6 +121,8 @@ function rigEnv(dirs: RigDirs, runId: string, extra: Record<string, string | und
     // Node 24 first, so `node` inside the extension host's children is a modern one too.
     PATH: `${path.dirname(NODE24)}:${process.env.PATH ?? ''}`,
     [MARKER_VAR]: runId,
+    // cloudflared gets only the environment it needs: pass the fake's variables and the marker on by name.
+    MCP_TUNNEL_CLOUDFLARED_ENV: `FAKE_CLOUDFLARED_*,${MARKER_VAR}`,
   };
   // Keep the npm/tsx context of the runner out of VS Code's processes.
   for (const k of Object.keys(env)) if (k.startsWith('npm_') || k === 'NODE_OPTIONS') delete env[k];
