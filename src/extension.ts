@@ -118,7 +118,7 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
     }),
   );
   context.subscriptions.push(
-    ...registerCommands({ controller: ctl, log, defaultTarget: () => config.target, recheckCloudflared: async () => void (await checkCloudflared()), qr, secrets: context.secrets, allowedHosts: () => config.mcpAllowedHosts }),
+    ...registerCommands({ controller: ctl, log, defaultTarget: () => config.target, recheckCloudflared: async () => void (await checkCloudflared()), qr, secrets: context.secrets, allowedHosts: () => config.allowedHosts }),
   );
 
   const version = (context.extension.packageJSON as { version?: string }).version ?? '0.0.0';

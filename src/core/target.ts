@@ -22,6 +22,8 @@ export interface TargetInput {
 export interface ValidateTargetOptions {
   /** Non-loopback hosts the user explicitly allowed (hostnames or IP addresses). */
   allowedHosts?: readonly string[];
+  /** How the user allows another host here, for the refusal (e.g. "add it to the setting mcpTunnel.allowedHosts"). */
+  howToAllow?: string;
 }
 
 export type TargetValidation =
@@ -39,7 +41,7 @@ const LOOPBACK_DESCRIPTION = 'localhost, 127.0.0.1 (any 127.x.x.x) or ::1';
 export function validateTarget(input: TargetInput, options: ValidateTargetOptions = {}): TargetValidation {
   const port = validatePort(input.port);
   if (typeof port === 'string') return { ok: false, field: 'port', message: port };
-  const host = validateHost(input.host, options.allowedHosts ?? []);
+  const host = validateHost(input.host, options.allowedHosts ?? [], options.howToAllow);
   if (!host.ok) return { ok: false, field: 'host', message: host.message };
   const path = validatePath(input.path);
   if (!path.ok) return { ok: false, field: 'path', message: path.message };
@@ -122,7 +124,7 @@ function validatePort(value: unknown): number | string {
   return `Invalid port ${describe(value)}: port must be an integer from 1 to 65535 (the TCP port of the local server), e.g. ${DEFAULT_TARGET.port}.`;
 }
 
-function validateHost(value: unknown, allowedHosts: readonly string[]): { ok: true; value: string } | { ok: false; message: string } {
+function validateHost(value: unknown, allowedHosts: readonly string[], howToAllow = 'add them to the allowed hosts'): { ok: true; value: string } | { ok: false; message: string } {
   if (value === undefined || value === null) return { ok: true, value: DEFAULT_TARGET.host };
   const allowedList = allowedHosts.length > 0 ? `${LOOPBACK_DESCRIPTION}, or one of the allowed hosts (${allowedHosts.join(', ')})` : LOOPBACK_DESCRIPTION;
   if (typeof value !== 'string') {
@@ -142,7 +144,7 @@ function validateHost(value: unknown, allowedHosts: readonly string[]): { ok: tr
     message:
       `Host ${describe(value)} is not allowed: host must be a loopback address (${allowedList}). ` +
       'A tunnel makes the target public, so other hosts (intranet addresses, cloud metadata such as 169.254.169.254) ' +
-      'can only be exposed if the user adds them to the allowed hosts.',
+      `can only be exposed if the user chooses to: ${howToAllow}.`,
   };
 }
 

@@ -10,6 +10,7 @@ import { CLIENT_KINDS, clientConfig, mcpUrlFor, shareInputOf } from '../core/cli
 import type { QrPanel } from './qrView';
 import { askTarget, locateCloudflared, runStart } from './ui';
 import { validateTarget } from '../core/target';
+import { ALLOW_HOST_HINT } from './config';
 
 export const enum CommandId {
   Start = 'mcpTunnel.start',
@@ -40,7 +41,7 @@ export interface CommandDeps {
   recheckCloudflared: () => Promise<void>;
   qr: QrPanel;
   secrets: vscode.SecretStorage;
-  /** Non-loopback hosts the user allowed (`mcpTunnel.mcp.allowedHosts`). */
+  /** Non-loopback hosts the user allowed (`mcpTunnel.allowedHosts`). */
   allowedHosts: () => readonly string[];
 }
 
@@ -71,12 +72,12 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
         return void vscode.window.showErrorMessage('MCP Tunnel: Start Tunnel takes an optional object { port, host, path, access }.');
       }
       const a = args as Record<string, unknown>;
-      const checked = validateTarget({ port: a['port'] ?? def.port, host: a['host'] ?? def.host, path: a['path'] ?? def.path, access: a['access'] ?? def.access }, { allowedHosts: [def.host, ...deps.allowedHosts()] });
+      const checked = validateTarget({ port: a['port'] ?? def.port, host: a['host'] ?? def.host, path: a['path'] ?? def.path, access: a['access'] ?? def.access }, { allowedHosts: deps.allowedHosts(), howToAllow: ALLOW_HOST_HINT });
       if (!checked.ok) return void vscode.window.showErrorMessage(`MCP Tunnel: ${checked.message}`);
       return start(checked.target);
     },
     [CommandId.StartWith]: async () => {
-      const target = await askTarget(deps.defaultTarget());
+      const target = await askTarget(deps.defaultTarget(), deps.allowedHosts());
       return target ? start(target) : undefined;
     },
     [CommandId.Stop]: () => controller.stop(),

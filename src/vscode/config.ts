@@ -6,6 +6,9 @@ import { ACCESS_MODES, DEFAULT_TARGET, type AccessMode, type TunnelTarget } from
 
 export const SECTION = 'mcpTunnel';
 
+/** The refusal's fix when a target names a host that is neither loopback nor allowed. */
+export const ALLOW_HOST_HINT = `add the host to the user setting ${SECTION}.allowedHosts`;
+
 export interface TunnelConfig {
   cloudflaredPath: string;
   /** The default target, its access mode included (`mcpTunnel.access`). */
@@ -19,7 +22,8 @@ export interface TunnelConfig {
   autoRestart: boolean;
   tunnelMode: 'quick' | 'named';
   namedHostname: string;
-  mcpAllowedHosts: string[];
+  /** Non-loopback hosts a tunnel may expose, from any source (`allowedHosts`, plus the old `mcp.allowedHosts`). */
+  allowedHosts: string[];
 }
 
 export interface ConfigProblem {
@@ -58,16 +62,20 @@ export function readConfig(cfg: vscode.WorkspaceConfiguration = vscode.workspace
   const port = pick('defaultPort', (v) => intIn(v, 1, 65535), DEFAULT_TARGET.port, 'a whole number from 1 to 65535');
   const host = pick('defaultHost', (v) => (typeof v === 'string' && v.trim() ? v.trim() : undefined), DEFAULT_TARGET.host, 'a host name');
   const pathSetting = pick('defaultPath', (v) => (typeof v === 'string' ? v : undefined), DEFAULT_TARGET.path, 'a path starting with /');
-  const allowedHosts = pick('mcp.allowedHosts', (v) => (Array.isArray(v) && v.every((h) => typeof h === 'string') ? (v) : undefined), [] as string[], 'a list of host names');
+  // Machine-scoped in the manifest, like every setting that changes what is exposed or where:
+  // VS Code ignores a workspace's value for them, so a cloned repository cannot redirect a tunnel.
+  const hostList = (v: unknown) => (Array.isArray(v) && v.every((h) => typeof h === 'string') ? v.map((h) => h.trim()).filter(Boolean) : undefined);
+  const allowedHosts = [...new Set([...pick('allowedHosts', hostList, [] as string[], 'a list of host names'), ...pick('mcp.allowedHosts', hostList, [] as string[], 'a list of host names')])];
 
   // Machine-scoped in the manifest: a workspace cannot turn the gate off.
   const access = pick('access', (v) => oneOf(v, ACCESS_MODES), 'secret', '"secret" or "open"');
 
   let target: TunnelTarget = { host, port, path: pathSetting };
-  // The user's own default target may be any host they typed; the path rules are the same as for agents.
-  const checked = validateTarget(target, { allowedHosts: [host] });
+  // The same rule as for agents and command arguments: loopback, or a host in `allowedHosts`.
+  const checked = validateTarget(target, { allowedHosts, howToAllow: ALLOW_HOST_HINT });
   if (!checked.ok) {
-    problems.push({ setting: `${SECTION}.defaultPath`, message: `The default target is invalid: ${checked.message} Using ${DEFAULT_TARGET.host}:${DEFAULT_TARGET.port}${DEFAULT_TARGET.path}.` });
+    const setting = `${SECTION}.${checked.field === 'host' ? 'defaultHost' : checked.field === 'port' ? 'defaultPort' : 'defaultPath'}`;
+    problems.push({ setting, message: `The default target is invalid: ${checked.message} Using ${DEFAULT_TARGET.host}:${DEFAULT_TARGET.port}${DEFAULT_TARGET.path}.` });
     target = { ...DEFAULT_TARGET };
   } else target = checked.target;
 
@@ -84,7 +92,7 @@ export function readConfig(cfg: vscode.WorkspaceConfiguration = vscode.workspace
       namedHostname: pick('namedTunnel.hostname', (v) => (typeof v === 'string' && /^[a-z0-9.-]*$/i.test(v.trim().replace(/^https?:\/\//, '').replace(/\/$/, '')) ? v.trim() : undefined), '', 'a host name such as mcp.example.com'),
       autoRestart: pick('autoRestart', (v) => (typeof v === 'boolean' ? v : undefined), true, 'true or false'),
       mcpConfirmStart: pick('mcp.confirmStart', (v) => (typeof v === 'boolean' ? v : undefined), true, 'true or false'),
-      mcpAllowedHosts: allowedHosts,
+      allowedHosts,
     },
     problems,
   };

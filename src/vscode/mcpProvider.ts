@@ -5,7 +5,7 @@
 import * as vscode from 'vscode';
 import { joinUrl, localUrlOf, type TunnelApi, type TunnelTarget } from '../core/tunnelState';
 import { loadMcpModule, type McpModule } from '../mcpModule';
-import type { TunnelConfig } from './config';
+import { ALLOW_HOST_HINT, type TunnelConfig } from './config';
 import type { TunnelLog } from './log';
 
 export const PROVIDER_ID = 'mcpTunnel';
@@ -42,8 +42,11 @@ export class TunnelMcpProvider implements vscode.McpServerDefinitionProvider<vsc
       const host = await mcp.startHttpHost(this.controller, {
         serverOptions: {
           version: this.version,
-          allowedHosts: this.config().mcpAllowedHosts,
+          // Read at each call: a host the user removes is refused at once.
+          allowedHosts: () => this.config().allowedHosts,
+          howToAllowHost: ALLOW_HOST_HINT,
           confirmStart: (t) => this.confirmStart(t),
+          openAccess: 'ask',
           log: (level, message) => this.log.write({ level, message: `[mcp] ${message}` }),
         },
         log: (level, message) => this.log.write({ level, message: `[mcp] ${message}` }),

@@ -2,6 +2,7 @@
 import * as vscode from 'vscode';
 import { INSTALL_URL, readVersion } from '../core/cloudflared';
 import { validateTarget } from '../core/target';
+import { ALLOW_HOST_HINT } from './config';
 import { maskSharePath } from '../core/format';
 import { TunnelBusyError, joinUrl, localUrlOf, type AccessMode, type TunnelError, type TunnelState, type TunnelTarget } from '../core/tunnelState';
 import type { CommandDeps } from './commands';
@@ -131,8 +132,9 @@ export function showFailure(deps: CommandDeps, error: TunnelError, target: Tunne
 }
 
 /** Start Tunnel…: port, host and path, validated as you type. */
-export async function askTarget(def: TunnelTarget): Promise<TunnelTarget | undefined> {
-  const check = (t: Partial<TunnelTarget>) => validateTarget({ ...def, ...t }, { allowedHosts: t.host ? [t.host] : [] });
+export async function askTarget(def: TunnelTarget, allowedHosts: readonly string[]): Promise<TunnelTarget | undefined> {
+  // Typed by the user, yet held to the same rule as every other source: loopback or allowed.
+  const check = (t: Partial<TunnelTarget>) => validateTarget({ ...def, ...t }, { allowedHosts, howToAllow: ALLOW_HOST_HINT });
   const port = await vscode.window.showInputBox({
     title: 'Start Tunnel (1/4): local port',
     prompt: 'Port of the local server to expose',

@@ -29,6 +29,25 @@ const testsEntry = path.join(REPO_ROOT, 'out', 'test', 'suite', 'index.js');
 /** Workbench chatter that comes through codeAutomationLog too: kept in the log file, not printed (unless E2E_VERBOSE=1). */
 const NOISE = /^(Resolving connection token|Resolved connection token|Creating a socket|\[reconnection-grace-time\]|Ignoring fetching additional builtin extensions|Updating additional builtin extensions cache|\[AgentHost|\[AccountPolicyGate\]|\[Service Worker\]|Canceled: Canceled|Creation of workbench contribution)|ENOTFOUND/;
 
+
+/** What a hostile workspace sets: cloud metadata as the target, an attacker's hostname for the URL. */
+const HOSTILE_WORKSPACE_SETTINGS = {
+  'mcpTunnel.defaultHost': '169.254.169.254',
+  'mcpTunnel.defaultPort': 80,
+  'mcpTunnel.defaultPath': '/latest/meta-data/',
+  'mcpTunnel.allowedHosts': ['169.254.169.254'],
+  'mcpTunnel.mcp.allowedHosts': ['169.254.169.254'],
+  'mcpTunnel.tunnelMode': 'named',
+  'mcpTunnel.namedTunnel.hostname': 'attacker.example',
+  'mcpTunnel.access': 'open',
+  'mcpTunnel.hostHeader': 'public',
+  'mcpTunnel.protocol': 'quic',
+  'mcpTunnel.logLevel': 'debug',
+  'mcpTunnel.autoRestart': false,
+  'mcpTunnel.mcp.confirmStart': false,
+  'mcpTunnel.cloudflaredPath': '/tmp/not-cloudflared',
+  'mcpTunnel.startTimeout': 77,
+};
 async function main(): Promise<number> {
   const t0 = Date.now();
   // Last resort if something hangs outside the suite's own timeout (start, navigation, cleanup):
@@ -69,6 +88,11 @@ async function main(): Promise<number> {
     });
     const workspace = process.env.E2E_WORKSPACE ?? path.join(server.dirs.root, 'workspace');
     fs.mkdirSync(workspace, { recursive: true });
+    // A cloned repository's settings that try to redirect the tunnel (the suite checks they are
+    // ignored, and every other test runs with them present). startTimeout is window-scoped: its
+    // value proves the file was read.
+    fs.mkdirSync(path.join(workspace, '.vscode'), { recursive: true });
+    fs.writeFileSync(path.join(workspace, '.vscode', 'settings.json'), JSON.stringify(HOSTILE_WORKSPACE_SETTINGS, null, 2));
 
     browser = await launchBrowser({ profileDir: server.dirs.browserProfile, server });
     const { page } = browser;

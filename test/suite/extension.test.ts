@@ -86,6 +86,42 @@ suite('MCP Tunnel in VS Code', () => {
     assert.deepEqual(api.tree.rows(), [], 'stopped: the welcome view shows instead of rows');
   });
 
+  test('a workspace .vscode/settings.json cannot redirect a tunnel: target, URL host, access and the rest are machine-scoped', async () => {
+    // The runner wrote a hostile .vscode/settings.json into the opened folder (see runExtensionTests.ts).
+    const folder = vscode.workspace.workspaceFolders?.[0];
+    assert.ok(folder, 'a folder is open');
+    const hostile = JSON.parse(fs.readFileSync(path.join(folder.uri.fsPath, '.vscode', 'settings.json'), 'utf8')) as Record<string, unknown>;
+    assert.equal(hostile['mcpTunnel.defaultHost'], '169.254.169.254');
+    const c = api.config();
+    assert.equal(c.startTimeoutMs, 77_000, 'the workspace file is read: its window-scoped startTimeout applies');
+    assert.deepEqual(c.target, { host: 'localhost', port: originPort, path: '/mcp', access: 'secret' });
+    assert.equal(c.tunnelMode, 'quick');
+    assert.equal(c.namedHostname, '');
+    assert.deepEqual(c.allowedHosts, []);
+    assert.equal(c.hostHeader, 'origin');
+    assert.equal(c.protocol, 'auto');
+    assert.equal(c.logLevel, 'info');
+    assert.equal(c.autoRestart, true);
+    assert.equal(c.mcpConfirmStart, true);
+    assert.equal(c.cloudflaredPath, FAKE);
+    // Start Tunnel exposes the user's loopback target, at a trycloudflare.com URL.
+    const state = await vscode.commands.executeCommand<{ status: string } | undefined>('mcpTunnel.start');
+    assert.equal(state?.status, 'active', JSON.stringify(api.controller.state));
+    const snap = api.controller.snapshot();
+    assert.equal(snap.local_url, `http://localhost:${originPort}`);
+    assert.equal(snap.access, 'secret');
+    await vscode.commands.executeCommand('mcpTunnel.copyMcpUrl');
+    const copied = new URL(await vscode.env.clipboard.readText());
+    assert.match(copied.hostname, /^[a-z-]+\.trycloudflare\.com$/, `the copied MCP URL names no other host: ${copied.href}`);
+    assert.equal(copied.href, snap.mcp_url);
+    await vscode.commands.executeCommand('mcpTunnel.copyClientConfig', 'vscode');
+    assert.doesNotMatch(await vscode.env.clipboard.readText(), /attacker\.example|169\.254/);
+    // The cloud metadata address is refused from command arguments too (not in the user's allowedHosts).
+    await api.controller.stop();
+    assert.equal(await vscode.commands.executeCommand('mcpTunnel.start', { host: '169.254.169.254', port: 80 }), undefined);
+    assert.equal(api.controller.state.status, 'stopped', 'nothing started for a non-loopback host');
+  });
+
   test('start and stop through the commands (secret mode, the default); status bar and tree follow; only traffic with the share secret reaches the origin', async () => {
     assert.equal(api.config().target.access, 'secret');
     const state = await vscode.commands.executeCommand<{ status: string } | undefined>('mcpTunnel.start');
