@@ -27,6 +27,8 @@ Usage:
 Options for start:
   --port N             local port of the server            (default ${DEFAULT_TARGET.port})
   --host H             local host of the server (loopback) (default ${DEFAULT_TARGET.host})
+  --allow-host H       allow --host H although it is not loopback: it becomes
+                       reachable from the internet through the tunnel
   --path P             path of the MCP endpoint            (default ${DEFAULT_TARGET.path})
   --cloudflared PATH   the cloudflared executable          (default: PATH, then usual install folders)
   --protocol P         auto | quic | http2 (http2 where UDP 7844 is blocked)
@@ -45,13 +47,25 @@ Options for start:
 Options for mcp:
   --cloudflared, --protocol, --host-header, --timeout as for start
   --access M           the mode of tunnels start_tunnel opens when the agent names none
+  --allow-open         let agents ask for access "open" (no share secret, no prompt:
+                       this host cannot ask you). Without it such a call is refused,
+                       unless --access open made open the default
   --http               serve Streamable HTTP instead of stdio
   --port N             HTTP port on 127.0.0.1 (default: a free one)
   --allow-host H       let agents expose this non-loopback host (repeatable)
-  The token for --http comes from MCP_TUNNEL_TOKEN, or is generated and printed.
+  The token for --http comes from MCP_TUNNEL_TOKEN (at least 32 characters), or
+  is generated and printed.
   -h, --help           this help
   -v, --version        print the version
 `;
+
+/** A decimal port (`0x50`, `1e3` and ` 80` are refused), from `min` to 65535. */
+function portFlag(value: string | undefined, min: number, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = /^\d{1,5}$/.test(value) ? Number(value) : NaN;
+  if (!(n >= min && n <= 65535)) fail(`--port must be a decimal port number from ${min} to 65535 (got "${value}").`);
+  return n;
+}
 
 function fail(message: string, code = 2): never {
   process.stderr.write(`mcp-tunnel: ${message}\n`);
@@ -120,25 +134,42 @@ function namedTunnel(values: EngineFlags): NamedTunnel {
 async function mcp(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { ...ENGINE_OPTIONS, http: { type: 'boolean', default: false }, port: { type: 'string' }, 'allow-host': { type: 'string', multiple: true } },
+    options: {
+      ...ENGINE_OPTIONS,
+      http: { type: 'boolean', default: false },
+      port: { type: 'string' },
+      'allow-host': { type: 'string', multiple: true },
+      'allow-open': { type: 'boolean', default: false },
+    },
     strict: true,
     allowPositionals: false,
   });
   const controller = makeController(values);
   await controller.reapOrphans();
   const mod = loadMcpModule();
-  const serverOptions = { version: VERSION, allowedHosts: values['allow-host'] ?? [] };
+  // This host cannot ask the user: an agent's "open" is allowed only if the user said so up front.
+  const openAllowed = values['allow-open'] || values.access === 'open';
+  const serverOptions = {
+    version: VERSION,
+    allowedHosts: values['allow-host'] ?? [],
+    howToAllowHost: 'restart `mcp-tunnel mcp` with --allow-host <host>',
+    openAccess: openAllowed ? ('allow' as const) : ('refuse' as const),
+    openRefusedFix: 'restart `mcp-tunnel mcp` with --allow-open',
+  };
   const done = new Promise<void>((resolve) => {
     for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sig, () => resolve());
   });
   // stdout carries JSON-RPC in stdio mode: everything human goes to stderr.
   controller.onDidLog((e) => e.level !== 'debug' && e.source === 'tunnel' && process.stderr.write(`[mcp-tunnel] ${e.message}\n`));
   if (values.http) {
-    const port = values.port !== undefined ? Number(values.port) : 0;
-    if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`--port must be a port number (got "${values.port}").`);
+    const port = portFlag(values.port, 0, 0);
+    const token = process.env['MCP_TUNNEL_TOKEN'];
+    if (token !== undefined && !/^[\x21-\x7e]{32,}$/.test(token)) {
+      fail('MCP_TUNNEL_TOKEN must be at least 32 visible ASCII characters (it guards a tool that makes local servers public), e.g. the output of `openssl rand -base64 32`.');
+    }
     const host = await mod.startHttpHost(controller, {
       port,
-      ...(process.env['MCP_TUNNEL_TOKEN'] ? { token: process.env['MCP_TUNNEL_TOKEN'] } : {}),
+      ...(token ? { token } : {}),
       serverOptions,
     });
     process.stdout.write(`MCP endpoint: ${host.url}\n`);
@@ -163,29 +194,43 @@ async function start(argv: string[]): Promise<number> {
       port: { type: 'string' },
       host: { type: 'string' },
       path: { type: 'string' },
+      'allow-host': { type: 'string', multiple: true },
       json: { type: 'boolean', default: false },
     },
     strict: true,
     allowPositionals: false,
   });
+  if (values.port !== undefined) portFlag(values.port, 1, DEFAULT_TARGET.port);
+  // Loopback, or a host named again in --allow-host: a typo or a pasted command line must not
+  // publish an intranet address or cloud metadata by itself.
   const v = validateTarget(
     { port: values.port, host: values.host, path: values.path },
-    // The person at the terminal chose the host deliberately: any host they type is allowed.
-    { allowedHosts: values.host ? [values.host] : [] },
+    { allowedHosts: values['allow-host'] ?? [], howToAllow: `also pass --allow-host ${values.host ?? '<host>'}` },
   );
   if (!v.ok) fail(`${v.message}\nRun "mcp-tunnel start --help" for usage.`);
   const target = v.target;
   const json = values.json;
   const controller = makeController(values);
   controller.updateOptions({ metricsIntervalMs: 0 });
-  const out = (line: string) => process.stdout.write(`${line}\n`);
+  // A closed stdout (`mcp-tunnel start --json | head -1`) is a reason to stop, not to crash: an
+  // unhandled EPIPE would kill the CLI and leave cloudflared's files behind.
+  let stdoutOpen = true;
+  const out = (line: string): void => {
+    if (stdoutOpen) process.stdout.write(`${line}\n`);
+  };
+  process.stderr.on('error', () => undefined);
   const reaped = await controller.reapOrphans();
   for (const r of reaped) if (r.outcome === 'ended' && !json) process.stderr.write(`Ended an orphaned cloudflared (PID ${r.pid}) from an earlier run.\n`);
 
   let exitCode: number | undefined;
   let finish!: (code: number) => void;
   const finished = new Promise<number>((r) => (finish = r));
+  let shown = '';
   const show = (s: TunnelState) => {
+    // A state can repeat with details the text does not show (the metrics address): say it once.
+    const key = `${s.status} ${'url' in s ? (s.url ?? '') : ''} ${'pid' in s ? (s.pid ?? '') : ''}`;
+    if (!json && key === shown) return;
+    shown = key;
     if (json) {
       out(JSON.stringify(snapshotOf(s, Date.now(), controller.lastError)));
       return;
@@ -248,6 +293,13 @@ async function start(argv: string[]): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   process.on('SIGHUP', onSignal);
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (!stdoutOpen) return;
+    stdoutOpen = false;
+    process.stderr.write(`mcp-tunnel: standard output closed (${err.code ?? err.message}); stopping the tunnel.\n`);
+    if (exitCode === undefined) exitCode = 0;
+    void controller.shutdown(controller.state.status === 'stopping' ? 0 : 6000).then(() => finish(exitCode ?? 0));
+  });
   const settled = await controller.start(target);
   if (settled.status === 'connecting' && !json) out(`(${settled.url} is issued but not connected yet; still trying. Ctrl+C to stop.)`);
   const code = await finished;

@@ -36,13 +36,24 @@ export type McpLogLevel = 'debug' | 'info' | 'warn' | 'error';
 export interface TunnelMcpServerOptions {
   /** Reported as `serverInfo.version`. */
   version: string;
-  /** Non-loopback hosts the user allowed `start_tunnel` to expose. */
-  allowedHosts?: readonly string[];
+  /** Non-loopback hosts the user allowed `start_tunnel` to expose; a function is read at each call. */
+  allowedHosts?: readonly string[] | (() => readonly string[]);
+  /** How the user allows another host on this host (for the refusal), e.g. "start mcp-tunnel with --allow-host H". */
+  howToAllowHost?: string;
   /**
    * Asked before a tool call exposes a target that is not already live. Resolving `false` makes
    * `start_tunnel` return an error saying the user declined; not given = no prompt.
    */
   confirmStart?: (target: TunnelTarget) => Promise<boolean>;
+  /**
+   * What this host does when an agent asks for `access: "open"` (no share secret):
+   * `ask` (the user decides through `confirmStart`), `allow` (the operator allowed it up front),
+   * `refuse` (an error naming `openRefusedFix`). Default: `ask` with `confirmStart`, else `refuse`.
+   * The tool's schema says which, so the agent is told what really happens.
+   */
+  openAccess?: 'ask' | 'allow' | 'refuse';
+  /** The fix named when `open` is refused, e.g. "restart mcp-tunnel with --allow-open". */
+  openRefusedFix?: string;
   log?: (level: McpLogLevel, message: string) => void;
 }
 
@@ -111,7 +122,7 @@ type StatusOutput = { [K in keyof typeof statusOutput]: z.infer<(typeof statusOu
 // Input schemas are lenient at runtime (any JSON value) but advertise the real contract: bad
 // values then reach validateTarget, whose isError result says what is wrong and what is allowed,
 // instead of a generic schema-validation error.
-const startInput = {
+const startInput = (openAccess: 'ask' | 'allow' | 'refuse') => ({
   port: z
     .unknown()
     .meta({ type: 'integer', minimum: 1, maximum: 65535, default: DEFAULT_TARGET.port, description: `TCP port of the local server to expose (1–65535). Default ${DEFAULT_TARGET.port}.` })
@@ -140,10 +151,17 @@ const startInput = {
       enum: ['secret', 'open'],
       description:
         'Who gets through the public URL. "secret" (the user\'s default unless they configured otherwise): only requests carrying the share secret, which mcp_url includes, reach the server. ' +
-        '"open": anyone with the URL; asks the user first. Omit it to use the user\'s setting.',
+        `"open": anyone with the URL; ${OPEN_ACCESS_TEXT[openAccess]} Omit it to use the user's setting.`,
     })
     .optional(),
-};
+});
+
+/** What the schema tells an agent about `access: "open"` on this host: what really happens. */
+const OPEN_ACCESS_TEXT = {
+  ask: 'the user is asked first.',
+  allow: 'allowed here without asking (the user started this server allowing it).',
+  refuse: 'refused by this server unless the user started it allowing open tunnels.',
+} as const;
 
 /**
  * Build an MCP server over `controller`. Connect it to one transport; closing it (or its
@@ -151,6 +169,8 @@ const startInput = {
  */
 export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpServerOptions): McpServer {
   const log = (level: McpLogLevel, message: string): void => options.log?.(level, message);
+  const allowedHosts = (): readonly string[] => (typeof options.allowedHosts === 'function' ? options.allowedHosts() : (options.allowedHosts ?? []));
+  const openAccess = options.openAccess ?? (options.confirmStart ? 'ask' : 'refuse');
   const server = new McpServer(
     { name: MCP_SERVER_NAME, title: 'MCP Tunnel', version: options.version },
     {
@@ -172,15 +192,21 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
         'and requests without it are refused; in open mode anyone with the URL can reach the local server. ' +
         'If the same target is already running, returns it; if a different target is running, call stop_tunnel first. ' +
         'Only loopback hosts are allowed unless the user configured others.',
-      inputSchema: startInput,
+      inputSchema: startInput(openAccess),
       outputSchema: startOutput,
       annotations: { title: 'Start tunnel', readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
     },
     async (args): Promise<CallToolResult> => {
-      const checked = validateTarget(args, { allowedHosts: options.allowedHosts ?? [] });
+      const checked = validateTarget(args, { allowedHosts: allowedHosts(), ...(options.howToAllowHost ? { howToAllow: options.howToAllowHost } : {}) });
       if (!checked.ok) return errorResult(checked.message);
       const target = checked.target;
       const where = joinUrl(localUrlOf(target), target.path);
+      if (target.access === 'open' && openAccess === 'refuse') {
+        return errorResult(
+          `Refused: this MCP server does not open tunnels without the share secret (access "open" was asked for ${where}). ` +
+            `Start it with access "secret" (or omit access); to allow open tunnels, the user must ${options.openRefusedFix ?? 'allow them where this server is configured'}.`,
+        );
+      }
 
       const current = controller.state;
       const alreadyLive = isLive(current) && sameTarget(current.target, target);
@@ -307,7 +333,7 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
         target: target ? { host: target.host, port: target.port, path: target.path, access: target.access ?? null } : null,
         access: s.access,
         default_target: { ...DEFAULT_TARGET },
-        allowed_hosts: [...(options.allowedHosts ?? [])],
+        allowed_hosts: [...allowedHosts()],
         cloudflared_version: controller.cloudflared?.version ?? null,
         cloudflared_path: controller.cloudflared?.path ?? null,
         metrics_address: s.metrics_address,

@@ -105,6 +105,7 @@ function cliEnv(): Record<string, string> {
     MCP_TUNNEL_STATE_DIR: path.join(work, 'state'),
     FAKE_CLOUDFLARED_STATE_DIR: path.join(work, 'fake'),
     FAKE_CLOUDFLARED_NODE: process.execPath,
+    MCP_TUNNEL_CLOUDFLARED_ENV: 'FAKE_CLOUDFLARED_*',
   };
 }
 
@@ -156,6 +157,18 @@ describe('mcp-tunnel mcp (real CLI, real SDK client)', { concurrency: false }, (
       const r = await call(client, 'start_tunnel', { host: '169.254.169.254', port: origin.port });
       assert.equal(r.isError, true);
       assert.match(text(r), /host.*169\.254\.169\.254.*loopback/i);
+      assert.equal(structured(await call(client, 'get_tunnel_status'))['status'], 'stopped', 'nothing started');
+      assert.deepEqual(readdirSync(work).filter((f) => f === 'fake'), [], 'no cloudflared was run');
+    });
+
+    it('an agent asking for access "open" is refused (this host cannot ask the user), naming --allow-open; the schema says so', async () => {
+      const { tools } = await client.listTools();
+      const access = tools.find((t) => t.name === 'start_tunnel')?.inputSchema.properties?.['access'] as { description?: string } | undefined;
+      assert.match(access?.description ?? '', /"open": anyone with the URL; refused by this server unless the user started it allowing open tunnels/);
+      assert.doesNotMatch(access?.description ?? '', /asks the user/);
+      const r = await call(client, 'start_tunnel', { port: origin.port, access: 'open' });
+      assert.equal(r.isError, true);
+      assert.match(text(r), /Refused: .*without the share secret.*restart `mcp-tunnel mcp` with --allow-open/);
       assert.equal(structured(await call(client, 'get_tunnel_status'))['status'], 'stopped', 'nothing started');
       assert.deepEqual(readdirSync(work).filter((f) => f === 'fake'), [], 'no cloudflared was run');
     });
@@ -246,6 +259,26 @@ describe('mcp-tunnel mcp (real CLI, real SDK client)', { concurrency: false }, (
       assert.deepEqual(runRecords(path.join(work, 'state')), [], 'no run record left');
       assert.deepEqual(readdirSync(path.join(work, 'fake')).filter((f) => f.endsWith('.json')), [], 'the fake cloudflared removed its state: it exited');
     });
+  });
+
+  it('--allow-open: an agent may open a tunnel without the secret (the user allowed it up front); the schema says so', { timeout: 60_000 }, async () => {
+    const transport = new StdioClientTransport({ command: process.execPath, args: [CLI, 'mcp', '--allow-open', '--cloudflared', FAKE_CLOUDFLARED], env: cliEnv(), stderr: 'pipe' });
+    const c = new Client({ name: 'mcp-cli-open-test', version: '1.0.0' });
+    await withTimeout(c.connect(transport), STEP_MS, 'initialize');
+    try {
+      const { tools } = await c.listTools();
+      const access = tools.find((t) => t.name === 'start_tunnel')?.inputSchema.properties?.['access'] as { description?: string } | undefined;
+      assert.match(access?.description ?? '', /allowed here without asking/);
+      const s = structured(await withTimeout(call(c, 'start_tunnel', { port: origin.port, access: 'open' }), STEP_MS, 'start_tunnel open'));
+      assert.equal(s['status'], 'active');
+      assert.equal(s['access'], 'open');
+      assert.equal(s['mcp_url'], `${String(s['url'])}/mcp`);
+      const pid = Number(s['pid']);
+      assert.equal(structured(await withTimeout(call(c, 'stop_tunnel'), STEP_MS, 'stop_tunnel'))['status'], 'stopped');
+      assert.ok(await waitGone(pid, STEP_MS));
+    } finally {
+      await c.close();
+    }
   });
 
   describe('--http', { concurrency: false }, () => {
