@@ -249,16 +249,20 @@ describe('TunnelController + fake cloudflared (real processes)', { concurrency: 
     for (const secret of [sharePath!.slice(1), next.slice(1)]) assert.ok(!logs.some((l) => l.includes(secret)), 'no log line carries a share secret');
   });
 
-  it('access "open" (controller option): no gate, the plain MCP URL, cloudflared points at the origin', async () => {
+  it('access "open" (controller option): the plain MCP URL; cloudflared points at a pass-through gate, never straight at the origin', async () => {
     const { c } = make('ok', {}, { access: 'open' });
     assert.equal((await c.start(target())).status, 'active');
     assert.equal(c.snapshot().access, 'open');
     assert.equal(c.snapshot().mcp_url, `${c.snapshot().url}/mcp`);
-    assert.equal(c.accessStats, undefined);
+    assert.deepEqual(c.accessStats, { passed: 0, rejected: 0 });
     const cmdline = readFileSync(`/proc/${c.snapshot().pid}/cmdline`, 'utf8').split('\0');
-    assert.equal(cmdline[cmdline.indexOf('--url') + 1], `http://localhost:${origin.port}`);
+    // A dead host must mean a dead origin for cloudflared: its --url is the gate, in open mode too.
+    assert.match(cmdline[cmdline.indexOf('--url') + 1] ?? '', /^http:\/\/127\.0\.0\.1:\d+$/);
+    assert.notEqual(cmdline[cmdline.indexOf('--url') + 1], `http://localhost:${origin.port}`);
     const fake = await waitFor(() => readFakeState(work, c.snapshot().pid!), 3000, 'fake state');
     assert.equal((await get(fake.publicPort, '/mcp')).status, 200);
+    assert.equal(c.accessStats?.passed, 1, 'the request went through the gate');
+    assert.equal(c.rotateSecret(), undefined, 'nothing to rotate in open mode');
   });
 
   it('access per start: the mode of the target wins over the option; a live tunnel in one mode refuses a start in the other', async () => {

@@ -237,6 +237,44 @@ void describe('createTunnelMcpServer', () => {
     await client.close();
   });
 
+  void it('access "open" follows the host\'s policy, and the schema says which: ask (with a prompt), allow, refuse (the default without a prompt)', async () => {
+    const accessText = async (client: Client) => {
+      const { tools } = await client.listTools();
+      return String((tools.find((t) => t.name === 'start_tunnel')?.inputSchema.properties?.['access'] as { description?: string } | undefined)?.description);
+    };
+    // No prompt to ask with, no policy given: refused, naming the fix the host gave.
+    const refused = await connect(undefined, { openRefusedFix: 'pass --allow-open' });
+    assert.match(await accessText(refused.client), /refused by this server/);
+    const r = await call(refused.client, 'start_tunnel', { access: 'open' });
+    assert.equal(r.isError, true);
+    assert.match(text(r), /Refused: .*pass --allow-open/);
+    assert.deepEqual(refused.controller.startCalls, [], 'nothing started');
+    assert.equal(structured(await call(refused.client, 'start_tunnel', { access: 'secret' }))['status'], 'active', 'secret is still fine');
+    await refused.client.close();
+    const allowed = await connect(undefined, { openAccess: 'allow' });
+    assert.match(await accessText(allowed.client), /allowed here without asking/);
+    assert.equal(structured(await call(allowed.client, 'start_tunnel', { access: 'open' }))['access'], 'open');
+    await allowed.client.close();
+    const asking = await connect(undefined, { confirmStart: () => Promise.resolve(false) });
+    assert.match(await accessText(asking.client), /the user is asked first/);
+    assert.match(text(await call(asking.client, 'start_tunnel', { access: 'open' })), /declined/);
+    await asking.client.close();
+  });
+
+  void it('allowedHosts given as a function is read at each call: a host the user removes is refused at once', async () => {
+    let hosts = ['10.0.0.1'];
+    const { client, controller } = await connect(undefined, { allowedHosts: () => hosts, howToAllowHost: 'add it to the setting X' });
+    assert.equal((await call(client, 'start_tunnel', { host: '10.0.0.1' })).isError, undefined);
+    await call(client, 'stop_tunnel');
+    hosts = [];
+    const denied = await call(client, 'start_tunnel', { host: '10.0.0.1' });
+    assert.equal(denied.isError, true);
+    assert.match(text(denied), /only be exposed if the user chooses to: add it to the setting X/);
+    assert.deepEqual((await readJson(client, 'tunnel://config'))['allowed_hosts'], []);
+    assert.equal(controller.startCalls.length, 1);
+    await client.close();
+  });
+
   void it('start_tunnel access: "secret" returns the MCP URL with the share secret; the mode reaches the controller and the consent prompt', async () => {
     const asked: TunnelTarget[] = [];
     const { client, controller } = await connect(undefined, { confirmStart: (t) => (asked.push(t), Promise.resolve(true)) });
