@@ -7,7 +7,14 @@
  *
  * Otherwise it is transparent: request and response bodies stream both ways (no buffering), SSE
  * events go out as they arrive, WebSocket (any `Upgrade`) is proxied at the socket level, and
- * hop-by-hop headers are handled per RFC 9110 §7.6.1.
+ * hop-by-hop headers are handled per RFC 9110 §7.6.1 (but the gate frames every message itself:
+ * `Connection` cannot make it drop Content-Length, Transfer-Encoding or Host).
+ *
+ * Hardening: the credential is checked before any throttling (only failures are slowed down, so a
+ * flood of guesses never locks the owner out); a request head must arrive within
+ * `headersTimeoutMs`; at most `maxConnections` client connections are open at once; the secret is
+ * scrubbed from `Referer` and `Origin` (a page opened through the secret path names it in every
+ * subrequest's Referer).
  *
  * Pure Node (`node:http`, `node:net`, `node:crypto`): no dependency, no `vscode`.
  */
@@ -43,6 +50,14 @@ export interface AccessGateOptions {
   hostHeader?: GateHostHeader;
   /** Failed attempts a client may make per minute before its 401s are slowed down. Default 10. */
   maxFailuresPerMinute?: number;
+  /**
+   * A request head (line and headers) must be complete this long after its first byte (for a new
+   * connection: after it opened), else the connection gets 408 and is closed. Bodies and responses
+   * are never timed: an SSE stream or a slow upload lasts as long as it keeps going. Default 20 s.
+   */
+  headersTimeoutMs?: number;
+  /** Client connections open at once at most; a connection beyond it is closed at once. Default 1024. */
+  maxConnections?: number;
   /** Never receives the secret: every message is redacted before it gets here. */
   log?: (level: AccessGateLogLevel, message: string) => void;
 }
@@ -84,8 +99,19 @@ export const FAILURE_DELAY_STEP_MS = 250;
 export const FAILURE_DELAY_MAX_MS = 5000;
 /** Clients tracked at most; the least recently failing one is forgotten first. */
 export const MAX_TRACKED_CLIENTS = 10_000;
-/** Delayed 401s pending at most; beyond it a throttled client's request is refused with 429 unexamined. */
+/**
+ * Delayed 401s pending at most (and at most half of `maxConnections`); beyond it a throttled
+ * client's failure is refused with 429 at once, so a flood costs bounded memory.
+ */
 const MAX_PENDING_DELAYS = 1000;
+export const DEFAULT_HEADERS_TIMEOUT_MS = 20_000;
+/**
+ * More than cloudflared ever opens (a quick tunnel allows 200 requests in flight), well under the
+ * process's file descriptor limit.
+ */
+export const DEFAULT_MAX_CONNECTIONS = 1024;
+/** Longer than cloudflared's pool idle timeout (90 s), so it never reuses a socket we are closing. */
+const KEEP_ALIVE_TIMEOUT_MS = 95_000;
 
 const SECRET_SHAPE = /^[A-Za-z0-9._~-]{16,512}$/;
 
@@ -96,6 +122,14 @@ function digest(s: string): Buffer {
 /** Digests have equal length, so `timingSafeEqual` never throws and the length does not leak. */
 function sameDigest(candidate: string, secretDigest: Buffer): boolean {
   return timingSafeEqual(digest(candidate), secretDigest);
+}
+
+/** Whether `candidate` is one of `digests`: one hash, then every digest compared in constant time. */
+function anyDigest(candidate: string, digests: readonly Buffer[]): boolean {
+  const d = digest(candidate);
+  let hit = false;
+  for (const s of digests) hit = timingSafeEqual(d, s) || hit;
+  return hit;
 }
 
 function first(v: string | string[] | undefined): string | undefined {
@@ -239,6 +273,15 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
+/**
+ * Never dropped because Connection names them. The gate frames each message itself from these
+ * (Content-Length, Transfer-Encoding) and sets Host; letting a peer's `Connection: content-length`
+ * remove one would send a body unframed, so the origin (or the client) would read it as the next
+ * message: a request that skipped the gate (smuggling), or a response cut loose from its length.
+ */
+const NEVER_NAMED = new Set(['content-length', 'transfer-encoding', 'host']);
+
+/** The fields `Connection` names that are dropped with it (never a framing field, nor Host). */
 function connectionTokens(headers: IncomingHttpHeaders): Set<string> {
   const v = headers['connection'];
   const all = Array.isArray(v) ? v.join(',') : (v ?? '');
@@ -246,7 +289,7 @@ function connectionTokens(headers: IncomingHttpHeaders): Set<string> {
     all
       .split(',')
       .map((t) => t.trim().toLowerCase())
-      .filter(Boolean),
+      .filter((t) => t !== '' && !NEVER_NAMED.has(t)),
   );
 }
 
@@ -259,6 +302,23 @@ function endToEnd(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
     out[k] = v;
   }
   return out;
+}
+
+/**
+ * A Referer or Origin value without a first path segment that is one of the secrets (`digests`):
+ * `https://h/<secret>/app?q` becomes `https://h/app?q`, `https://h/<secret>` becomes `https://h/`.
+ * A page opened through the secret path names it in every subrequest's Referer; the origin (and
+ * whatever it logs) must not learn it. Exact segment, as for the request path; else unchanged.
+ */
+function withoutSecretSegment(value: string, digests: readonly Buffer[]): string {
+  // [scheme:]//authority, then the path, then the rest (query, fragment). Linear: no nesting.
+  const m = /^((?:[A-Za-z][A-Za-z0-9+.-]*:)?\/\/[^/?#]*)?(\/[^?#]*)?(.*)$/s.exec(value);
+  const pathPart = m?.[2];
+  if (!m || pathPart === undefined) return value;
+  const slash = pathPart.indexOf('/', 1);
+  const segment = slash < 0 ? pathPart.slice(1) : pathPart.slice(1, slash);
+  if (!SECRET_SHAPE.test(segment) || !anyDigest(segment, digests)) return value;
+  return (m[1] ?? '') + (slash < 0 ? '/' : pathPart.slice(slash)) + (m[3] ?? '');
 }
 
 function hostForUrl(host: string): string {
@@ -307,9 +367,18 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
   const originUrl = `http://${hostForUrl(originHost)}:${originPort}`;
   const originHostHeader = `${hostForUrl(originHost)}:${originPort}`;
   const tracker = new FailureTracker(options.maxFailuresPerMinute ?? DEFAULT_MAX_FAILURES_PER_MINUTE);
+  const headersTimeoutMs = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
+  if (!Number.isInteger(headersTimeoutMs) || headersTimeoutMs < 1) throw new RangeError(`headersTimeoutMs must be a positive integer, got ${headersTimeoutMs}`);
+  const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  if (!Number.isInteger(maxConnections) || maxConnections < 1) throw new RangeError(`maxConnections must be a positive integer, got ${maxConnections}`);
+  // A held 401 holds its connection: held ones never take more than half of the connections, so
+  // a flood of guesses leaves room for the owner's requests.
+  const maxPendingDelays = Math.max(1, Math.min(MAX_PENDING_DELAYS, Math.floor(maxConnections / 2)));
 
-  // Every secret this gate ever held is scrubbed from log lines (an old one may still be in use).
+  // Every secret this gate ever held (the last 16) is scrubbed from log lines and from Referer and
+  // Origin (an old one may still be in use, or in a browser's history).
   const spent: string[] = [];
+  const spentDigests: Buffer[] = [];
   const log = (level: AccessGateLogLevel, message: string): void => {
     if (!options.log) return;
     let text = message;
@@ -351,10 +420,22 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
 
   const clientKey = (req: IncomingMessage): string => first(req.headers['cf-connecting-ip'])?.trim() || req.socket.remoteAddress || 'unknown';
 
-  const originHeaders = (req: IncomingMessage, stripBearer: boolean): OutgoingHttpHeaders => {
+  /**
+   * `knowsSecret`: the request itself carries the current secret (path or Bearer), so it may be
+   * searched for secrets in ways that are not constant-time: it can learn nothing from the timing.
+   */
+  const originHeaders = (req: IncomingMessage, stripBearer: boolean, knowsSecret: boolean): OutgoingHttpHeaders => {
     const headers = endToEnd(req.headers);
     // The secret never reaches the origin; another Authorization (the origin's own) does.
     if (stripBearer) delete headers['authorization'];
+    for (const name of ['referer', 'origin']) {
+      const v = headers[name];
+      if (typeof v !== 'string') continue;
+      const scrubbed = withoutSecretSegment(v, [secretDigest, ...spentDigests]);
+      // A secret anywhere else (a query, a later segment, a second value): drop the whole field.
+      if (knowsSecret && [secret, ...spent].some((s) => scrubbed.includes(s))) delete headers[name];
+      else headers[name] = scrubbed;
+    }
     // We answered `Expect: 100-continue` ourselves (or Node did).
     delete headers['expect'];
     const incomingHost = req.headers.host;
@@ -365,33 +446,44 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
   };
 
   /**
-   * Decides one request or upgrade. `pass` runs when it may go on (with the origin path and
-   * whether Authorization carries the secret); `refuse` sends the status after the delay.
+   * Decides one request or upgrade. `pass` runs when it may go on (with the origin path, whether
+   * Authorization carries the secret, and whether the request carries the secret at all);
+   * `refuse` sends the status after the delay.
    */
-  const gate = (req: IncomingMessage, pass: (path: string, stripBearer: boolean) => void, refuse: (status: 401 | 429) => void, onGone: (cb: () => void) => void): void => {
+  const gate = (
+    req: IncomingMessage,
+    pass: (path: string, stripBearer: boolean, knowsSecret: boolean) => void,
+    refuse: (status: 401 | 429) => void,
+    onGone: (cb: () => void) => void,
+  ): void => {
     const url = req.url ?? '/';
-    const bearer = bearerState(req.headers, secretDigest) === 'match';
     if (mode === 'open') {
       const target = originForm(url) ?? url;
+      const bearer = bearerState(req.headers, secretDigest) === 'match';
+      const stripped = strippedPath(target, secretDigest);
       stats.passed++;
-      pass(strippedPath(target, secretDigest) ?? target, bearer);
+      pass(stripped ?? target, bearer, bearer || stripped !== undefined);
       return;
     }
-    const key = clientKey(req);
-    // A throttled client's request is not even examined once too many 401s are already held.
-    if (delayTimers.size >= MAX_PENDING_DELAYS && tracker.peek(key) > 0) {
-      stats.rejected++;
-      refuse(429);
-      return;
-    }
+    // The credential first, always, before any throttling: two SHA-256 and a constant-time compare
+    // cost next to nothing, and everyone behind cloudflared shares one client key unless
+    // CF-Connecting-IP differs, so throttling before checking would let one guesser lock the
+    // owner out. Only failures are ever delayed or refused with 429.
     const check = checkWithDigest(url, req.headers, secretDigest);
     if (check.ok) {
       stats.passed++;
       log('debug', `access gate: ${req.method ?? 'GET'} ${check.path} passed (${check.via})`);
-      pass(check.path, bearer);
+      // Via the path, Authorization may still carry the secret too: it goes either way.
+      pass(check.path, check.via === 'bearer' || bearerState(req.headers, secretDigest) === 'match', true);
       return;
     }
     stats.rejected++;
+    const key = clientKey(req);
+    // Bounded memory: once too many 401s are held, a throttled client's failure is refused at once.
+    if (delayTimers.size >= maxPendingDelays && tracker.peek(key) > 0) {
+      refuse(429);
+      return;
+    }
     const delay = tracker.fail(key);
     // Never the path or headers: a near miss (`/<secret>x`) or a revoked secret would land in the log.
     log('debug', `access gate: refused ${req.method ?? 'GET'} from ${key}: ${check.reason}`);
@@ -401,7 +493,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       refuse(401);
       return;
     }
-    if (delayTimers.size >= MAX_PENDING_DELAYS) {
+    if (delayTimers.size >= maxPendingDelays) {
       refuse(429);
       return;
     }
@@ -428,7 +520,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
     gate(
       req,
-      (path, stripBearer) => proxyRequest(req, res, path, stripBearer, expectsContinue),
+      (path, stripBearer, knowsSecret) => proxyRequest(req, res, path, stripBearer, knowsSecret, expectsContinue),
       (status) => {
         // An unread body is not worth reading: close the connection after the answer.
         const extra: OutgoingHttpHeaders = hasBody && !req.complete ? { connection: 'close' } : {};
@@ -439,8 +531,8 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     );
   };
 
-  const proxyRequest = (req: IncomingMessage, res: ServerResponse, path: string, stripBearer: boolean, expectsContinue: boolean): void => {
-    const headers = originHeaders(req, stripBearer);
+  const proxyRequest = (req: IncomingMessage, res: ServerResponse, path: string, stripBearer: boolean, knowsSecret: boolean, expectsContinue: boolean): void => {
+    const headers = originHeaders(req, stripBearer, knowsSecret);
     if (req.headers['transfer-encoding'] !== undefined && req.headers['content-length'] === undefined) {
       // Keep a chunked body chunked even for methods Node would not chunk by default (GET, DELETE).
       headers['transfer-encoding'] = 'chunked';
@@ -521,7 +613,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     socket.on('error', () => socket.destroy());
     gate(
       req,
-      (path, stripBearer) => proxyUpgrade(req, socket, head, path, stripBearer),
+      (path, stripBearer, knowsSecret) => proxyUpgrade(req, socket, head, path, stripBearer, knowsSecret),
       (status) => {
         if (status === 401) rawResponse(socket, 401, 'Unauthorized', UNAUTHORIZED_BODY, ['WWW-Authenticate: Bearer realm="MCP Tunnel"']);
         else rawResponse(socket, 429, 'Too Many Requests', TOO_MANY_BODY, ['Retry-After: 5']);
@@ -530,8 +622,8 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     );
   };
 
-  const proxyUpgrade = (req: IncomingMessage, socket: Socket, head: Buffer, path: string, stripBearer: boolean): void => {
-    const headers = originHeaders(req, stripBearer);
+  const proxyUpgrade = (req: IncomingMessage, socket: Socket, head: Buffer, path: string, stripBearer: boolean, knowsSecret: boolean): void => {
+    const headers = originHeaders(req, stripBearer, knowsSecret);
     // An upgrade is the one case where Connection and Upgrade must reach the origin.
     headers['connection'] = 'Upgrade';
     const upgrade = req.headers['upgrade'];
@@ -607,9 +699,28 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     upstream.end();
   };
 
-  const server = createServer({ requestTimeout: 0 }, (req, res) => handleRequest(req, res, false));
-  // Longer than cloudflared's pool idle timeout (90 s), so it never reuses a socket we are closing.
-  server.keepAliveTimeout = 95_000;
+  // Node's timeouts, and which ones the gate uses:
+  // - headersTimeout: from a request's first byte (a new connection's opening) to the end of its
+  //   head; then 408 and close. Only the head: a slow client cannot hold a socket by trickling one.
+  //   Its checker runs every connectionsCheckingInterval (default 30 s), so that is tied to it.
+  // - requestTimeout: until the request BODY is complete. Off: it would cut a slow large upload.
+  //   (Off also turns headersTimeout off by default on Node 20, hence the explicit value.)
+  // - timeout (socket inactivity): off, as by default: it would cut a quiet SSE stream.
+  // - keepAliveTimeout: idle time between a response's end and the next request's first byte.
+  const server = createServer(
+    { requestTimeout: 0, headersTimeout: headersTimeoutMs, connectionsCheckingInterval: Math.max(10, Math.min(5_000, Math.floor(headersTimeoutMs / 4))) },
+    (req, res) => handleRequest(req, res, false),
+  );
+  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+  // Beyond the cap, net.Server closes a new connection as soon as it is accepted ('drop').
+  server.maxConnections = maxConnections;
+  let lastDropLog = 0;
+  server.on('drop', () => {
+    const t = Date.now();
+    if (t - lastDropLog < 60_000) return;
+    lastDropLog = t;
+    log('warn', `access gate: ${maxConnections} connections are open; closing new ones until some end`);
+  });
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => handleRequest(req, res, true));
   server.on('upgrade', handleUpgrade);
   server.on('connection', (s: Socket) => {
@@ -654,7 +765,11 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     secretPath: () => `/${secret}`,
     rotateSecret: () => {
       spent.push(secret);
-      if (spent.length > 16) spent.shift();
+      spentDigests.push(secretDigest);
+      if (spent.length > 16) {
+        spent.shift();
+        spentDigests.shift();
+      }
       secret = randomBytes(32).toString('base64url');
       secretDigest = digest(secret);
       log('info', 'access gate: share secret rotated; the old one no longer works');
