@@ -169,10 +169,11 @@ describe('mcp-tunnel CLI', { concurrency: false }, () => {
       r.child.kill('SIGKILL');
       await r.exit;
       const before = origin.hosts.length;
-      // Until it is gone, the orphan answers from a dead gate (502) or not at all: never the origin.
-      const probe = await get(fake.publicPort, publicPath(mcpUrl)).then((x) => x.status, (err: Error) => err.message);
-      assert.ok(probe === 502 || /ECONNREFUSED|ECONNRESET|socket hang up/.test(String(probe)), `after the host died: ${probe}`);
+      // No request first: an orphan that logs one dies of SIGPIPE on its dead parent's pipe, which
+      // would hide a missing lifeline. (While it lives, the dead gate makes it fail closed: 502.)
       assert.ok(await waitGone(pid, 5000), `cloudflared (PID ${pid}) outlived the SIGKILLed CLI by more than 5 s`);
+      const probe = await get(fake.publicPort, publicPath(mcpUrl)).then((x) => x.status, (err: Error) => err.message);
+      assert.match(String(probe), /ECONNREFUSED|ECONNRESET|socket hang up/, `the public side is gone: ${probe}`);
       assert.equal(origin.hosts.length, before, 'nothing reached the origin after the host died');
       const stateDir = path.join(work, 'state');
       const reaped = await reapOrphans(stateDir);
