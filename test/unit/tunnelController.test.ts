@@ -12,8 +12,12 @@ import { fakeSpawner, flush, type FakeProcess } from './helpers/fakeProcess';
 const TARGET = { host: 'localhost', port: 8002, path: '/mcp' };
 let stateDir: string;
 
+/** Every fake process of the test: ended afterwards, so each run's gate (a real server) closes. */
+const allProcs: FakeProcess[][] = [];
+
 function make(opts: Partial<TunnelControllerOptions> = {}, configure?: (p: FakeProcess) => void) {
   const { spawn, procs } = fakeSpawner(configure);
+  allProcs.push(procs);
   const c = new TunnelController({
     findCloudflared: () => Promise.resolve({ path: '/opt/cloudflared', version: '2026.8.2' }),
     stateDir,
@@ -43,8 +47,10 @@ describe('TunnelController (fake process)', () => {
     stateDir = mkdtempSync(path.join(tmpdir(), 'mcpt-ctl-'));
     mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_800_000_000_000 });
   });
-  afterEach(() => {
+  afterEach(async () => {
     mock.timers.reset();
+    for (const p of allProcs.splice(0).flat()) p.exit(0);
+    await flush(20);
     rmSync(stateDir, { recursive: true, force: true });
   });
 
@@ -54,7 +60,9 @@ describe('TunnelController (fake process)', () => {
     const p = await spawned(procs);
     assert.deepEqual(p.args.slice(0, 3), ['tunnel', '--no-autoupdate', '--config']);
     assert.match(p.args[3], /config-[0-9a-f]+\.yml$/);
-    assert.deepEqual(p.args.slice(4), ['--metrics', '127.0.0.1:0', '--grace-period', '2s', '--output', 'json', '--http-host-header', 'localhost:8002', '--url', 'http://localhost:8002']);
+    // --url is the gate (in open mode too: a dead host must mean a dead origin); the gate sets the origin's Host.
+    assert.deepEqual(p.args.slice(4, -1), ['--metrics', '127.0.0.1:0', '--grace-period', '2s', '--output', 'json', '--url']);
+    assert.match(p.args.at(-1) ?? '', /^http:\/\/127\.0\.0\.1:\d+$/);
     assert.equal(p.env['TUNNEL_NAME'], undefined);
     assert.equal(p.env['TUNNEL_TOKEN'], undefined);
     assert.equal(p.env['NO_AUTOUPDATE'], undefined);
@@ -77,13 +85,14 @@ describe('TunnelController (fake process)', () => {
     assert.equal(c.snapshot().uptime_seconds, 61, 'uptime counts from the registration, not the spawn');
   });
 
-  it('passes no --output json to versions before 2025.6.1, and no host header in public mode', async () => {
+  it('passes no --output json to versions before 2025.6.1; no host header (the gate sets it); the protocol', async () => {
     const { c, procs } = make({ findCloudflared: () => Promise.resolve({ path: '/x/cloudflared', version: '2023.7.3' }), hostHeader: 'public', protocol: 'http2' });
     void c.start(TARGET);
     const p = await spawned(procs);
     assert.ok(!p.args.includes('--output'));
     assert.ok(!p.args.includes('--http-host-header'));
-    assert.deepEqual(p.args.slice(-4), ['--protocol', 'http2', '--url', 'http://localhost:8002']);
+    assert.deepEqual(p.args.slice(-4, -1), ['--protocol', 'http2', '--url']);
+    assert.match(p.args.at(-1) ?? '', /^http:\/\/127\.0\.0\.1:\d+$/);
     p.exit(1);
     await flush();
   });
