@@ -14,26 +14,10 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 // A namespace import: a missing export fails its own test, not the whole file.
 import * as orphans from '../../src/core/orphans';
+import { isAlive, waitGone } from './helpers/proc';
 
 const POSIX = process.platform !== 'win32';
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function waitGone(pid: number, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (!isAlive(pid)) return true;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  return !isAlive(pid);
-}
 
 const spawned: ChildProcess[] = [];
 let work: string;
