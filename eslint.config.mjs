@@ -1,5 +1,21 @@
 import tseslint from 'typescript-eslint';
 
+/** One `no-restricted-imports` block per room: the rooms (and the `vscode` module) it must not import. */
+function rooms(table) {
+  return Object.entries(table).map(([files, forbidden]) => ({
+    files: [files],
+    rules: {
+      'no-restricted-imports': ['error', {
+        ...(forbidden.includes('vscode') ? { paths: [{ name: 'vscode', message: "Only src/vscode/ and src/extension.ts may import 'vscode' (ARCHITECTURE.md: rooms)." }] } : {}),
+        patterns: [{
+          group: forbidden.flatMap((room) => [`**/${room}`, `**/${room}/**`, `./${room}`, `./${room}/**`]),
+          message: `${files} may not import ${forbidden.join(', ')}: imports go only downward (ARCHITECTURE.md: rooms).`,
+        }],
+      }],
+    },
+  }));
+}
+
 export default tseslint.config(
   { ignores: ['dist/**', 'out/**', 'node_modules/**', '.vscode-test/**', 'test-results/**', '.e2e/**'] },
   ...tseslint.configs.recommendedTypeChecked,
@@ -17,14 +33,16 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },
   },
-  {
-    files: ['src/core/**', 'src/mcp/**', 'src/cli.ts'],
-    rules: {
-      'no-restricted-imports': ['error', {
-        paths: [{ name: 'vscode', message: "core/ and mcp/ are pure Node: only src/vscode/ and src/extension.ts may import 'vscode'." }],
-      }],
-    },
-  },
+  // The rooms (ARCHITECTURE.md): imports go only downward, extension/cli → vscode → mcp → bridge → core.
+  // Checked by path, so `../vscode/config` from core fails as surely as `import 'vscode'`.
+  ...rooms({
+    'src/core/**': ['vscode', 'mcp', 'bridge', 'cli', 'extension', 'mcpModule'],
+    'src/bridge/**': ['vscode', 'mcp', 'cli', 'extension', 'mcpModule'],
+    'src/mcp/**': ['vscode', 'cli', 'extension', 'mcpModule'],
+    'src/vscode/**': ['cli', 'extension'],
+    'src/cli.ts': ['vscode', 'extension'],
+    'src/cli/**': ['vscode', 'extension'],
+  }),
   {
     files: ['test/fixtures/**/*.js', 'test/fixtures/**/*.cjs', '*.mjs'],
     ...tseslint.configs.disableTypeChecked,
