@@ -601,8 +601,11 @@ function describe(line: LogLine): string {
 /**
  * Turns the last lines of a failed run (stderr, plus stdout for "Incorrect Usage") and its exit
  * code into a cause the user can act on. Only bare lines and warn-or-worse lines are considered.
+ * Give it the parser's typed lines where you have them: a line kept as text loses its level and
+ * fields (a re-parsed `message error=…` is a bare line), and with them the order of events that
+ * tells a dial error before a registration from one after it.
  */
-export function classifyFailure(lastLines: readonly string[], exitCode: number | null): { kind: FailureKind; detail?: string } {
+export function classifyFailure(lastLines: readonly (string | LogLine)[], exitCode: number | null): { kind: FailureKind; detail?: string } {
   if (exitCode === 10 || exitCode === 11) {
     return { kind: 'updated', detail: exitCode === 11 ? 'cloudflared updated itself and exited (exit code 11)' : 'cloudflared update failed (exit code 10)' };
   }
@@ -611,7 +614,7 @@ export function classifyFailure(lastLines: readonly string[], exitCode: number |
   for (const raw of lastLines) {
     let line: LogLine;
     try {
-      line = parseLogLine(raw);
+      line = typeof raw === 'string' ? parseLogLine(raw) : raw;
     } catch {
       continue;
     }

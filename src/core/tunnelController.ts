@@ -11,7 +11,7 @@ import {
   type EdgeProtocol,
   type HostHeaderMode,
 } from './cloudflared';
-import { CloudflaredLogParser, classifyFailure, type LogLevel, type ParsedLine } from './cloudflaredLog';
+import { CloudflaredLogParser, classifyFailure, type LogLevel, type LogLine, type ParsedLine } from './cloudflaredLog';
 import { Emitter, type Event } from './events';
 import { startAccessGate, type AccessGate } from './accessGate';
 import { MetricsPoller, readQuickTunnel } from './metrics';
@@ -131,6 +131,8 @@ interface Run {
   connectedAt?: number;
   connections: Map<number, EdgeConnection>;
   lastLines: string[];
+  /** The same lines as the parser typed them (secrets redacted): what failures are classified from. */
+  lastParsed: LogLine[];
   cloudflared?: CloudflaredInfo;
   configPath?: string;
   stopRequested: boolean;
@@ -160,10 +162,18 @@ interface Run {
 /** What cloudflared's lines show instead of a share secret. */
 export const REDACTED_SECRET = '<share-secret>';
 
-function pushLine(run: Run, text: string): void {
+function pushLine(run: Run, text: string, line: LogLine): void {
   const t = text.length > LAST_LINE_CHARS ? `${text.slice(0, LAST_LINE_CHARS)}…` : text;
   run.lastLines.push(t);
   if (run.lastLines.length > LAST_LINES) run.lastLines.shift();
+  run.lastParsed.push(line);
+  if (run.lastParsed.length > LAST_LINES) run.lastParsed.shift();
+}
+
+function redactLine(line: LogLine, redact: (t: string) => string): LogLine {
+  const fields: Record<string, string> = {};
+  for (const [k, v] of Object.entries(line.fields)) fields[k] = redact(v);
+  return { ...line, message: redact(line.message), fields };
 }
 
 export class TunnelController implements TunnelApi {
@@ -393,6 +403,7 @@ export class TunnelController implements TunnelApi {
       startedAt: Date.now(),
       connections: new Map(),
       lastLines: [],
+      lastParsed: [],
       secrets: [],
       stopRequested: false,
       ended: false,
@@ -568,8 +579,9 @@ export class TunnelController implements TunnelApi {
       if (!line.message && !line.fields['error']) continue;
       const raw = line.fields['error'] ? `${line.message}${line.message ? ' ' : ''}error=${JSON.stringify(line.fields['error'])}` : line.message;
       // At debug level cloudflared logs each request's URL and headers: never let the secret through.
-      const text = run.secrets.reduce((t, secret) => t.split(secret).join(REDACTED_SECRET), raw);
-      pushLine(run, text);
+      const redact = (t: string): string => run.secrets.reduce((acc, secret) => acc.split(secret).join(REDACTED_SECRET), t);
+      const text = redact(raw);
+      pushLine(run, text, redactLine(line, redact));
       this.log(line.level, text, 'cloudflared');
       if (run.ended || run.stopRequested || this.run !== run) continue;
       for (const ev of events) {
@@ -747,7 +759,7 @@ export class TunnelController implements TunnelApi {
 
   private describeExit(run: Run, code: number | null, signal: NodeJS.Signals | null): TunnelError {
     const lastLines = [...run.lastLines];
-    const { kind, detail } = classifyFailure(lastLines, code);
+    const { kind, detail } = classifyFailure(run.lastParsed, code);
     const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
     const d = detail ? ` (${detail})` : '';
     const base = { exitCode: code, signal, lastLines };

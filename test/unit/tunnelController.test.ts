@@ -323,6 +323,27 @@ describe('TunnelController (fake process)', () => {
     assert.match(s.error.message, /while the tunnel was live/);
   });
 
+  it('a dial error that a registration followed is not the cause: dial error → registered → unrelated ERR → exit 1 is "exited", not "use HTTP/2"', async () => {
+    const { c, procs } = make({ autoRestart: false });
+    const started = c.start(TARGET);
+    const p = await spawned(procs);
+    p.banner();
+    // QUIC fails once, then cloudflared falls back and registers: the network is fine.
+    p.log('Failed to dial a quic connection error="failed to dial to edge with quic: timeout: no recent network activity" connIndex=0 event=0 ip=198.41.192.7', 'ERR');
+    p.log('Retrying connection in up to 2s connIndex=0 event=0 ip=198.41.192.7', 'INF');
+    p.register();
+    await started;
+    p.log('Serve tunnel error error="control stream encountered a failure while serving" connIndex=0', 'ERR');
+    p.exit(1);
+    await flush();
+    const s = c.state;
+    assert.equal(s.status, 'failed');
+    if (s.status !== 'failed') return;
+    assert.equal(s.error.code, 'exited', s.error.message);
+    assert.doesNotMatch(s.error.message, /http2|UDP port 7844/, 'no advice to switch protocols for a tunnel that connected');
+    assert.match(s.error.message, /while the tunnel was live/);
+  });
+
   it('fires only on a real change', async () => {
     const { c, procs, states } = make();
     const started = c.start(TARGET);
