@@ -60,6 +60,10 @@ export interface AccessGateOptions {
   maxConnections?: number;
   /** Never receives the secret: every message is redacted before it gets here. */
   log?: (level: AccessGateLogLevel, message: string) => void;
+  /** The first route's id (default `default`). */
+  routeId?: string;
+  /** The first route's public name, if it is open (see `GateRouteOptions.name`). */
+  name?: string;
 }
 
 export interface AccessGateRejection {
@@ -68,10 +72,45 @@ export interface AccessGateRejection {
   reason: string;
 }
 
+/**
+ * One share behind the gate: requests carrying its secret (path prefix or bearer) go to its
+ * origin. An `open` route needs no secret: the first open route (the primary) also takes every
+ * request no secret matched, so a lone open share keeps `https://<host>/mcp`; every open route is
+ * also reachable as `/<name>/…` by its public name.
+ */
+export interface GateRouteOptions {
+  id: string;
+  origin: { host: string; port: number };
+  /** Default `secret`. */
+  access?: AccessGateMode;
+  /** Default: 32 random bytes, base64url. */
+  secret?: string;
+  /** Public path prefix of an open route (`[a-z0-9-]{1,40}`); default `s-<6 hex>`. */
+  name?: string;
+}
+
+export interface GateRouteStats {
+  /** Requests (and upgrades) this route let through. */
+  readonly passed: number;
+  /** Of those, answered 5xx or not answered (origin down or gone mid-response). */
+  readonly errors: number;
+  /** When the last one arrived (epoch ms). */
+  readonly lastRequestAt?: number;
+}
+
+/** A route's origin stopped answering (`ok: false`, with why and the fix) or answers again. */
+export interface GateOriginHealth {
+  routeId: string;
+  ok: boolean;
+  /** When not ok: names the local server and the fix. */
+  message?: string;
+}
+
 export interface AccessGate {
   /** `http://127.0.0.1:<port>`: what cloudflared's `--url` points at. */
   readonly url: string;
   readonly port: number;
+  /** The first route's mode (the single-share API). */
   readonly mode: AccessGateMode;
   /** `/<secret>`: prefix it to a path to share a URL that passes the gate. Never log it. */
   secretPath(): string;
@@ -85,6 +124,20 @@ export interface AccessGate {
   /** Requests (and upgrades) let through and refused since the gate started. */
   readonly stats: { readonly passed: number; readonly rejected: number };
   readonly onDidReject: Event<AccessGateRejection>;
+  /** A route's origin stopped answering (502: its local server is down or on another port), or answers again. */
+  readonly onDidChangeOriginHealth: Event<GateOriginHealth>;
+  /** Adds a route; usable by the next request. Throws on a duplicate id or secret, or a bad origin. */
+  addRoute(route: GateRouteOptions): void;
+  /** Removes a route and cuts its open streams and WebSockets. False if there was none. */
+  removeRoute(id: string): boolean;
+  /** A new secret for one route (its streams cut, the others untouched); undefined if unknown. */
+  rotateRoute(id: string): string | undefined;
+  /** `/<secret>` of a secret route; undefined for open or unknown routes. Never log it. */
+  routeSecretPath(id: string): string | undefined;
+  /** The path prefix an open route is addressed by: '' for the primary open route, `/<name>` otherwise. */
+  routeOpenPrefix(id: string): string | undefined;
+  routeStats(id: string): GateRouteStats | undefined;
+  routeIds(): string[];
   /** Closes the listener and every socket (client, origin, upgraded) and timer. Idempotent. */
   close(): Promise<void>;
   /** `void close()`, for `context.subscriptions`. */
@@ -346,26 +399,72 @@ const TOO_MANY_BODY = JSON.stringify({ error: 'Too many failed attempts: slow do
 
 /** One proxied exchange (request or upgraded connection) that a revocation must cut. */
 interface Exchange {
+  route: Route;
   generation: number;
   abort(): void;
 }
 
-/** Starts the gate on 127.0.0.1:<ephemeral>; resolves once it listens. */
-export async function startAccessGate(options: AccessGateOptions): Promise<AccessGate> {
-  const originHost = options.origin.host;
-  const originPort = options.origin.port;
-  if (!originHost || !Number.isInteger(originPort) || originPort < 1 || originPort > 65535) {
-    throw new RangeError(`The access gate needs an origin host and a port from 1 to 65535, got ${originHost}:${originPort}.`);
+interface Route {
+  id: string;
+  host: string;
+  port: number;
+  /** `http://host:port`, for messages. */
+  url: string;
+  /** What the origin sees as Host in `origin` mode. */
+  hostHeader: string;
+  access: AccessGateMode;
+  secret: string;
+  digestHex: string;
+  name: string;
+  /** Bumped by each revocation: exchanges of older generations are cut. */
+  generation: number;
+  passed: number;
+  errors: number;
+  lastRequestAt?: number;
+  /** The last attempt to reach the origin failed (until one succeeds). */
+  failing: boolean;
+}
+
+const ROUTE_NAME = /^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$/;
+
+function checkOrigin(origin: { host: string; port: number }): void {
+  if (!origin.host || !Number.isInteger(origin.port) || origin.port < 1 || origin.port > 65535) {
+    throw new RangeError(`The access gate needs an origin host and a port from 1 to 65535, got ${origin.host}:${origin.port}.`);
   }
-  let secret = options.secret ?? randomBytes(32).toString('base64url');
+}
+
+function checkSecret(secret: string): void {
   if (!SECRET_SHAPE.test(secret)) {
     throw new RangeError('The share secret must be 16 to 512 characters from A-Z a-z 0-9 - _ . ~ (it goes in URLs).');
   }
-  let secretDigest = digest(secret);
-  let mode: AccessGateMode = options.mode ?? 'secret';
+}
+
+/** The first path segment of an origin-form target, and the rest (`/` at least) with the query. */
+function splitFirstSegment(target: string): { segment: string; rest: string } {
+  const q = target.indexOf('?');
+  const pathPart = q < 0 ? target : target.slice(0, q);
+  const query = q < 0 ? '' : target.slice(q);
+  const slash = pathPart.indexOf('/', 1);
+  const segment = slash < 0 ? pathPart.slice(1) : pathPart.slice(1, slash);
+  const rest = slash < 0 ? '' : pathPart.slice(slash);
+  return { segment, rest: (rest === '' ? '/' : rest) + query };
+}
+
+function bearerToken(headers: Record<string, string | string[] | undefined>): { state: 'none' | 'other-scheme' } | { state: 'token'; token: string } {
+  const auth = first(headers['authorization']);
+  if (auth === undefined || auth.trim() === '') return { state: 'none' };
+  const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(auth);
+  return m?.[1] ? { state: 'token', token: m[1] } : { state: 'other-scheme' };
+}
+
+/** Which route a request goes to, with the path the origin gets; or why none. */
+type Decision =
+  | { ok: true; route: Route; path: string; stripBearer: boolean; knowsSecret: boolean; via: 'path' | 'bearer' | 'open' }
+  | { ok: false; reason: string };
+
+/** Starts the gate on 127.0.0.1:<ephemeral> with its first route; resolves once it listens. */
+export async function startAccessGate(options: AccessGateOptions): Promise<AccessGate> {
   const hostHeaderMode: GateHostHeader = options.hostHeader ?? 'origin';
-  const originUrl = `http://${hostForUrl(originHost)}:${originPort}`;
-  const originHostHeader = `${hostForUrl(originHost)}:${originPort}`;
   const tracker = new FailureTracker(options.maxFailuresPerMinute ?? DEFAULT_MAX_FAILURES_PER_MINUTE);
   const headersTimeoutMs = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
   if (!Number.isInteger(headersTimeoutMs) || headersTimeoutMs < 1) throw new RangeError(`headersTimeoutMs must be a positive integer, got ${headersTimeoutMs}`);
@@ -375,14 +474,37 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
   // a flood of guesses leaves room for the owner's requests.
   const maxPendingDelays = Math.max(1, Math.min(MAX_PENDING_DELAYS, Math.floor(maxConnections / 2)));
 
-  // Every secret this gate ever held (the last 16) is scrubbed from log lines and from Referer and
-  // Origin (an old one may still be in use, or in a browser's history).
+  /** Routes in insertion order (the first open one is the primary open route). */
+  const routes = new Map<string, Route>();
+  /**
+   * Every route by the SHA-256 of its secret. A candidate is hashed once and looked up: what a
+   * lookup's timing could reveal is about a digest, which tells nothing about a secret.
+   */
+  const bySecret = new Map<string, Route>();
+  const byName = new Map<string, Route>();
+
+  // Every secret this gate ever held (the last 16 rotated out, and those of removed routes) is
+  // scrubbed from log lines and from Referer and Origin (an old one may still be in use, or in a
+  // browser's history).
   const spent: string[] = [];
   const spentDigests: Buffer[] = [];
+  /** Digests of retired secrets: a request still carrying one is refused (never handed to an open share). */
+  const spentHex = new Set<string>();
+  const retire = (secret: string): void => {
+    spent.push(secret);
+    spentDigests.push(digest(secret));
+    spentHex.add(digest(secret).toString('hex'));
+    if (spentHex.size > 1024) spentHex.delete(spentHex.values().next().value as string);
+    if (spent.length > 16) {
+      spent.shift();
+      spentDigests.shift();
+    }
+  };
+  const liveSecrets = (): string[] => [...routes.values()].map((r) => r.secret);
   const log = (level: AccessGateLogLevel, message: string): void => {
     if (!options.log) return;
     let text = message;
-    for (const s of [secret, ...spent]) text = text.split(s).join('<secret>');
+    for (const s of [...liveSecrets(), ...spent]) text = text.split(s).join('<secret>');
     try {
       options.log(level, text);
     } catch {
@@ -391,19 +513,56 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
   };
 
   const rejectEmitter = new Emitter<AccessGateRejection>((err) => log('error', `access gate: an onDidReject listener threw: ${errorCode(err)}`));
+  const healthEmitter = new Emitter<GateOriginHealth>((err) => log('error', `access gate: an onDidChangeOriginHealth listener threw: ${errorCode(err)}`));
   const stats = { passed: 0, rejected: 0 };
   const agent = new Agent({ keepAlive: true });
   const clientSockets = new Set<Socket>();
   const exchanges = new Set<Exchange>();
   const delayTimers = new Set<NodeJS.Timeout>();
-  let generation = 0;
   let closing: Promise<void> | undefined;
 
-  const revoke = (why: string): void => {
-    generation++;
+  const primaryOpen = (): Route | undefined => {
+    for (const r of routes.values()) if (r.access === 'open') return r;
+    return undefined;
+  };
+
+  const addRoute = (o: GateRouteOptions): Route => {
+    checkOrigin(o.origin);
+    if (routes.has(o.id)) throw new RangeError(`The access gate already has a route "${o.id}".`);
+    const secret = o.secret ?? randomBytes(32).toString('base64url');
+    checkSecret(secret);
+    const digestHex = digest(secret).toString('hex');
+    if (bySecret.has(digestHex)) throw new RangeError('Another share already uses this secret.');
+    const name = o.name ?? `s-${randomBytes(3).toString('hex')}`;
+    if (!ROUTE_NAME.test(name)) throw new RangeError(`A share's public name must be 1 to 40 of a-z 0-9 - (got "${name}").`);
+    if (byName.has(name)) throw new RangeError(`Another share already has the public name "${name}".`);
+    const h = hostForUrl(o.origin.host);
+    const route: Route = {
+      id: o.id,
+      host: o.origin.host,
+      port: o.origin.port,
+      url: `http://${h}:${o.origin.port}`,
+      hostHeader: `${h}:${o.origin.port}`,
+      access: o.access ?? 'secret',
+      secret,
+      digestHex,
+      name,
+      generation: 0,
+      passed: 0,
+      errors: 0,
+      failing: false,
+    };
+    routes.set(route.id, route);
+    bySecret.set(digestHex, route);
+    byName.set(name, route);
+    return route;
+  };
+
+  const revoke = (route: Route, why: string): void => {
+    route.generation++;
     let cut = 0;
     for (const x of [...exchanges]) {
-      if (x.generation < generation) {
+      if (x.route === route && x.generation < route.generation) {
         exchanges.delete(x);
         x.abort();
         cut++;
@@ -412,69 +571,123 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     if (cut > 0) log('info', `access gate: closed ${cut} open stream(s) or WebSocket(s) (${why})`);
   };
 
-  const track = (abort: () => void): (() => void) => {
-    const x: Exchange = { generation, abort };
+  const setSecret = (route: Route, secret: string): void => {
+    retire(route.secret);
+    bySecret.delete(route.digestHex);
+    route.secret = secret;
+    route.digestHex = digest(secret).toString('hex');
+    bySecret.set(route.digestHex, route);
+  };
+
+  /** The origin answered: if it had been failing, say it is back. */
+  const originAnswered = (route: Route): void => {
+    if (!route.failing) return;
+    route.failing = false;
+    healthEmitter.fire({ routeId: route.id, ok: true });
+  };
+
+  const track = (route: Route, abort: () => void): (() => void) => {
+    const x: Exchange = { route, generation: route.generation, abort };
     exchanges.add(x);
     return () => void exchanges.delete(x);
   };
 
+  const first0 = addRoute({
+    id: options.routeId ?? 'default',
+    origin: options.origin,
+    access: options.mode ?? 'secret',
+    ...(options.secret !== undefined ? { secret: options.secret } : {}),
+    ...(options.name !== undefined ? { name: options.name } : {}),
+  });
+  const firstRoute = (): Route | undefined => routes.get(first0.id) ?? routes.values().next().value;
+
   const clientKey = (req: IncomingMessage): string => first(req.headers['cf-connecting-ip'])?.trim() || req.socket.remoteAddress || 'unknown';
 
+  const allDigests = (): Buffer[] => [...[...routes.values()].map((r) => Buffer.from(r.digestHex, 'hex')), ...spentDigests];
+
   /**
-   * `knowsSecret`: the request itself carries the current secret (path or Bearer), so it may be
+   * `knowsSecret`: the request itself carries a current secret (path or Bearer), so it may be
    * searched for secrets in ways that are not constant-time: it can learn nothing from the timing.
    */
-  const originHeaders = (req: IncomingMessage, stripBearer: boolean, knowsSecret: boolean): OutgoingHttpHeaders => {
+  const originHeaders = (req: IncomingMessage, route: Route, stripBearer: boolean, knowsSecret: boolean): OutgoingHttpHeaders => {
     const headers = endToEnd(req.headers);
     // The secret never reaches the origin; another Authorization (the origin's own) does.
     if (stripBearer) delete headers['authorization'];
     for (const name of ['referer', 'origin']) {
       const v = headers[name];
       if (typeof v !== 'string') continue;
-      const scrubbed = withoutSecretSegment(v, [secretDigest, ...spentDigests]);
+      const scrubbed = withoutSecretSegment(v, allDigests());
       // A secret anywhere else (a query, a later segment, a second value): drop the whole field.
-      if (knowsSecret && [secret, ...spent].some((s) => scrubbed.includes(s))) delete headers[name];
+      if (knowsSecret && [...liveSecrets(), ...spent].some((s) => scrubbed.includes(s))) delete headers[name];
       else headers[name] = scrubbed;
     }
     // We answered `Expect: 100-continue` ourselves (or Node did).
     delete headers['expect'];
     const incomingHost = req.headers.host;
-    headers['host'] = hostHeaderMode === 'public' && incomingHost ? incomingHost : originHostHeader;
+    headers['host'] = hostHeaderMode === 'public' && incomingHost ? incomingHost : route.hostHeader;
     if (incomingHost) headers['x-forwarded-host'] = incomingHost;
     headers['x-forwarded-proto'] = 'https';
     return headers;
   };
 
   /**
-   * Decides one request or upgrade. `pass` runs when it may go on (with the origin path, whether
-   * Authorization carries the secret, and whether the request carries the secret at all);
+   * The routing decision: a secret in the first path segment (exact, not decoded), then a bearer
+   * secret, then an open route by its public name, then the primary open route. Nothing else
+   * passes: a request that matches no secret reaches no secret route's origin.
+   */
+  const resolve = (url: string, headers: IncomingHttpHeaders): Decision => {
+    const target = originForm(url);
+    const bearer = bearerToken(headers);
+    const bearerHex = bearer.state === 'token' ? digest(bearer.token).toString('hex') : undefined;
+    const bearerRoute = bearerHex !== undefined ? bySecret.get(bearerHex) : undefined;
+    const split = target !== undefined ? splitFirstSegment(target) : undefined;
+    const segmentHex = split && split.segment !== '' && SECRET_SHAPE.test(split.segment) ? digest(split.segment).toString('hex') : undefined;
+    const bySegment = segmentHex !== undefined ? bySecret.get(segmentHex) : undefined;
+    // The secret path wins: a request that carries it may send its own Authorization to the origin.
+    if (bySegment && split) return { ok: true, route: bySegment, path: split.rest, stripBearer: bearerRoute !== undefined, knowsSecret: true, via: 'path' };
+    if (bearerRoute && target !== undefined) return { ok: true, route: bearerRoute, path: target, stripBearer: true, knowsSecret: true, via: 'bearer' };
+    if (target === undefined) return { ok: false, reason: 'malformed request target' };
+    // A secret that was rotated out, or whose share stopped: refused, and never passed on (the
+    // old secret in its path or header) to an open share's origin.
+    if ((segmentHex !== undefined && spentHex.has(segmentHex)) || (bearerHex !== undefined && spentHex.has(bearerHex))) {
+      return { ok: false, reason: 'a revoked secret (rotated, or its share stopped)' };
+    }
+    const named = split && split.segment !== '' ? byName.get(split.segment) : undefined;
+    const open = primaryOpen();
+    if (named && named.access === 'open' && named !== open) return { ok: true, route: named, path: split?.rest ?? '/', stripBearer: false, knowsSecret: false, via: 'open' };
+    if (open) return { ok: true, route: open, path: target, stripBearer: false, knowsSecret: false, via: 'open' };
+    switch (bearer.state) {
+      case 'token':
+        return { ok: false, reason: 'wrong bearer token' };
+      case 'other-scheme':
+        return { ok: false, reason: 'Authorization is not a Bearer token, and the path does not start with a secret' };
+      default:
+        return { ok: false, reason: 'no credentials: no Bearer token, and the path does not start with a secret' };
+    }
+  };
+
+  /**
+   * Decides one request or upgrade. `pass` runs when it may go on (with its route, the origin
+   * path, whether Authorization carries a secret, and whether the request carries one at all);
    * `refuse` sends the status after the delay.
    */
   const gate = (
     req: IncomingMessage,
-    pass: (path: string, stripBearer: boolean, knowsSecret: boolean) => void,
+    pass: (route: Route, path: string, stripBearer: boolean, knowsSecret: boolean) => void,
     refuse: (status: 401 | 429) => void,
     onGone: (cb: () => void) => void,
   ): void => {
-    const url = req.url ?? '/';
-    if (mode === 'open') {
-      const target = originForm(url) ?? url;
-      const bearer = bearerState(req.headers, secretDigest) === 'match';
-      const stripped = strippedPath(target, secretDigest);
+    // The credential first, always, before any throttling: a hash and a lookup cost next to
+    // nothing, and everyone behind cloudflared shares one client key unless CF-Connecting-IP
+    // differs, so throttling before checking would let one guesser lock the owner out. Only
+    // failures are ever delayed or refused with 429.
+    const d = resolve(req.url ?? '/', req.headers);
+    if (d.ok) {
       stats.passed++;
-      pass(stripped ?? target, bearer, bearer || stripped !== undefined);
-      return;
-    }
-    // The credential first, always, before any throttling: two SHA-256 and a constant-time compare
-    // cost next to nothing, and everyone behind cloudflared shares one client key unless
-    // CF-Connecting-IP differs, so throttling before checking would let one guesser lock the
-    // owner out. Only failures are ever delayed or refused with 429.
-    const check = checkWithDigest(url, req.headers, secretDigest);
-    if (check.ok) {
-      stats.passed++;
-      log('debug', `access gate: ${req.method ?? 'GET'} ${check.path} passed (${check.via})`);
-      // Via the path, Authorization may still carry the secret too: it goes either way.
-      pass(check.path, check.via === 'bearer' || bearerState(req.headers, secretDigest) === 'match', true);
+      d.route.passed++;
+      d.route.lastRequestAt = Date.now();
+      if (d.via !== 'open') log('debug', `access gate: ${req.method ?? 'GET'} ${d.path} passed (${d.via}, share ${d.route.id})`);
+      pass(d.route, d.path, d.stripBearer, d.knowsSecret);
       return;
     }
     stats.rejected++;
@@ -486,9 +699,9 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     }
     const delay = tracker.fail(key);
     // Never the path or headers: a near miss (`/<secret>x`) or a revoked secret would land in the log.
-    log('debug', `access gate: refused ${req.method ?? 'GET'} from ${key}: ${check.reason}`);
+    log('debug', `access gate: refused ${req.method ?? 'GET'} from ${key}: ${d.reason}`);
     if (delay === FAILURE_DELAY_STEP_MS) log('warn', `access gate: ${key} failed more than ${tracker.maxPerMinute} times in a minute; its 401s are now delayed`);
-    rejectEmitter.fire({ ip: key, reason: check.reason });
+    rejectEmitter.fire({ ip: key, reason: d.reason });
     if (delay === 0) {
       refuse(401);
       return;
@@ -514,13 +727,23 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     res.end(body);
   };
 
-  const notAnswering = (err: unknown): string => `The local server at ${originUrl} is not answering: ${errorCode(err)}. Start it, or check the port.`;
+  const notAnswering = (route: Route, err: unknown): string => `The local server at ${route.url} is not answering: ${errorCode(err)}. Start it, or check the port.`;
+  const originFailed = (route: Route, err: unknown): string => {
+    route.errors++;
+    const message = notAnswering(route, err);
+    log('warn', `access gate: ${message}`);
+    if (!route.failing) {
+      route.failing = true;
+      healthEmitter.fire({ routeId: route.id, ok: false, message });
+    }
+    return message;
+  };
 
   const handleRequest = (req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void => {
     const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
     gate(
       req,
-      (path, stripBearer, knowsSecret) => proxyRequest(req, res, path, stripBearer, knowsSecret, expectsContinue),
+      (route, path, stripBearer, knowsSecret) => proxyRequest(req, res, route, path, stripBearer, knowsSecret, expectsContinue),
       (status) => {
         // An unread body is not worth reading: close the connection after the answer.
         const extra: OutgoingHttpHeaders = hasBody && !req.complete ? { connection: 'close' } : {};
@@ -531,27 +754,29 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     );
   };
 
-  const proxyRequest = (req: IncomingMessage, res: ServerResponse, path: string, stripBearer: boolean, knowsSecret: boolean, expectsContinue: boolean): void => {
-    const headers = originHeaders(req, stripBearer, knowsSecret);
+  const proxyRequest = (req: IncomingMessage, res: ServerResponse, route: Route, path: string, stripBearer: boolean, knowsSecret: boolean, expectsContinue: boolean): void => {
+    const headers = originHeaders(req, route, stripBearer, knowsSecret);
     if (req.headers['transfer-encoding'] !== undefined && req.headers['content-length'] === undefined) {
       // Keep a chunked body chunked even for methods Node would not chunk by default (GET, DELETE).
       headers['transfer-encoding'] = 'chunked';
     }
     let upstream: ClientRequest;
     try {
-      upstream = httpRequest({ host: originHost, port: originPort, method: req.method, path, headers, agent });
+      upstream = httpRequest({ host: route.host, port: route.port, method: req.method, path, headers, agent });
     } catch (err) {
       // e.g. a header value Node refuses to send
       sendJson(res, 400, JSON.stringify({ error: `Bad request: ${errorCode(err)}` }), { connection: 'close' });
       return;
     }
-    const untrack = track(() => {
+    const untrack = track(route, () => {
       upstream.destroy();
       res.destroy();
     });
     upstream.on('socket', (s: Socket) => s.setNoDelay(true));
     upstream.on('response', (ures: IncomingMessage) => {
       const out = endToEnd(ures.headers);
+      if ((ures.statusCode ?? 502) >= 500) route.errors++;
+      originAnswered(route);
       res.writeHead(ures.statusCode ?? 502, ures.statusMessage, out);
       // pipe(), not pipeline(): pipeline's AbortController builds a DOMException (stack trace
       // included) for every request it finishes. With the deferred flush below, this cut the
@@ -583,9 +808,9 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
         return;
       }
       if (res.destroyed) return;
-      log('warn', `access gate: ${notAnswering(err)}`);
+      const message = originFailed(route, err);
       req.unpipe(upstream);
-      sendJson(res, 502, JSON.stringify({ error: notAnswering(err) }), { connection: 'close' });
+      sendJson(res, 502, JSON.stringify({ error: message }), { connection: 'close' });
     });
     // The client left before the response finished: abort the origin request too.
     res.on('close', () => {
@@ -613,7 +838,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     socket.on('error', () => socket.destroy());
     gate(
       req,
-      (path, stripBearer, knowsSecret) => proxyUpgrade(req, socket, head, path, stripBearer, knowsSecret),
+      (route, path, stripBearer, knowsSecret) => proxyUpgrade(req, socket, head, route, path, stripBearer, knowsSecret),
       (status) => {
         if (status === 401) rawResponse(socket, 401, 'Unauthorized', UNAUTHORIZED_BODY, ['WWW-Authenticate: Bearer realm="MCP Tunnel"']);
         else rawResponse(socket, 429, 'Too Many Requests', TOO_MANY_BODY, ['Retry-After: 5']);
@@ -622,21 +847,21 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     );
   };
 
-  const proxyUpgrade = (req: IncomingMessage, socket: Socket, head: Buffer, path: string, stripBearer: boolean, knowsSecret: boolean): void => {
-    const headers = originHeaders(req, stripBearer, knowsSecret);
+  const proxyUpgrade = (req: IncomingMessage, socket: Socket, head: Buffer, route: Route, path: string, stripBearer: boolean, knowsSecret: boolean): void => {
+    const headers = originHeaders(req, route, stripBearer, knowsSecret);
     // An upgrade is the one case where Connection and Upgrade must reach the origin.
     headers['connection'] = 'Upgrade';
     const upgrade = req.headers['upgrade'];
     if (upgrade !== undefined) headers['upgrade'] = upgrade;
     let upstream: ClientRequest;
     try {
-      upstream = httpRequest({ host: originHost, port: originPort, method: req.method, path, headers, agent: false });
+      upstream = httpRequest({ host: route.host, port: route.port, method: req.method, path, headers, agent: false });
     } catch (err) {
       rawResponse(socket, 400, 'Bad Request', JSON.stringify({ error: `Bad request: ${errorCode(err)}` }));
       return;
     }
     let originSocket: Socket | undefined;
-    const untrack = track(() => {
+    const untrack = track(route, () => {
       upstream.destroy();
       originSocket?.destroy();
       socket.destroy();
@@ -649,6 +874,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     });
     upstream.on('upgrade', (ures: IncomingMessage, usock: Socket, uhead: Buffer) => {
       originSocket = usock;
+      originAnswered(route);
       if (socket.destroyed) {
         usock.destroy();
         return;
@@ -693,8 +919,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
         socket.destroy();
         return;
       }
-      log('warn', `access gate: ${notAnswering(err)}`);
-      rawResponse(socket, 502, 'Bad Gateway', JSON.stringify({ error: notAnswering(err) }));
+      rawResponse(socket, 502, 'Bad Gateway', JSON.stringify({ error: originFailed(route, err) }));
     });
     upstream.end();
   };
@@ -738,7 +963,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
   server.on('error', (err) => log('error', `access gate: ${errorCode(err)}`));
   const port = (server.address() as AddressInfo).port;
   const url = `http://127.0.0.1:${port}`;
-  log('info', `access gate: ${url} -> ${originUrl} (${mode}, origin sees Host ${hostHeaderMode === 'origin' ? originHostHeader : 'as received'})`);
+  log('info', `access gate: ${url} -> ${first0.url} (${first0.access}, origin sees Host ${hostHeaderMode === 'origin' ? first0.hostHeader : 'as received'})`);
 
   const close = (): Promise<void> => {
     closing ??= new Promise<void>((resolve) => {
@@ -751,37 +976,78 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       for (const s of clientSockets) s.destroy();
       agent.destroy();
       rejectEmitter.dispose();
+      healthEmitter.dispose();
       log('info', 'access gate: closed');
     });
     return closing;
+  };
+
+  /** The single-share API acts on the first route (or, once it is removed, the oldest left). */
+  const primary = (): Route => {
+    const r = firstRoute();
+    if (!r) throw new Error('The access gate has no route.');
+    return r;
   };
 
   return {
     url,
     port,
     get mode() {
-      return mode;
+      return primary().access;
     },
-    secretPath: () => `/${secret}`,
+    secretPath: () => `/${primary().secret}`,
     rotateSecret: () => {
-      spent.push(secret);
-      spentDigests.push(secretDigest);
-      if (spent.length > 16) {
-        spent.shift();
-        spentDigests.shift();
-      }
-      secret = randomBytes(32).toString('base64url');
-      secretDigest = digest(secret);
+      const r = primary();
+      setSecret(r, randomBytes(32).toString('base64url'));
       log('info', 'access gate: share secret rotated; the old one no longer works');
-      revoke('secret rotated');
-      return secret;
+      revoke(r, 'secret rotated');
+      return r.secret;
     },
     setMode: (next) => {
-      if (next === mode) return;
-      mode = next;
+      const r = primary();
+      if (next === r.access) return;
+      r.access = next;
       log('info', `access gate: mode ${next}`);
-      if (next === 'secret') revoke('the gate closed');
+      if (next === 'secret') revoke(r, 'the gate closed');
     },
+    addRoute: (o) => {
+      const r = addRoute(o);
+      log('info', `access gate: share ${r.id} -> ${r.url} (${r.access})`);
+    },
+    removeRoute: (id) => {
+      const r = routes.get(id);
+      if (!r) return false;
+      routes.delete(id);
+      bySecret.delete(r.digestHex);
+      byName.delete(r.name);
+      retire(r.secret);
+      revoke(r, `share ${id} stopped`);
+      log('info', `access gate: share ${id} removed`);
+      return true;
+    },
+    rotateRoute: (id) => {
+      const r = routes.get(id);
+      if (!r) return undefined;
+      setSecret(r, randomBytes(32).toString('base64url'));
+      log('info', `access gate: share ${id}'s secret rotated; the old one no longer works`);
+      revoke(r, 'secret rotated');
+      return r.secret;
+    },
+    routeSecretPath: (id) => {
+      const r = routes.get(id);
+      return r && r.access === 'secret' ? `/${r.secret}` : undefined;
+    },
+    routeOpenPrefix: (id) => {
+      const r = routes.get(id);
+      if (!r || r.access !== 'open') return undefined;
+      return r === primaryOpen() ? '' : `/${r.name}`;
+    },
+    routeStats: (id) => {
+      const r = routes.get(id);
+      return r ? { passed: r.passed, errors: r.errors, ...(r.lastRequestAt !== undefined ? { lastRequestAt: r.lastRequestAt } : {}) } : undefined;
+    },
+    routeIds: () => [...routes.keys()],
+    onDidChangeOriginHealth: healthEmitter.event,
     get stats() {
       return { passed: stats.passed, rejected: stats.rejected };
     },

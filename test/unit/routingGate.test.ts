@@ -1,0 +1,221 @@
+/**
+ * The routing gate: several shares behind one gate, each reached only with its own secret; open
+ * shares addressed without one (the primary by every unmatched path, the others by public name);
+ * rotate and remove one route without touching the others; per-route counters and origin health.
+ */
+import assert from 'node:assert/strict';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, describe, it } from 'node:test';
+import { startAccessGate, type AccessGate, type GateOriginHealth } from '../../src/core/accessGate';
+
+const closers: Array<() => Promise<unknown>> = [];
+after(async () => {
+  for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
+});
+
+interface Origin {
+  name: string;
+  port: number;
+  seen: { url: string; authorization?: string | undefined; referer?: string | undefined }[];
+  /** Open SSE responses (for cut checks). */
+  streams: http.ServerResponse[];
+  close(): Promise<void>;
+}
+
+async function origin(name: string): Promise<Origin> {
+  const o: Origin = { name, port: 0, seen: [], streams: [], close: () => Promise.resolve() };
+  const server = http.createServer((req, res) => {
+    o.seen.push({ url: req.url ?? '', authorization: req.headers.authorization, referer: req.headers.referer });
+    if (req.url?.endsWith('/sse')) {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(`data: ${name}\n\n`);
+      o.streams.push(res);
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ origin: name, url: req.url }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  o.port = (server.address() as AddressInfo).port;
+  o.close = () =>
+    new Promise<void>((r) => {
+      server.closeAllConnections();
+      server.close(() => r());
+    });
+  closers.push(() => o.close());
+  return o;
+}
+
+async function gateFor(o: Origin, extra: Partial<Parameters<typeof startAccessGate>[0]> = {}): Promise<AccessGate> {
+  const gate = await startAccessGate({ origin: { host: '127.0.0.1', port: o.port }, routeId: o.name, ...extra });
+  closers.push(() => gate.close());
+  return gate;
+}
+
+function get(gate: AccessGate, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port: gate.port, path, headers, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Opens an SSE stream through the gate; resolves once its first event arrived. */
+function sse(gate: AccessGate, path: string): Promise<{ closed: Promise<void> }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port: gate.port, path, agent: false }, (res) => {
+      const closed = new Promise<void>((r) => res.once('close', () => r()));
+      res.once('data', () => resolve({ closed }));
+    });
+    req.on('error', () => undefined);
+    req.once('error', reject);
+    req.end();
+  });
+}
+
+const originOf = (r: { body: string }): string => (JSON.parse(r.body) as { origin: string }).origin;
+
+describe('routing gate', () => {
+  it('two secret shares: each secret (path or bearer) reaches only its own origin; an unknown one gets 401 and touches neither', async () => {
+    const a = await origin('a');
+    const b = await origin('b');
+    const gate = await gateFor(a);
+    gate.addRoute({ id: 'b', origin: { host: '127.0.0.1', port: b.port } });
+    const sa = gate.routeSecretPath('a')!;
+    const sb = gate.routeSecretPath('b')!;
+    assert.notEqual(sa, sb);
+    assert.deepEqual(gate.routeIds(), ['a', 'b']);
+    assert.equal(originOf(await get(gate, `${sa}/mcp`)), 'a');
+    assert.equal(originOf(await get(gate, `${sb}/mcp`)), 'b');
+    assert.equal(originOf(await get(gate, '/mcp', { authorization: `Bearer ${sb.slice(1)}` })), 'b');
+    assert.equal(originOf(await get(gate, '/mcp', { authorization: `Bearer ${sa.slice(1)}` })), 'a');
+    assert.deepEqual(b.seen.map((x) => x.url), ['/mcp', '/mcp']);
+    assert.ok(b.seen.every((x) => x.authorization === undefined), 'no secret reaches an origin');
+    const before = a.seen.length + b.seen.length;
+    assert.equal((await get(gate, '/mcp')).status, 401);
+    assert.equal((await get(gate, `/${'x'.repeat(43)}/mcp`)).status, 401);
+    assert.equal((await get(gate, '/mcp', { authorization: 'Bearer nope-nope-nope-nope' })).status, 401);
+    // One share's secret path with the other's bearer: the path decides, and neither secret travels on.
+    assert.equal(originOf(await get(gate, `${sa}/x`, { authorization: `Bearer ${sb.slice(1)}` })), 'a');
+    assert.equal(a.seen.at(-1)?.authorization, undefined);
+    assert.equal(a.seen.length + b.seen.length, before + 1);
+    assert.deepEqual(gate.stats, { passed: 5, rejected: 3 });
+    assert.equal(gate.routeStats('a')?.passed, 3);
+    assert.equal(gate.routeStats('b')?.passed, 2);
+    assert.ok((gate.routeStats('b')?.lastRequestAt ?? 0) > 0);
+  });
+
+  it('a lone open share keeps https://<host>/mcp; with secret shares beside it, they still need their secrets', async () => {
+    const open = await origin('open');
+    const s = await origin('secret');
+    const gate = await gateFor(open, { mode: 'open' });
+    assert.equal(gate.routeSecretPath('open'), undefined);
+    assert.equal(gate.routeOpenPrefix('open'), '');
+    assert.equal(originOf(await get(gate, '/mcp')), 'open');
+    gate.addRoute({ id: 'secret', origin: { host: '127.0.0.1', port: s.port } });
+    assert.equal(originOf(await get(gate, '/mcp')), 'open', 'the open share keeps its URL');
+    assert.equal(originOf(await get(gate, `${gate.routeSecretPath('secret')!}/mcp`)), 'secret');
+    assert.equal(s.seen.length, 1, 'only the request with its secret reached the secret share');
+  });
+
+  it('a second open share is addressed by its public name; the primary by everything else', async () => {
+    const one = await origin('one');
+    const two = await origin('two');
+    const gate = await gateFor(one, { mode: 'open' });
+    gate.addRoute({ id: 'two', origin: { host: '127.0.0.1', port: two.port }, access: 'open', name: 'second' });
+    assert.equal(gate.routeOpenPrefix('two'), '/second');
+    assert.equal(originOf(await get(gate, '/second/mcp?x=1')), 'two');
+    assert.equal(two.seen.at(-1)?.url, '/mcp?x=1');
+    assert.equal(originOf(await get(gate, '/mcp')), 'one');
+    assert.throws(() => gate.addRoute({ id: 'three', origin: { host: '127.0.0.1', port: two.port }, access: 'open', name: 'second' }), /public name "second"/);
+    assert.throws(() => gate.addRoute({ id: 'two', origin: { host: '127.0.0.1', port: two.port } }), /already has a route "two"/);
+    assert.throws(() => gate.addRoute({ id: 'bad', origin: { host: '127.0.0.1', port: two.port }, access: 'open', name: 'Bad Name' }), /public name/);
+    // When the primary goes, the next open share takes the plain URLs.
+    assert.ok(gate.removeRoute('one'));
+    assert.equal(gate.routeOpenPrefix('two'), '');
+    assert.equal(originOf(await get(gate, '/mcp')), 'two');
+  });
+
+  it('rotate one share: its old secret gets 401 and its streams are cut; the other share and its stream are untouched', async () => {
+    const a = await origin('a');
+    const b = await origin('b');
+    const gate = await gateFor(a);
+    gate.addRoute({ id: 'b', origin: { host: '127.0.0.1', port: b.port } });
+    const oldA = gate.routeSecretPath('a')!;
+    const sb = gate.routeSecretPath('b')!;
+    const streamA = await sse(gate, `${oldA}/sse`);
+    const streamB = await sse(gate, `${sb}/sse`);
+    let bClosed = false;
+    void streamB.closed.then(() => (bClosed = true));
+    const next = gate.rotateRoute('a');
+    assert.ok(next && `/${next}` !== oldA);
+    await streamA.closed;
+    assert.equal((await get(gate, `${oldA}/mcp`)).status, 401);
+    assert.equal(originOf(await get(gate, `/${next}/mcp`)), 'a');
+    assert.equal(originOf(await get(gate, `${sb}/mcp`)), 'b');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(bClosed, false, "the other share's stream stays open");
+    assert.equal(gate.rotateRoute('nope'), undefined);
+  });
+
+  it("remove one share: its secret gets 401 (even beside an open share, which never sees it) and its streams are cut", async () => {
+    const open = await origin('open');
+    const b = await origin('b');
+    const gate = await gateFor(open, { mode: 'open' });
+    gate.addRoute({ id: 'b', origin: { host: '127.0.0.1', port: b.port } });
+    const sb = gate.routeSecretPath('b')!;
+    const stream = await sse(gate, `${sb}/sse`);
+    assert.ok(gate.removeRoute('b'));
+    await stream.closed;
+    assert.equal(gate.removeRoute('b'), false);
+    const seenByOpen = open.seen.length;
+    assert.equal((await get(gate, `${sb}/mcp`)).status, 401, 'the removed secret is refused, not handed to the open share');
+    assert.equal((await get(gate, '/mcp', { authorization: `Bearer ${sb.slice(1)}` })).status, 401);
+    assert.equal(open.seen.length, seenByOpen, 'the open share never saw the old secret');
+    assert.equal(gate.routeSecretPath('b'), undefined);
+    assert.equal(gate.routeStats('b'), undefined);
+  });
+
+  it("origin health: a share whose server is down reports it (once) and its 502s count as errors; it reports back when the server answers", async () => {
+    const a = await origin('a');
+    const gate = await gateFor(a);
+    const down = await origin('down');
+    const downPort = down.port;
+    await down.close();
+    const health: GateOriginHealth[] = [];
+    gate.onDidChangeOriginHealth((h) => health.push(h));
+    gate.addRoute({ id: 'down', origin: { host: '127.0.0.1', port: downPort } });
+    const sd = gate.routeSecretPath('down')!;
+    const r = await get(gate, `${sd}/mcp`);
+    assert.equal(r.status, 502);
+    assert.match(r.body, new RegExp(`local server at http://127\\.0\\.0\\.1:${downPort} is not answering`));
+    assert.equal((await get(gate, `${sd}/mcp`)).status, 502);
+    assert.equal(health.length, 1, 'said once');
+    assert.equal(health[0]?.ok, false);
+    assert.match(health[0]?.message ?? '', /Start it, or check the port/);
+    assert.deepEqual({ passed: gate.routeStats('down')?.passed, errors: gate.routeStats('down')?.errors }, { passed: 2, errors: 2 });
+    assert.equal(gate.routeStats('a')?.errors, 0);
+    // The server comes up on that port: the next request works and the share is healthy again.
+    const back = http.createServer((_req, res) => res.end('back'));
+    await new Promise<void>((res) => back.listen(downPort, '127.0.0.1', res));
+    closers.push(() => new Promise((res) => back.close(res)));
+    assert.equal((await get(gate, `${sd}/mcp`)).status, 200);
+    assert.deepEqual(health.map((h) => h.ok), [false, true]);
+  });
+
+  it('100 shares: each secret reaches its own origin, never another', async () => {
+    const origins = await Promise.all(Array.from({ length: 4 }, (_, i) => origin(`o${i}`)));
+    const gate = await gateFor(origins[0]);
+    for (let i = 1; i < 100; i++) gate.addRoute({ id: `r${i}`, origin: { host: '127.0.0.1', port: origins[i % 4].port } });
+    for (const i of [1, 2, 3, 50, 97, 99]) {
+      const r = await get(gate, `${gate.routeSecretPath(`r${i}`)!}/mcp`);
+      assert.equal(originOf(r), `o${i % 4}`);
+    }
+    assert.equal(gate.routeIds().length, 100);
+  });
+});
