@@ -17,10 +17,12 @@ import { startAccessGate, type AccessGate } from './accessGate';
 import { MetricsPoller, readQuickTunnel } from './metrics';
 import { ensureStateDir, newRunId, reapOrphans, removeRun, runConfigPath, writeRunRecord, type ReapResult } from './orphans';
 import { spawnProcess, type SpawnFn, type SpawnedProcess } from './processRunner';
-import { sameTarget } from './target';
+import { ShareRegistry, probeOrigin, shareKey, shareSnapshotOf, type Share, type ShareSnapshot } from './shares/shares';
 import {
   TunnelBusyError,
   isLive,
+  joinUrl,
+  localUrlOf,
   snapshotOf,
   type CloudflaredInfo,
   type EdgeConnection,
@@ -83,9 +85,10 @@ export interface RestartPolicy {
   maxDelayMs: number;
 }
 
+/** Share secrets kept between starts (named tunnels), by `shareKey(target)`. */
 export interface ShareSecretStore {
-  get(): Promise<string | undefined>;
-  set(secret: string): Promise<void>;
+  get(key: string): Promise<string | undefined>;
+  set(key: string, secret: string): Promise<void>;
 }
 
 /** 32 random bytes in base64url are 43 characters; a stored or given secret needs at least 32 of these. */
@@ -153,8 +156,6 @@ interface Run {
   poller?: MetricsPoller;
   /** The access gate of this run, in `secret` mode. */
   gate?: AccessGate;
-  /** The secret an automatic restart carries over from the run it replaces. */
-  carriedSecret?: string;
   /** Every share secret this run has had: cut out of cloudflared's lines (debug logs requests). */
   secrets: string[];
 }
@@ -191,6 +192,10 @@ export class TunnelController implements TunnelApi {
   /** Bumped by every stop(): a start queued behind a stop gives way to a later stop. */
   private stopGeneration = 0;
 
+  /** What the tunnel carries: kept across automatic restarts, cleared when the tunnel ends. */
+  private readonly registry = new ShareRegistry();
+  /** A share was added or removed, or its health, secret or counters' meaning changed. */
+  readonly onDidChangeShares: Event<void> = this.registry.onDidChange;
   private readonly _onDidChangeState = new Emitter<TunnelState>();
   private readonly _onDidChangeMetrics = new Emitter<TunnelMetrics | undefined>();
   private readonly _onDidLog = new Emitter<TunnelLogEntry>();
@@ -251,19 +256,103 @@ export class TunnelController implements TunnelApi {
     return reapOrphans(this.options.stateDir, (m) => this.log('warn', m));
   }
 
+  /**
+   * Shares `target`: the first share starts cloudflared; a later one only adds a route to the
+   * live tunnel's gate (nothing is spawned) and is usable at once. The same target again returns
+   * the tunnel as it is. Rejects with `TunnelBusyError` only for the same target in the other
+   * access mode (stop that share first).
+   */
   start(target: TunnelTarget): Promise<TunnelState> {
     if (this.disposed) return Promise.resolve(this._state);
-    this.cancelRestart();
+    const full = { ...target, access: target.access ?? this.options.access ?? 'secret' };
     const run = this.run;
     if (run && !run.stopRequested) {
-      if (sameTarget(run.target, target)) return run.startSettled ? Promise.resolve(this._state) : run.startPromise;
-      return Promise.reject(new TunnelBusyError(run.target, target));
+      const settled = (): Promise<TunnelState> => (run.startSettled ? Promise.resolve(this._state) : run.startPromise);
+      if (this.registry.find(target)) return settled();
+      const other = this.registry.conflicting(full);
+      if (other) return Promise.reject(new TunnelBusyError(other.target, full));
+      return this.addShare(run, full).then(settled);
     }
     if (run?.stopPromise) {
       const generation = this.stopGeneration;
       return run.exited.then((): Promise<TunnelState> | TunnelState => (generation === this.stopGeneration ? this.start(target) : { status: 'stopped' }));
     }
-    return this.launch({ ...target, access: target.access ?? this.options.access ?? 'secret' });
+    this.cancelRestart();
+    const first = (secret: string | undefined): Promise<TunnelState> => {
+      this.registry.clear();
+      const share = this.registry.add(full, secret);
+      this.probe(share);
+      return this.launch(full);
+    };
+    // Synchronous unless a stored secret must be read first (named tunnels), so `starting` is
+    // the state as soon as start() returns.
+    if (!this.options.shareSecretStore || full.access !== 'secret') return first(undefined);
+    const generation = this.stopGeneration;
+    return this.storedSecret(full).then((secret) => {
+      // A stop() while the secret was read wins; a start that got there first is joined.
+      if (generation !== this.stopGeneration || this.disposed) return this._state;
+      return this.run ? this.start(target) : first(secret);
+    });
+  }
+
+  /** The shares of this tunnel, the primary first. `mcp_url` carries each one's secret. */
+  listShares(): ShareSnapshot[] {
+    const run = this.run;
+    const url = run && !run.ended ? run.url : undefined;
+    return this.registry.list().map((sh) => shareSnapshotOf(sh, isLive(this._state) ? url : undefined, run?.gate?.routeOpenPrefix(sh.id), run?.gate?.routeStats(sh.id)));
+  }
+
+  /** The share a `start(target)` made or reused, if the tunnel carries it. */
+  findShare(target: TunnelTarget): ShareSnapshot | undefined {
+    const sh = this.registry.find(target);
+    return sh ? this.listShares().find((x) => x.id === sh.id) : undefined;
+  }
+
+  /** Stops one share (its route, secret and streams); the last one stops the tunnel. False if unknown. */
+  async stopShare(id: string): Promise<boolean> {
+    const share = this.registry.get(id);
+    if (!share) return false;
+    if (this.registry.size === 1) {
+      await this.stop();
+      return true;
+    }
+    this.registry.remove(id);
+    const run = this.run;
+    run?.gate?.removeRoute(id);
+    this.log('info', `Stopped sharing ${joinUrl(localUrlOf(share.target), share.target.path)}; the other shares go on.`);
+    if (run && isLive(this._state)) this.setState(this.liveState(run));
+    return true;
+  }
+
+  private async addShare(run: Run, target: TunnelTarget & { access: AccessMode }): Promise<void> {
+    const secret = await this.storedSecret(target);
+    // Raced by a stop, or by the same target shared meanwhile.
+    if (run !== this.run || run.stopRequested || run.ended || this.registry.find(target)) return;
+    const share = this.registry.add(target, secret);
+    if (share.secret) run.secrets.push(share.secret);
+    this.routeShare(run, share);
+    this.log('info', `Sharing ${joinUrl(localUrlOf(target), target.path)} on the same tunnel (${this.registry.size} shares; access ${target.access}).`);
+    this.probe(share);
+    if (isLive(this._state)) this.setState(this.liveState(run));
+  }
+
+  private routeShare(run: Run, share: Share): void {
+    run.gate?.addRoute({
+      id: share.id,
+      origin: { host: share.target.host, port: share.target.port },
+      access: share.target.access,
+      ...(share.secret ? { secret: share.secret } : {}),
+      name: share.publicName,
+    });
+  }
+
+  /** Is anything listening behind the share? Shown on the share, never a failure of the tunnel. */
+  private probe(share: Share): void {
+    void probeOrigin(share.target.host, share.target.port).then((h) => {
+      if (!this.registry.get(share.id)) return;
+      this.registry.setHealth(share.id, h);
+      if (!h.ok) this.log('warn', h.message);
+    });
   }
 
   stop(): Promise<void> {
@@ -271,6 +360,7 @@ export class TunnelController implements TunnelApi {
     this.cancelRestart();
     const run = this.run;
     if (!run) {
+      this.registry.clear();
       if (this._state.status === 'failed') this.setState({ status: 'stopped' });
       return Promise.resolve();
     }
@@ -278,31 +368,38 @@ export class TunnelController implements TunnelApi {
     run.stopRequested = true;
     this.log('info', 'Stopping the tunnel.');
     const sharePath = this.sharePathOfRun(run);
-    this.setState({ status: 'stopping', target: run.target, ...(run.pid ? { pid: run.pid } : {}), ...(run.url ? { url: run.url } : {}), ...(sharePath ? { sharePath } : {}) });
+    this.setState({ status: 'stopping', target: this.registry.primary()?.target ?? run.target, ...(run.pid ? { pid: run.pid } : {}), ...(run.url ? { url: run.url } : {}), ...(sharePath ? { sharePath } : {}) });
     this.terminate(run);
     run.stopPromise = run.exited.then(() => run.removed);
     return run.stopPromise;
   }
 
   /**
-   * A new share secret for the live tunnel's access gate: the old one stops working at once (open
-   * streams included). Returns the new `/<secret>` path, or undefined when no gate is running.
+   * A new secret for one share (default: the primary): its old secret stops working at once (open
+   * streams included); the other shares are untouched. Returns the new `/<secret>` path, or
+   * undefined when the share is open or no tunnel runs.
    */
-  rotateSecret(): string | undefined {
+  rotateSecret(shareId?: string): string | undefined {
     const run = this.run;
-    if (!run?.gate || run.ended || run.gate.mode !== 'secret') return undefined;
-    const secret = run.gate.rotateSecret();
+    const share = shareId ? this.registry.get(shareId) : this.registry.primary();
+    if (!run?.gate || run.ended || !share || share.target.access !== 'secret') return undefined;
+    const secret = run.gate.rotateRoute(share.id);
+    if (!secret) return undefined;
+    share.secret = secret;
     run.secrets.push(secret);
     this.log('info', 'Share secret rotated: the previous one no longer works.');
     const store = this.options.shareSecretStore;
-    if (store) void store.set(secret).catch((err: unknown) => this.log('warn', `Could not store the new share secret (the next start will make another): ${(err as Error).message}`));
+    if (store) void store.set(shareKey(share.target), secret).catch((err: unknown) => this.log('warn', `Could not store the new share secret (the next start will make another): ${(err as Error).message}`));
+    this.registry.touched(share.id);
     if (isLive(this._state)) this.setState(this.liveState(run));
-    return run.gate.secretPath();
+    return `/${secret}`;
   }
 
   async restart(target?: TunnelTarget): Promise<TunnelState> {
-    const next = target ?? this.run?.target ?? ('target' in this._state ? this._state.target : undefined);
+    const next = target ?? this.registry.primary()?.target ?? this.run?.target ?? ('target' in this._state ? this._state.target : undefined);
     if (!next) throw new Error('Nothing to restart: no tunnel has been started yet.');
+    // The other shares come back with it (a quick tunnel's URL, and so every MCP URL, changes).
+    const others = this.registry.list().filter((sh) => sh !== this.registry.primary()).map((sh) => sh.target);
     const run = this.run;
     const stopped = this.stop();
     const generation = this.stopGeneration;
@@ -311,7 +408,9 @@ export class TunnelController implements TunnelApi {
     await (run ? run.exited : stopped);
     // A stop() issued while this one was in flight wins over the restart (like a start it cancels).
     if (generation !== this.stopGeneration) return { status: 'stopped' };
-    return this.start(next);
+    const settled = await this.start(next);
+    for (const t of others) if (this.run && isLive(this._state)) await this.start(t).catch(() => undefined);
+    return this.run ? this._state : settled;
   }
 
   /**
@@ -339,6 +438,7 @@ export class TunnelController implements TunnelApi {
       this._onDidChangeMetrics.dispose();
       this._onDidLog.dispose();
       this._onDidRestart.dispose();
+      this.registry.dispose();
     });
   }
 
@@ -368,12 +468,12 @@ export class TunnelController implements TunnelApi {
     this.restarts.push(now);
     this.log('warn', `Restarting the tunnel in ${Math.round(delay / 100) / 10} s (attempt ${attempt} of ${policy.maxRestarts}). A quick tunnel gets a new URL when it restarts.`);
     const previousUrl = run.url;
-    // The clients hold the secret: keep it (a named tunnel's URL then stays the same).
-    const carriedSecret = this.sharePathOfRun(run)?.slice(1);
+    // The shares stay in the registry, secrets included: the clients hold them (a named
+    // tunnel's URLs then stay the same).
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined;
       if (this._state.status !== 'failed' || this.run) return;
-      void this.launch(run.target, carriedSecret).then((state) => {
+      void this.launch(run.target).then((state) => {
         this._onDidRestart.fire({ attempt, previousUrl, url: 'url' in state ? state.url : undefined, state });
       });
     }, delay);
@@ -394,7 +494,7 @@ export class TunnelController implements TunnelApi {
     this._onDidLog.fire({ source, level, message });
   }
 
-  private launch(target: TunnelTarget, carriedSecret?: string): Promise<TunnelState> {
+  private launch(target: TunnelTarget): Promise<TunnelState> {
     let settle!: (s: TunnelState) => void;
     let markExited!: () => void;
     const run: Run = {
@@ -412,7 +512,6 @@ export class TunnelController implements TunnelApi {
       settleStart: () => undefined,
       exited: new Promise<void>((r) => (markExited = r)),
       markExited: () => undefined,
-      ...(carriedSecret ? { carriedSecret } : {}),
     };
     run.settleStart = (s) => {
       if (run.startSettled) return;
@@ -465,23 +564,33 @@ export class TunnelController implements TunnelApi {
       run.url = `https://${hostname}`;
       if (run.stopRequested || run.failure) return this.endRun(run, null, null);
     }
-    // The gate is in the path in both modes: in `open` mode it lets everything through, but a dead
+    // The gate is in the path in every mode: an open share lets everything through, but a dead
     // host still means a dead gate, so a leftover cloudflared answers 502 and never the origin.
+    // Its routes are the registry's shares (an automatic restart brings back every one, secrets
+    // and all).
     {
-      const open = run.target.access === 'open';
+      const [first, ...rest] = this.registry.list();
+      if (!first) return this.endRun(run, null, null);
       try {
-        const secret = open ? undefined : (run.carriedSecret ?? (await this.storedSecret()));
         run.gate = await startAccessGate({
-          ...(secret ? { secret } : {}),
-          mode: open ? 'open' : 'secret',
-          origin: { host: run.target.host, port: run.target.port },
+          routeId: first.id,
+          ...(first.secret ? { secret: first.secret } : {}),
+          mode: first.target.access,
+          name: first.publicName,
+          origin: { host: first.target.host, port: first.target.port },
           hostHeader: this.options.hostHeader,
           log: (level, message) => this.log(level, `[gate] ${message}`),
         });
+        for (const sh of rest) this.routeShare(run, sh);
       } catch (err) {
         return this.endRun(run, null, null, { code: 'spawn-failed', message: `The access gate could not start: ${(err as Error).message}`, lastLines: [] });
       }
-      if (!open) run.secrets.push(run.gate.secretPath().slice(1));
+      for (const sh of this.registry.list()) if (sh.secret) run.secrets.push(sh.secret);
+      const gate = run.gate;
+      gate.onDidChangeOriginHealth((h) => {
+        if (run !== this.run) return;
+        this.registry.setHealth(h.routeId, h.ok ? { ok: true } : { ok: false, message: h.message ?? 'The local server does not answer.' });
+      });
       if (run.stopRequested || run.failure) return this.endRun(run, null, null);
     }
     const { stateDir } = this.options;
@@ -543,13 +652,14 @@ export class TunnelController implements TunnelApi {
     }
   }
 
-  /** The store's secret, or a new one put there; undefined without a store (the gate makes one). */
-  private async storedSecret(): Promise<string | undefined> {
+  /** The store's secret for this share, or a new one put there; undefined without a store, or for an open share. */
+  private async storedSecret(target: TunnelTarget & { access: AccessMode }): Promise<string | undefined> {
     const store = this.options.shareSecretStore;
-    if (!store) return undefined;
+    if (!store || target.access !== 'secret') return undefined;
+    const key = shareKey(target);
     let secret: string | undefined;
     try {
-      secret = await store.get();
+      secret = await store.get(key);
     } catch (err) {
       this.log('warn', `Could not read the stored share secret: ${(err as Error).message}`);
     }
@@ -557,7 +667,7 @@ export class TunnelController implements TunnelApi {
     if (secret) this.log('warn', 'The stored share secret is malformed; making a new one.');
     secret = randomBytes(32).toString('base64url');
     try {
-      await store.set(secret);
+      await store.set(key, secret);
     } catch (err) {
       this.log('warn', `Could not store the share secret (the next start will make another): ${(err as Error).message}`);
     }
@@ -630,15 +740,16 @@ export class TunnelController implements TunnelApi {
     }
   }
 
-  /** `/<secret>` of a run whose gate asks for the secret; undefined in open mode. */
+  /** `/<secret>` of the primary share when it asks for one; undefined for an open one. */
   private sharePathOfRun(run: Run): string | undefined {
-    return run.gate?.mode === 'secret' ? run.gate.secretPath() : undefined;
+    const primary = this.registry.primary();
+    return primary && run.gate ? run.gate.routeSecretPath(primary.id) : undefined;
   }
 
   /** The state implied by what we know of a live run. */
   private liveState(run: Run): TunnelState {
     const base = {
-      target: run.target,
+      target: this.registry.primary()?.target ?? run.target,
       startedAt: run.startedAt,
       pid: run.pid ?? 0,
       ...(run.metricsAddress ? { metricsAddress: run.metricsAddress } : {}),
@@ -752,6 +863,8 @@ export class TunnelController implements TunnelApi {
       // Only a run that got as far as a URL restarts: a failed start would just fail again.
       if (wasCurrent && !run.failure && run.startSettled && run.url) next = this.maybeRestart(run, next);
     }
+    // The shares end with the tunnel, unless an automatic restart brings them back.
+    if (wasCurrent && !(next.status === 'failed' && next.restartAt)) this.registry.clear();
     if (wasCurrent) this.setState(next);
     run.settleStart(wasCurrent ? this._state : next);
     run.markExited();

@@ -214,6 +214,8 @@ export function snapshotOf(s: TunnelState, now = Date.now(), lastError?: TunnelE
   };
 }
 
+import type { ShareSnapshot } from './shares/shares';
+
 /** The cloudflared binary a controller uses. */
 export interface CloudflaredInfo {
   path: string;
@@ -237,10 +239,11 @@ export interface TunnelApi {
   /** The binary in use, once found. */
   readonly cloudflared: CloudflaredInfo | undefined;
   /**
-   * Start a tunnel to `target`. Idempotent: while a start to the same target is in flight or live
-   * it returns that. Never rejects for a failed run: it resolves with the state it settled in
-   * (`active`, `connecting` if the URL is known but the edge has not registered by the timeout, or
-   * `failed`). Rejects with `TunnelBusyError` if a different target is live.
+   * Share `target` on the tunnel (starting it for the first share). Idempotent: while a start to
+   * the same target is in flight or live it returns that. Never rejects for a failed run: it
+   * resolves with the state it settled in (`active`, `connecting` if the URL is known but the
+   * edge has not registered by the timeout, or `failed`). Rejects with `TunnelBusyError` if the
+   * same target is shared in the other access mode.
    */
   start(target: TunnelTarget): Promise<TunnelState>;
   /** Stop; idempotent; resolves when the process is gone. */
@@ -249,6 +252,14 @@ export interface TunnelApi {
   restart(target?: TunnelTarget): Promise<TunnelState>;
   /** Plain-JSON view of the current state. */
   snapshot(): TunnelSnapshot;
+  /** The shares the tunnel carries, the primary (the one `snapshot()` describes) first. */
+  listShares(): ShareSnapshot[];
+  /** The share of `target`, if the tunnel carries it. */
+  findShare(target: TunnelTarget): ShareSnapshot | undefined;
+  /** Stops one share; the last one stops the tunnel. False if there is no such share. */
+  stopShare(id: string): Promise<boolean>;
+  /** A share was added or removed, or its secret or health changed. */
+  readonly onDidChangeShares: import('./events').Event<void>;
 }
 
 /** `start()` was asked for a target while a different one is live. */

@@ -310,7 +310,11 @@ describe('TunnelController + fake cloudflared (real processes)', { concurrency: 
   it('a share secret store: the stored secret is used across starts (a stable MCP URL for a named tunnel); rotation stores the new one; a malformed one is replaced', async () => {
     let stored: string | undefined = 'x'.repeat(10); // malformed: too short
     const writes: string[] = [];
-    const store = { get: () => Promise.resolve(stored), set: (v: string) => ((stored = v), writes.push(v), Promise.resolve()) };
+    const keys = new Set<string>();
+    const store = {
+      get: (key: string) => (keys.add(key), Promise.resolve(stored)),
+      set: (key: string, v: string) => (keys.add(key), (stored = v), writes.push(v), Promise.resolve()),
+    };
     const token = Buffer.from(JSON.stringify({ a: 'acct', t: '6ff42ae2-765d-4adf-8112-31c55c1551ef', s: 'c2VjcmV0' })).toString('base64');
     const { c } = make('ok', {}, { named: { hostname: 'mcp.example.com', token: () => Promise.resolve(token) }, shareSecretStore: store });
     assert.equal((await c.start(target())).status, 'active');
@@ -328,6 +332,7 @@ describe('TunnelController + fake cloudflared (real processes)', { concurrency: 
     assert.equal((await get(fake.publicPort, publicPath(first))).status, 401);
     assert.equal((await c.restart()).status, 'active');
     assert.equal(c.snapshot().mcp_url, `https://mcp.example.com${next}/mcp`, 'the rotated secret survives a restart');
+    assert.deepEqual([...keys], [`localhost:${origin.port}/mcp`], 'kept under the share\'s target');
   });
 
   it('without a store every start makes a new share secret', async () => {

@@ -3,6 +3,7 @@
  * fake URL (or stops at `connecting`, or fails, as `nextOutcome` says). Real Emitter, real snapshotOf.
  */
 import { Emitter } from '../../../src/core/events';
+import { shareName, type ShareSnapshot } from '../../../src/core/shares/shares';
 import { sameTarget } from '../../../src/core/target';
 import {
   TunnelBusyError,
@@ -24,12 +25,16 @@ export const FAKE_URL = 'https://quiet-fox-lake.trycloudflare.com';
 export const FAKE_PID = 4242;
 /** The share path a fake run in secret mode gets (only when the target asks for `secret` explicitly). */
 export const FAKE_SHARE_PATH = '/fake-share-secret-0123456789abcdefghijklmnopqrstu';
+/** The one share a fake tunnel carries while live. */
+export const FAKE_SHARE_ID = 'sh-0000beef';
 
 export class FakeController implements TunnelApi {
   readonly stateEmitter = new Emitter<TunnelState>();
   readonly metricsEmitter = new Emitter<TunnelMetrics | undefined>();
   readonly onDidChangeState = this.stateEmitter.event;
   readonly onDidChangeMetrics = this.metricsEmitter.event;
+  readonly sharesEmitter = new Emitter<void>();
+  readonly onDidChangeShares = this.sharesEmitter.event;
   /** How the next `start()` ends. */
   nextOutcome: FakeOutcome = 'active';
   /** If set, `start()` waits for it after `starting` (to observe in-flight starts). */
@@ -132,6 +137,40 @@ export class FakeController implements TunnelApi {
 
   snapshot(): TunnelSnapshot {
     return snapshotOf(this.current, Date.now(), this.lastError);
+  }
+
+  /** One share while live: the tunnel's own target (this fake carries no other). */
+  listShares(): ShareSnapshot[] {
+    const s = this.current;
+    if (!isLive(s)) return [];
+    const snap = this.snapshot();
+    return [
+      {
+        id: FAKE_SHARE_ID,
+        name: shareName(s.target),
+        access: snap.access ?? 'secret',
+        local_url: snap.local_url ?? '',
+        local_mcp_url: snap.local_mcp_url ?? '',
+        mcp_url: snap.mcp_url,
+        created_at: new Date(s.startedAt).toISOString(),
+        requests: 0,
+        errors: 0,
+        last_request_at: null,
+        reachable: null,
+        problem: null,
+      },
+    ];
+  }
+
+  findShare(target: TunnelTarget): ShareSnapshot | undefined {
+    const s = this.current;
+    return isLive(s) && sameTarget(s.target, target) ? this.listShares()[0] : undefined;
+  }
+
+  async stopShare(id: string): Promise<boolean> {
+    if (id !== FAKE_SHARE_ID || !isLive(this.current)) return false;
+    await this.stop();
+    return true;
   }
 
   /** Listeners on both emitters (leak checks). */

@@ -1,0 +1,196 @@
+/**
+ * Shares: what one tunnel carries. A share is a local target with its own access mode and secret,
+ * its own counters and its own lifetime; the gate routes to it by that secret (or, for an open
+ * share, by the default path or its public name). The registry is the list the controller, the
+ * UI, the MCP server and the CLI read; it holds no process and no socket.
+ */
+import { randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
+import { Emitter, type Event } from '../events';
+import { canonicalHost, sameTarget } from '../target';
+import { joinUrl, localUrlOf, type AccessMode, type TunnelTarget } from '../tunnelState';
+
+/** Whether a share's local server answers: unknown until probed or used. */
+export type ShareHealth = { ok: true } | { ok: false; message: string };
+
+export interface Share {
+  /** `sh-<8 hex>`: stable for the share's life; the gate's route id. */
+  readonly id: string;
+  readonly target: TunnelTarget & { access: AccessMode };
+  readonly createdAt: number;
+  /** An open share's path prefix when another open share is the primary (`/<publicName>/…`). */
+  readonly publicName: string;
+  /** The secret a secret share is reached with (path segment or bearer). Never log it. */
+  secret: string | undefined;
+  health: ShareHealth | undefined;
+}
+
+/** Plain JSON for MCP, the CLI and tests. `mcp_url` carries the share's secret, like `tunnel://url`. */
+export interface ShareSnapshot {
+  id: string;
+  /** `localhost:8002/mcp`: what the user shared. */
+  name: string;
+  access: AccessMode;
+  local_url: string;
+  local_mcp_url: string;
+  /** The public MCP URL of this share (null until the tunnel has a URL). */
+  mcp_url: string | null;
+  created_at: string;
+  requests: number;
+  errors: number;
+  last_request_at: string | null;
+  /** null until probed; false with `problem` when its local server does not answer. */
+  reachable: boolean | null;
+  problem: string | null;
+}
+
+/** What the gate knows of a share's traffic. */
+export interface ShareCounters {
+  passed: number;
+  errors: number;
+  lastRequestAt?: number;
+}
+
+/** The key a named tunnel's stored secret is kept under: the share's canonical target. */
+export function shareKey(target: TunnelTarget): string {
+  return `${canonicalHost(target.host) ?? target.host}:${target.port}${target.path}`;
+}
+
+export function shareName(target: TunnelTarget): string {
+  const host = target.host.includes(':') ? `[${target.host}]` : target.host;
+  return `${host}:${target.port}${target.path}`;
+}
+
+export class ShareRegistry {
+  private readonly shares = new Map<string, Share>();
+  private readonly _onDidChange = new Emitter<void>();
+  /** A share was added, removed, or its health changed. */
+  readonly onDidChange: Event<void> = this._onDidChange.event;
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  get size(): number {
+    return this.shares.size;
+  }
+
+  /** In the order they were added; the first is the primary (the one `tunnel://url` describes). */
+  list(): Share[] {
+    return [...this.shares.values()];
+  }
+
+  get(id: string): Share | undefined {
+    return this.shares.get(id);
+  }
+
+  primary(): Share | undefined {
+    return this.shares.values().next().value;
+  }
+
+  /** The share for `target` (`sameTarget` rules: the access mode counts only when both name one). */
+  find(target: TunnelTarget): Share | undefined {
+    return this.list().find((s) => sameTarget(s.target, target));
+  }
+
+  /** A share of the same host, port and path in the other access mode, if any. */
+  conflicting(target: TunnelTarget & { access: AccessMode }): Share | undefined {
+    return this.list().find((s) => sameTarget({ ...s.target, access: undefined }, { ...target, access: undefined }) && s.target.access !== target.access);
+  }
+
+  add(target: TunnelTarget & { access: AccessMode }, secret?: string): Share {
+    const share: Share = {
+      id: `sh-${randomBytes(4).toString('hex')}`,
+      target,
+      createdAt: this.now(),
+      publicName: `s-${randomBytes(3).toString('hex')}`,
+      secret: target.access === 'secret' ? (secret ?? randomBytes(32).toString('base64url')) : undefined,
+      health: undefined,
+    };
+    this.shares.set(share.id, share);
+    this._onDidChange.fire();
+    return share;
+  }
+
+  remove(id: string): Share | undefined {
+    const share = this.shares.get(id);
+    if (!share) return undefined;
+    this.shares.delete(id);
+    this._onDidChange.fire();
+    return share;
+  }
+
+  clear(): void {
+    if (this.shares.size === 0) return;
+    this.shares.clear();
+    this._onDidChange.fire();
+  }
+
+  setHealth(id: string, health: ShareHealth): void {
+    const share = this.shares.get(id);
+    if (!share || JSON.stringify(share.health) === JSON.stringify(health)) return;
+    share.health = health;
+    this._onDidChange.fire();
+  }
+
+  /** The share changed in place (its secret rotated): tell the listeners. */
+  touched(id: string): void {
+    if (this.shares.has(id)) this._onDidChange.fire();
+  }
+
+  dispose(): void {
+    this._onDidChange.dispose();
+  }
+}
+
+/**
+ * The share's public MCP URL: the tunnel URL, then `/<secret>` (secret share), `/<publicName>`
+ * (an open share that is not the primary open one) or nothing, then the target's path.
+ */
+export function shareMcpUrl(tunnelUrl: string | undefined, share: Share, openPrefix: string | undefined): string | null {
+  if (!tunnelUrl) return null;
+  const prefix = share.target.access === 'secret' ? `/${share.secret ?? ''}` : (openPrefix ?? '');
+  return joinUrl(tunnelUrl + prefix, share.target.path);
+}
+
+export function shareSnapshotOf(share: Share, tunnelUrl: string | undefined, openPrefix: string | undefined, counters: ShareCounters | undefined): ShareSnapshot {
+  return {
+    id: share.id,
+    name: shareName(share.target),
+    access: share.target.access,
+    local_url: localUrlOf(share.target),
+    local_mcp_url: joinUrl(localUrlOf(share.target), share.target.path),
+    mcp_url: shareMcpUrl(tunnelUrl, share, openPrefix),
+    created_at: new Date(share.createdAt).toISOString(),
+    requests: counters?.passed ?? 0,
+    errors: counters?.errors ?? 0,
+    last_request_at: counters?.lastRequestAt !== undefined ? new Date(counters.lastRequestAt).toISOString() : null,
+    reachable: share.health === undefined ? null : share.health.ok,
+    problem: share.health && !share.health.ok ? share.health.message : null,
+  };
+}
+
+/**
+ * Whether something listens on the share's local port (a TCP connect, nothing sent). The message
+ * says what to do, as the troubleshooting table does.
+ */
+export function probeOrigin(host: string, port: number, timeoutMs = 1500): Promise<ShareHealth> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    const done = (h: ShareHealth): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(h);
+    };
+    const where = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+    const timer = setTimeout(() => done({ ok: false, message: `${where} does not answer (no connection within ${timeoutMs} ms). Make sure the MCP server is running on that port.` }), timeoutMs);
+    socket.once('connect', () => done({ ok: true }));
+    socket.once('error', (err: NodeJS.ErrnoException) =>
+      done({
+        ok: false,
+        message:
+          err.code === 'ECONNREFUSED'
+            ? `Nothing is listening on ${where}. Start your MCP server on that port (or share the port it uses).`
+            : `${where} cannot be reached (${err.code ?? err.message}). Make sure the MCP server is running on that port.`,
+      }),
+    );
+  });
+}

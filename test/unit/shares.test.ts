@@ -1,0 +1,191 @@
+/**
+ * Several shares on one tunnel, against the fake cloudflared: one process for all of them, each
+ * share reachable only with its own secret, rotated and stopped alone; the last one stopped stops
+ * the tunnel. Plus the registry on its own.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { findCloudflared } from '../../src/core/cloudflared';
+import { ShareRegistry, probeOrigin, shareKey } from '../../src/core/shares/shares';
+import { TunnelController } from '../../src/core/tunnelController';
+import { TunnelBusyError } from '../../src/core/tunnelState';
+import { get, startStrictOrigin, type Origin } from '../fixtures/origins';
+import { FAKE_CLOUDFLARED, publicPath, readFakeState, waitFor, waitGone } from './helpers/proc';
+
+let work: string;
+let a: Origin;
+let b: Origin;
+const controllers: TunnelController[] = [];
+
+function make(): TunnelController {
+  const home = path.join(work, `home-${controllers.length}`);
+  mkdirSync(home, { recursive: true });
+  const c = new TunnelController({
+    findCloudflared: () => findCloudflared({ explicitPath: FAKE_CLOUDFLARED }),
+    stateDir: path.join(work, 'state'),
+    startTimeoutMs: 8000,
+    stopGraceMs: 1000,
+    metricsIntervalMs: 0,
+    baseEnv: { ...process.env, HOME: home, FAKE_CLOUDFLARED_SCENARIO: 'ok', FAKE_CLOUDFLARED_STATE_DIR: work },
+  });
+  controllers.push(c);
+  return c;
+}
+
+const t = (o: Origin, access?: 'secret' | 'open') => ({ host: 'localhost', port: o.port, path: '/mcp', ...(access ? { access } : {}) });
+
+/** A port nothing listens on (bound, then freed). */
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as AddressInfo;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+describe('shares on one tunnel (fake cloudflared)', { concurrency: false }, () => {
+  before(async () => {
+    work = mkdtempSync(path.join(tmpdir(), 'mcpt-shares-'));
+    a = await startStrictOrigin();
+    b = await startStrictOrigin();
+  });
+  afterEach(async () => {
+    await Promise.all(controllers.splice(0).map((c) => c.shutdown(3000)));
+  });
+  after(async () => {
+    await a.close();
+    await b.close();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('two origins at once: one cloudflared; each reachable only with its own secret; rotate one, stop one, then the last stops the tunnel', async () => {
+    const c = make();
+    assert.equal((await c.start(t(a))).status, 'active');
+    const pid = c.snapshot().pid!;
+    const t0 = performance.now();
+    const s2 = await c.start(t(b));
+    const addMs = performance.now() - t0;
+    assert.equal(s2.status, 'active');
+    assert.equal(c.snapshot().pid, pid, 'no second cloudflared');
+    assert.ok(addMs < 2000, `adding a share took ${addMs} ms`);
+    const shares = c.listShares();
+    assert.equal(shares.length, 2);
+    const [sa, sb] = shares;
+    assert.ok(sa && sb);
+    assert.equal(sa.name, `localhost:${a.port}/mcp`);
+    assert.equal(sa.mcp_url, c.snapshot().mcp_url, 'the primary share is what tunnel://url describes');
+    assert.notEqual(sa.mcp_url, sb.mcp_url);
+    assert.equal(c.findShare(t(b))?.id, sb.id);
+    const fake = await waitFor(() => readFakeState(work, pid), 3000, 'fake state');
+    const countA = a.hosts.length;
+    const countB = b.hosts.length;
+    assert.equal((await get(fake.publicPort, publicPath(sa.mcp_url))).status, 200);
+    assert.equal((await get(fake.publicPort, publicPath(sb.mcp_url))).status, 200);
+    assert.deepEqual([a.hosts.length - countA, b.hosts.length - countB], [1, 1], 'each secret reached its own origin');
+    assert.equal((await get(fake.publicPort, '/mcp')).status, 401);
+    // Rotate B: its old URL is refused, A's still works.
+    const next = c.rotateSecret(sb.id);
+    assert.ok(next);
+    assert.equal((await get(fake.publicPort, publicPath(sb.mcp_url))).status, 401);
+    assert.equal((await get(fake.publicPort, publicPath(sa.mcp_url))).status, 200);
+    const sbNew = c.listShares().find((x) => x.id === sb.id)!;
+    assert.equal((await get(fake.publicPort, publicPath(sbNew.mcp_url))).status, 200);
+    // Stop A: it is refused, B goes on, the tunnel stays (B is now the primary).
+    assert.equal(await c.stopShare(sa.id), true);
+    assert.equal((await get(fake.publicPort, publicPath(sa.mcp_url))).status, 401);
+    assert.equal((await get(fake.publicPort, publicPath(sbNew.mcp_url))).status, 200);
+    assert.equal(c.snapshot().pid, pid);
+    assert.equal(c.snapshot().mcp_url, sbNew.mcp_url);
+    assert.deepEqual(c.listShares().map((x) => x.id), [sb.id]);
+    const counted = c.listShares()[0];
+    assert.equal(counted.requests, 3, 'B counted its three requests (the refused one is no one\'s)');
+    // The last share: the tunnel stops with it.
+    assert.equal(await c.stopShare(sb.id), true);
+    assert.equal(c.state.status, 'stopped');
+    assert.ok(await waitGone(pid, 3000));
+    assert.deepEqual(c.listShares(), []);
+    assert.equal(await c.stopShare(sb.id), false);
+  });
+
+  it('an open share beside a secret one: the open one keeps the plain URL; the secret one still needs its secret', async () => {
+    const c = make();
+    assert.equal((await c.start(t(a, 'open'))).status, 'active');
+    await c.start(t(b));
+    const [open, secret] = c.listShares();
+    assert.equal(open?.mcp_url, `${c.snapshot().url}/mcp`);
+    assert.equal(c.snapshot().access, 'open');
+    const fake = await waitFor(() => readFakeState(work, c.snapshot().pid!), 3000, 'fake state');
+    const before = b.hosts.length;
+    assert.equal((await get(fake.publicPort, '/mcp')).status, 200);
+    assert.equal(b.hosts.length, before, 'the plain URL reached the open share only');
+    assert.equal((await get(fake.publicPort, publicPath(secret.mcp_url))).status, 200);
+    assert.equal(b.hosts.length, before + 1);
+  });
+
+  it('the same target again returns its share; the same target in the other mode is refused; Stop Tunnel stops every share', async () => {
+    const c = make();
+    await c.start(t(a));
+    await c.start(t(b));
+    await c.start(t(a));
+    await c.start({ host: '127.0.0.1', port: b.port, path: '/mcp', access: 'secret' }).catch(() => undefined);
+    assert.equal(c.listShares().filter((x) => x.name === `localhost:${a.port}/mcp`).length, 1);
+    await assert.rejects(c.start(t(a, 'open')), (err: unknown) => err instanceof TunnelBusyError && /secret mode/.test(err.message));
+    const pid = c.snapshot().pid!;
+    await c.stop();
+    assert.ok(await waitGone(pid, 3000));
+    assert.deepEqual(c.listShares(), []);
+  });
+
+  it('a share whose local server is not running is still created, and says so', async () => {
+    const c = make();
+    await c.start(t(a));
+    const port = await freePort();
+    await c.start({ host: 'localhost', port, path: '/mcp' });
+    const dead = await waitFor(() => c.listShares().find((x) => x.local_url === `http://localhost:${port}` && x.reachable === false), 3000, 'the probe');
+    assert.match(dead.problem ?? '', new RegExp(`Nothing is listening on localhost:${port}`));
+    assert.equal(c.listShares()[0]?.reachable, true);
+    const fake = await waitFor(() => readFakeState(work, c.snapshot().pid!), 3000, 'fake state');
+    const r = await get(fake.publicPort, publicPath(dead.mcp_url));
+    assert.equal(r.status, 502);
+    assert.equal(c.listShares().find((x) => x.id === dead.id)?.errors, 1);
+  });
+});
+
+describe('ShareRegistry', () => {
+  it('adds in order (the first is the primary), finds by target (sameTarget rules), removes, and says so', () => {
+    const r = new ShareRegistry(() => 1000);
+    let changes = 0;
+    r.onDidChange(() => changes++);
+    const one = r.add({ host: 'localhost', port: 1, path: '/mcp', access: 'secret' });
+    const two = r.add({ host: 'localhost', port: 2, path: '/mcp', access: 'open' });
+    assert.match(one.id, /^sh-[0-9a-f]{8}$/);
+    assert.match(one.secret ?? '', /^[A-Za-z0-9_-]{43}$/);
+    assert.equal(two.secret, undefined, 'an open share has no secret');
+    assert.equal(r.primary(), one);
+    assert.equal(r.find({ host: '127.0.0.1', port: 1, path: '/mcp' }), undefined, 'localhost and 127.0.0.1 are different hosts to sameTarget');
+    assert.equal(r.find({ host: 'LOCALHOST', port: 1, path: '/mcp' }), one);
+    assert.equal(r.conflicting({ host: 'localhost', port: 1, path: '/mcp', access: 'open' }), one);
+    assert.equal(r.conflicting({ host: 'localhost', port: 1, path: '/mcp', access: 'secret' }), undefined);
+    r.setHealth(one.id, { ok: false, message: 'down' });
+    r.setHealth(one.id, { ok: false, message: 'down' });
+    assert.equal(r.remove(one.id), one);
+    assert.equal(r.primary(), two);
+    assert.equal(r.remove(one.id), undefined);
+    assert.equal(changes, 4, 'add, add, health (once), remove');
+    assert.equal(shareKey({ host: 'LocalHost', port: 8002, path: '/mcp' }), 'localhost:8002/mcp');
+  });
+
+  it('probeOrigin: a listening port is ok; a closed one names the port and the fix', async () => {
+    const o = await startStrictOrigin();
+    assert.deepEqual(await probeOrigin('127.0.0.1', o.port), { ok: true });
+    await o.close();
+    const h = await probeOrigin('127.0.0.1', o.port);
+    assert.equal(h.ok, false);
+    assert.match(h.ok ? '' : h.message, new RegExp(`Nothing is listening on 127\\.0\\.0\\.1:${o.port}\\. Start your MCP server`));
+  });
+});
