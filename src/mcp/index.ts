@@ -8,7 +8,7 @@ import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
 import type { TunnelApi } from '../core/tunnelState';
 import { createTunnelMcpServer, type TunnelMcpServerOptions } from './tunnelMcpServer';
 
-export { createTunnelMcpServer, MCP_SERVER_NAME, RESOURCE_URIS, TOOL_NAMES } from './tunnelMcpServer';
+export { createTunnelMcpServer, MCP_SERVER_NAME, RESOURCE_URIS, SHARE_URI_PREFIX, TOOL_NAMES } from './tunnelMcpServer';
 export type { McpLogLevel, ResourceUri, TunnelMcpServerOptions } from './tunnelMcpServer';
 export { startHttpHost, isLoopbackHostHeader, isLoopbackOrigin, MCP_PATH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SESSIONS } from './httpHost';
 export type { HttpHost, HttpHostOptions } from './httpHost';

@@ -5,7 +5,7 @@
  * A factory apart from its transport: the in-editor HTTP host creates one server per session, the
  * CLI one over stdio, tests one over an in-memory pair; all close over the same controller.
  */
-import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { McpServer, ResourceTemplate } from '@modelcontextprotocol/sdk/server/mcp.js';
 import {
   ErrorCode,
   McpError,
@@ -16,7 +16,7 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import type { Disposable } from '../core/events';
-import { sameTarget, validateTarget, MAX_TARGET_PATH_LENGTH } from '../core/target';
+import { validateTarget, MAX_TARGET_PATH_LENGTH } from '../core/target';
 import {
   DEFAULT_TARGET,
   TunnelBusyError,
@@ -60,14 +60,17 @@ export interface TunnelMcpServerOptions {
 /** `serverInfo.name`: VS Code lists the tools as `mcp_<name>_<tool>`. */
 export const MCP_SERVER_NAME = 'mcp-tunnel';
 
-export const TOOL_NAMES = ['start_tunnel', 'stop_tunnel', 'get_tunnel_status'] as const;
+export const TOOL_NAMES = ['start_tunnel', 'stop_tunnel', 'get_tunnel_status', 'list_shares'] as const;
 
 export const RESOURCE_URIS = {
   status: 'tunnel://status',
   url: 'tunnel://url',
   config: 'tunnel://config',
   metrics: 'tunnel://metrics',
+  shares: 'tunnel://shares',
 } as const;
+/** One share: `tunnel://shares/<id>` (a resource template). */
+export const SHARE_URI_PREFIX = 'tunnel://shares/';
 export type ResourceUri = (typeof RESOURCE_URIS)[keyof typeof RESOURCE_URIS];
 const ALL_URIS: readonly ResourceUri[] = Object.values(RESOURCE_URIS);
 
@@ -88,11 +91,37 @@ const startOutput = {
     .enum(['secret', 'open'])
     .nullable()
     .describe('secret: only requests carrying the share secret (already in mcp_url) reach the server; open: anyone with the URL. Null when no tunnel runs.'),
+  share_id: z.string().nullable().describe('The share this target is on the tunnel (one tunnel carries several); stop it alone with stop_tunnel({share_id}).'),
   message: z.string().describe('What happened and what to do next.'),
+};
+const shareSchema = z.object({
+  id: z.string(),
+  name: z.string().describe('host:port/path of the local server.'),
+  access: z.enum(['secret', 'open']),
+  local_url: z.string(),
+  local_mcp_url: z.string(),
+  mcp_url: z.string().nullable().describe('Public MCP URL of this share (carries its secret in secret mode; treat it like a password).'),
+  created_at: z.string(),
+  requests: z.number().int(),
+  errors: z.number().int(),
+  last_request_at: z.string().nullable(),
+  reachable: z.boolean().nullable().describe('Whether the local server answers; null until checked.'),
+  problem: z.string().nullable().describe('Why it does not, and what to do.'),
+});
+const listSharesOutput = {
+  status: z.string().describe('The tunnel status (see get_tunnel_status).'),
+  url: z.string().nullable().describe('The tunnel\'s public base URL.'),
+  shares: z.array(shareSchema).describe('Every share on the tunnel, the first being the one get_tunnel_status describes.'),
 };
 const stopOutput = {
   status: statusSchema,
   message: z.string().describe('What happened.'),
+};
+const stopInput = {
+  share_id: z
+    .unknown()
+    .meta({ type: 'string', description: 'Stop only this share (from start_tunnel or list_shares); the others go on. Omit it to stop the whole tunnel and every share.' })
+    .optional(),
 };
 const statusOutput = {
   status: statusSchema,
@@ -117,6 +146,7 @@ const statusOutput = {
 
 type StartOutput = { [K in keyof typeof startOutput]: z.infer<(typeof startOutput)[K]> };
 type StopOutput = { [K in keyof typeof stopOutput]: z.infer<(typeof stopOutput)[K]> };
+type ListSharesOutput = { [K in keyof typeof listSharesOutput]: z.infer<(typeof listSharesOutput)[K]> };
 type StatusOutput = { [K in keyof typeof statusOutput]: z.infer<(typeof statusOutput)[K]> };
 
 // Input schemas are lenient at runtime (any JSON value) but advertise the real contract: bad
@@ -190,7 +220,8 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
         'Expose a local HTTP server (by default the MCP server at http://localhost:8002/mcp) on a public https://*.trycloudflare.com URL ' +
         'and wait until it is reachable. Returns the public mcp_url to hand to MCP clients. In secret mode (the default) mcp_url carries a share secret ' +
         'and requests without it are refused; in open mode anyone with the URL can reach the local server. ' +
-        'If the same target is already running, returns it; if a different target is running, call stop_tunnel first. ' +
+        'One tunnel carries several shares: a different target while a tunnel runs becomes another share on the same public host, with its own secret (share_id). ' +
+        'If the same target is already shared, returns it. ' +
         'Only loopback hosts are allowed unless the user configured others.',
       inputSchema: startInput(openAccess),
       outputSchema: startOutput,
@@ -209,8 +240,15 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
       }
 
       const current = controller.state;
-      const alreadyLive = isLive(current) && sameTarget(current.target, target);
-      if (isLive(current) && !alreadyLive) return errorResult(busyMessage(new TunnelBusyError(current.target, target)));
+      const alreadyLive = isLive(current) && controller.findShare(target) !== undefined;
+      // The same server in the other access mode is a conflict, not a new share: say so before asking anyone.
+      const here = joinUrl(localUrlOf(target), target.path);
+      const conflict = isLive(current) && target.access ? controller.listShares().find((x) => x.local_mcp_url === here && x.access !== target.access) : undefined;
+      if (conflict) {
+        return errorResult(
+          `A tunnel to ${where} is already running in ${conflict.access} mode; to run it in ${target.access ?? 'another'} mode, stop that share first (stop_tunnel with share_id "${conflict.id}"), then start_tunnel again.`,
+        );
+      }
       if (!alreadyLive && options.confirmStart) {
         let consent: boolean;
         try {
@@ -231,7 +269,10 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
         log('error', `start_tunnel ${where} failed: ${errorText(err)}`);
         return errorResult(`Could not start a tunnel to ${where}: ${errorText(err)}`);
       }
-      const snap = snapshotOf(state, Date.now(), controller.lastError);
+      const tunnel = snapshotOf(state, Date.now(), controller.lastError);
+      // The share of this target, not the tunnel's primary one: its own URL, secret and mode.
+      const share = controller.findShare(target);
+      const snap: TunnelSnapshot = share ? { ...tunnel, mcp_url: share.mcp_url, local_url: share.local_url, access: share.access } : tunnel;
       log('info', `start_tunnel ${where} -> ${snap.status}${snap.url ? ` ${snap.url}` : ''}`);
       const out: StartOutput = {
         status: snap.status,
@@ -240,7 +281,8 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
         local_url: snap.local_url ?? localUrlOf(target),
         pid: snap.pid,
         access: snap.access,
-        message: startMessage(snap, where),
+        share_id: share?.id ?? null,
+        message: startMessage(snap, where) + (share?.problem ? ` Note: ${share.problem}` : ''),
       };
       return structuredResult(out, !(snap.status === 'active' || snap.status === 'connecting' || snap.status === 'reconnecting'));
     },
@@ -251,13 +293,30 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
     {
       title: 'Stop tunnel',
       description:
-        'Stop the running tunnel: its public URL stops working for good (a later start gets a new random URL). ' +
+        'Stop the running tunnel and every share on it: its public URL stops working for good (a later start gets a new random URL). ' +
+        'With share_id, stop only that share (its URL and secret stop working; the others go on; the last one stops the tunnel). ' +
         'Stopping when nothing runs is not an error.',
-      inputSchema: {},
+      inputSchema: stopInput,
       outputSchema: stopOutput,
       annotations: { title: 'Stop tunnel', readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
     },
-    async (): Promise<CallToolResult> => {
+    async (args): Promise<CallToolResult> => {
+      const shareId = args.share_id;
+      if (shareId !== undefined && shareId !== null) {
+        if (typeof shareId !== 'string') return errorResult(`Invalid share_id: it must be a string from start_tunnel or list_shares.`);
+        const share = controller.listShares().find((x) => x.id === shareId);
+        if (!share) {
+          const ids = controller.listShares().map((x) => x.id);
+          return errorResult(`No share ${JSON.stringify(shareId)} on the tunnel${ids.length ? ` (shares: ${ids.join(', ')})` : ' (none is running)'}. Call list_shares.`);
+        }
+        await controller.stopShare(shareId);
+        const after = controller.state;
+        log('info', `stop_tunnel ${shareId} -> ${after.status}`);
+        return structuredResult<StopOutput>({
+          status: after.status,
+          message: after.status === 'stopped' ? `Share ${share.name} stopped; it was the last one, so the tunnel stopped too.` : `Share ${share.name} stopped; its URL no longer works. The other shares go on.`,
+        });
+      }
       const before = controller.state;
       // A failed tunnel with an automatic restart due is about to run again: stopping cancels that.
       const restartDue = before.status === 'failed' && before.restartAt !== undefined;
@@ -313,6 +372,23 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
     },
   );
 
+  server.registerTool(
+    'list_shares',
+    {
+      title: 'List shares',
+      description:
+        'List the shares the tunnel carries: for each, its id, local server, access mode, public mcp_url (with its secret), ' +
+        'request and error counts, and whether its local server answers. Changes nothing.',
+      inputSchema: {},
+      outputSchema: listSharesOutput,
+      annotations: { title: 'List shares', readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+    },
+    (): CallToolResult => {
+      const s = controller.snapshot();
+      return structuredResult<ListSharesOutput>({ status: s.status, url: s.url, shares: controller.listShares() });
+    },
+  );
+
   const readers: Record<ResourceUri, () => Record<string, unknown>> = {
     [RESOURCE_URIS.status]: () => ({ ...controller.snapshot() }),
     [RESOURCE_URIS.url]: () => {
@@ -341,6 +417,10 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
         server_version: options.version,
       };
     },
+    [RESOURCE_URIS.shares]: () => {
+      const s = controller.snapshot();
+      return { status: s.status, url: s.url, shares: controller.listShares() };
+    },
     [RESOURCE_URIS.metrics]: () => {
       const s = controller.snapshot();
       const m = controller.metrics;
@@ -365,6 +445,7 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
     [RESOURCE_URIS.url]: { name: 'url', title: 'Tunnel URL', description: 'The public URL as JSON: { available, url, mcp_url }. available is true once the URL works.' },
     [RESOURCE_URIS.config]: { name: 'config', title: 'Tunnel configuration', description: 'How the tunnel runs as JSON: target, local URL, cloudflared version and path, metrics address, allowed hosts.' },
     [RESOURCE_URIS.metrics]: { name: 'metrics', title: 'Tunnel metrics', description: 'Traffic through the tunnel as JSON: requests, errors, concurrent requests, responses by status code, edge locations.' },
+    [RESOURCE_URIS.shares]: { name: 'shares', title: 'Shares', description: 'Every share on the tunnel as JSON: id, local server, access, public mcp_url (with its secret), requests, errors, reachable. tunnel://shares/{id} is one of them.' },
   };
 
   for (const uri of ALL_URIS) {
@@ -373,18 +454,34 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
       contents: [{ uri, mimeType: 'application/json', text: JSON.stringify(readers[uri](), null, 2) }],
     }));
   }
+  const shareById = (id: string) => controller.listShares().find((x) => x.id === id);
+  server.registerResource(
+    'share',
+    new ResourceTemplate(`${SHARE_URI_PREFIX}{id}`, {
+      list: () => ({ resources: controller.listShares().map((x) => ({ uri: `${SHARE_URI_PREFIX}${x.id}`, name: `share ${x.name}`, mimeType: 'application/json' })) }),
+    }),
+    { title: 'One share', description: 'One share of the tunnel as JSON (see tunnel://shares).', mimeType: 'application/json' },
+    (uri, variables): ReadResourceResult => {
+      const id = String(variables['id'] ?? '');
+      const share = shareById(id);
+      if (!share) throw new McpError(ErrorCode.InvalidParams, `No share ${JSON.stringify(id)} on the tunnel; read tunnel://shares for the list.`);
+      return { contents: [{ uri: uri.href, mimeType: 'application/json', text: JSON.stringify(share, null, 2) }] };
+    },
+  );
 
   // --- resources/subscribe (McpServer does not handle it) -------------------------------------
   // Each subscribed URI remembers a fingerprint of what the client last saw, without the fields
   // that change by the clock alone; an event sends `resources/updated` only when it changed.
-  const subscribed = new Map<ResourceUri, string>();
+  const subscribed = new Map<string, string>();
   let listeners: Disposable[] | undefined;
 
-  const fingerprint = (uri: ResourceUri): string => {
-    const { uptime_seconds: _uptime, read_at: _readAt, ...rest } = readers[uri]();
+  const fingerprint = (uri: string): string => {
+    const value = uri.startsWith(SHARE_URI_PREFIX) ? (shareById(uri.slice(SHARE_URI_PREFIX.length)) ?? { gone: true }) : readers[uri as ResourceUri]();
+    const { uptime_seconds: _uptime, read_at: _readAt, ...rest } = value as Record<string, unknown>;
     return JSON.stringify(rest);
   };
-  const notify = (uris: readonly ResourceUri[]): void => {
+  const shareUris = (): string[] => [...subscribed.keys()].filter((u) => u.startsWith(SHARE_URI_PREFIX));
+  const notify = (uris: readonly string[]): void => {
     for (const uri of uris) {
       const last = subscribed.get(uri);
       if (last === undefined) continue;
@@ -395,16 +492,21 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
     }
   };
   const attach = (): void => {
-    listeners ??= [controller.onDidChangeState(() => notify(ALL_URIS)), controller.onDidChangeMetrics(() => notify([RESOURCE_URIS.metrics]))];
+    listeners ??= [
+      controller.onDidChangeState(() => notify([...ALL_URIS, ...shareUris()])),
+      controller.onDidChangeMetrics(() => notify([RESOURCE_URIS.metrics, RESOURCE_URIS.shares, ...shareUris()])),
+      controller.onDidChangeShares(() => notify([...ALL_URIS, ...shareUris()])),
+    ];
   };
   const detach = (): void => {
     for (const d of listeners ?? []) d.dispose();
     listeners = undefined;
   };
-  const knownUri = (raw: string): ResourceUri => {
+  const knownUri = (raw: string): string => {
     const uri = raw.replace(/\/+$/, '');
-    if ((ALL_URIS as readonly string[]).includes(uri)) return uri as ResourceUri;
-    throw new McpError(ErrorCode.InvalidParams, `Unknown resource ${JSON.stringify(raw)}; subscribable resources: ${ALL_URIS.join(', ')}.`);
+    if ((ALL_URIS as readonly string[]).includes(uri)) return uri;
+    if (uri.startsWith(SHARE_URI_PREFIX) && shareById(uri.slice(SHARE_URI_PREFIX.length))) return uri;
+    throw new McpError(ErrorCode.InvalidParams, `Unknown resource ${JSON.stringify(raw)}; subscribable resources: ${ALL_URIS.join(', ')} and ${SHARE_URI_PREFIX}<id> of a live share.`);
   };
 
   server.server.setRequestHandler(SubscribeRequestSchema, (request) => {
@@ -414,7 +516,8 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
     return {};
   });
   server.server.setRequestHandler(UnsubscribeRequestSchema, (request) => {
-    subscribed.delete(knownUri(request.params.uri));
+    // A share's URI may be gone by now (the share stopped): unsubscribing from it is still fine.
+    if (!subscribed.delete(request.params.uri.replace(/\/+$/, ''))) knownUri(request.params.uri);
     if (subscribed.size === 0) detach();
     return {};
   });
@@ -448,7 +551,7 @@ function startMessage(s: TunnelSnapshot, where: string): string {
 }
 
 function busyMessage(err: TunnelBusyError): string {
-  return `${err.message} Call stop_tunnel first, then start_tunnel with the new target.`;
+  return `${err.message} Stop that share first (stop_tunnel with its share_id from list_shares), then start_tunnel again.`;
 }
 
 function errorText(err: unknown): string {

@@ -142,13 +142,13 @@ describe('mcp-tunnel mcp (real CLI, real SDK client)', { concurrency: false }, (
       await client.close();
     });
 
-    it('initialize: server info, capabilities; tools/list has the three tools', async () => {
+    it('initialize: server info, capabilities; tools/list has the four tools', async () => {
       assert.equal(client.getServerVersion()?.name, 'mcp-tunnel');
       const caps = client.getServerCapabilities();
       assert.ok(caps?.tools, 'tools capability');
       assert.equal(caps?.resources?.subscribe, true);
       const { tools } = await client.listTools();
-      assert.deepEqual(tools.map((t) => t.name).sort(), ['get_tunnel_status', 'start_tunnel', 'stop_tunnel']);
+      assert.deepEqual(tools.map((t) => t.name).sort(), ['get_tunnel_status', 'list_shares', 'start_tunnel', 'stop_tunnel']);
       const status = structured(await call(client, 'get_tunnel_status'));
       assert.equal(status['status'], 'stopped');
     });
@@ -278,6 +278,51 @@ describe('mcp-tunnel mcp (real CLI, real SDK client)', { concurrency: false }, (
       assert.ok(await waitGone(pid, STEP_MS));
     } finally {
       await c.close();
+    }
+  });
+
+  it('shares over MCP: a second start_tunnel adds a share to the same tunnel; list_shares, tunnel://shares and stop_tunnel({share_id}) act on one', { timeout: 90_000 }, async () => {
+    const second = await startStrictOrigin();
+    const transport = new StdioClientTransport({ command: process.execPath, args: [CLI, 'mcp', '--cloudflared', FAKE_CLOUDFLARED], env: cliEnv(), stderr: 'pipe' });
+    const c = new Client({ name: 'mcp-cli-shares-test', version: '1.0.0' });
+    await withTimeout(c.connect(transport), STEP_MS, 'initialize');
+    try {
+      const one = structured(await withTimeout(call(c, 'start_tunnel', { port: origin.port }), STEP_MS, 'first start_tunnel'));
+      const two = structured(await withTimeout(call(c, 'start_tunnel', { port: second.port }), STEP_MS, 'second start_tunnel'));
+      assert.equal(two['status'], 'active');
+      assert.equal(two['pid'], one['pid'], 'one cloudflared');
+      assert.equal(two['url'], one['url'], 'one public host');
+      assert.match(String(one['share_id']), /^sh-[0-9a-f]{8}$/);
+      assert.notEqual(two['share_id'], one['share_id']);
+      assert.notEqual(two['mcp_url'], one['mcp_url']);
+      assert.equal(two['local_url'], `http://localhost:${second.port}`);
+      const again = structured(await call(c, 'start_tunnel', { port: second.port }));
+      assert.equal(again['share_id'], two['share_id'], 'the same target returns its share');
+      const listed = structured(await call(c, 'list_shares'));
+      const shares = listed['shares'] as Array<{ id: string; mcp_url: string }>;
+      assert.deepEqual(shares.map((x) => x.id), [one['share_id'], two['share_id']]);
+      const res = await readJson(c, 'tunnel://shares');
+      assert.deepEqual((res['shares'] as Array<{ id: string }>).map((x) => x.id), shares.map((x) => x.id));
+      const single = await readJson(c, `tunnel://shares/${String(two['share_id'])}`);
+      assert.equal(single['mcp_url'], two['mcp_url']);
+      const fake = readFakeState(path.join(work, 'fake'), Number(one['pid']))!;
+      assert.equal((await get(fake.publicPort, publicPath(String(one['mcp_url'])))).status, 200);
+      assert.equal((await get(fake.publicPort, publicPath(String(two['mcp_url'])))).status, 200);
+      // Stop the first share alone: its URL is refused, the second goes on.
+      const stopped = await call(c, 'stop_tunnel', { share_id: one['share_id'] });
+      assert.equal(stopped.isError, undefined, text(stopped));
+      assert.match(text(stopped), /The other shares go on/);
+      assert.equal((await get(fake.publicPort, publicPath(String(one['mcp_url'])))).status, 401);
+      assert.equal((await get(fake.publicPort, publicPath(String(two['mcp_url'])))).status, 200);
+      assert.equal(structured(await call(c, 'get_tunnel_status'))['mcp_url'], two['mcp_url'], 'the tunnel now describes the share left');
+      const unknown = await call(c, 'stop_tunnel', { share_id: 'sh-nope' });
+      assert.equal(unknown.isError, true);
+      assert.match(text(unknown), /No share "sh-nope".*list_shares/);
+      assert.equal(structured(await withTimeout(call(c, 'stop_tunnel'), STEP_MS, 'stop_tunnel'))['status'], 'stopped');
+      assert.ok(await waitGone(Number(one['pid']), STEP_MS));
+    } finally {
+      await c.close();
+      await second.close();
     }
   });
 

@@ -77,11 +77,11 @@ void describe('validateTarget', () => {
 });
 
 void describe('createTunnelMcpServer', () => {
-  void it('lists three tools with titles, honest annotations, input and output schemas', async () => {
+  void it('lists four tools with titles, honest annotations, input and output schemas', async () => {
     const { client } = await connect();
     const { tools } = await client.listTools();
     const byName = new Map(tools.map((t) => [t.name, t]));
-    assert.deepEqual([...byName.keys()].sort(), ['get_tunnel_status', 'start_tunnel', 'stop_tunnel']);
+    assert.deepEqual([...byName.keys()].sort(), ['get_tunnel_status', 'list_shares', 'start_tunnel', 'stop_tunnel']);
     for (const t of tools) {
       assert.ok(t.title, `${t.name} has a title`);
       assert.ok((t.description ?? '').length > 40, `${t.name} has a description`);
@@ -92,7 +92,7 @@ void describe('createTunnelMcpServer', () => {
     assert.equal(start.annotations?.openWorldHint, true);
     assert.equal(start.annotations?.destructiveHint, false);
     assert.equal(start.annotations?.readOnlyHint, false);
-    assert.deepEqual(Object.keys(start.outputSchema?.properties ?? {}).sort(), ['access', 'local_url', 'mcp_url', 'message', 'pid', 'status', 'url']);
+    assert.deepEqual(Object.keys(start.outputSchema?.properties ?? {}).sort(), ['access', 'local_url', 'mcp_url', 'message', 'pid', 'share_id', 'status', 'url']);
     const props = start.inputSchema.properties as Record<string, Record<string, unknown>>;
     assert.equal(props['port']?.['type'], 'integer');
     assert.equal(props['port']?.['maximum'], 65535);
@@ -318,10 +318,10 @@ void describe('createTunnelMcpServer', () => {
     await client.close();
   });
 
-  void it('lists and reads the four JSON resources', async () => {
+  void it('lists and reads the five JSON resources', async () => {
     const { client } = await connect();
     const { resources } = await client.listResources();
-    assert.deepEqual(resources.map((r) => r.uri).sort(), ['tunnel://config', 'tunnel://metrics', 'tunnel://status', 'tunnel://url']);
+    assert.deepEqual(resources.map((r) => r.uri).sort(), ['tunnel://config', 'tunnel://metrics', 'tunnel://shares', 'tunnel://status', 'tunnel://url']);
     for (const r of resources) assert.equal(r.mimeType, 'application/json');
 
     const stopped = await readJson(client, 'tunnel://url');
