@@ -8,9 +8,10 @@ import { findCloudflared, type EdgeProtocol, type HostHeaderMode } from './core/
 import { defaultStateDir } from './core/paths';
 import { validateTarget } from './core/target';
 import { readFile } from 'node:fs/promises';
-import { SHARE_SECRET_PATTERN, TunnelController, type NamedTunnel } from './core/tunnelController';
+import { SHARE_SECRET_PATTERN, TunnelController, type NamedTunnel, type ShareSecretStore } from './core/tunnelController';
 import { loadMcpModule } from './mcpModule';
-import { DEFAULT_TARGET, joinUrl, localUrlOf, snapshotOf, type TunnelState } from './core/tunnelState';
+import { DEFAULT_TARGET, joinUrl, localUrlOf, snapshotOf, type TunnelState, type TunnelTarget } from './core/tunnelState';
+import { shareKey } from './core/shares/shares';
 
 /** Replaced by esbuild with package.json's version; `tsx src/cli.ts` (no build) says so. */
 declare const __MCP_TUNNEL_VERSION__: string | undefined;
@@ -26,6 +27,8 @@ Usage:
 
 Options for start:
   --port N             local port of the server            (default ${DEFAULT_TARGET.port})
+                       repeat it to share several servers on one tunnel, each with
+                       its own secret; each may be host:port/path (localhost:3000/mcp)
   --host H             local host of the server (loopback) (default ${DEFAULT_TARGET.host})
   --allow-host H       allow --host H although it is not loopback: it becomes
                        reachable from the internet through the tunnel
@@ -37,8 +40,10 @@ Options for start:
   --access M           secret (default): only requests carrying the share secret
                        (in the printed MCP URL, or as a bearer header) reach the
                        server | open: anyone with the URL. The secret is new for
-                       every run unless MCP_TUNNEL_SHARE_SECRET fixes it
-  --json               one JSON object per state change instead of text
+                       every run unless MCP_TUNNEL_SHARE_SECRET fixes it (the
+                       first share's)
+  --json               one JSON object per state change instead of text, with
+                       the shares
   --named              run a named tunnel (stable hostname) instead of a quick tunnel
   --hostname H         with --named: the hostname routed to the tunnel
   --token-file F       with --named: file holding the tunnel token
@@ -94,8 +99,41 @@ const ENGINE_OPTIONS = {
   access: { type: 'string' },
 } as const;
 
+/**
+ * One `--port` of `start`: `8002`, `localhost:8002`, `8002/mcp` or `[::1]:8002/mcp`, validated like
+ * an agent's target. A non-loopback host must be named again in --allow-host: a typo or a pasted
+ * command line must not publish an intranet address or cloud metadata by itself.
+ */
+function shareTarget(spec: string | undefined, values: { host?: string | undefined; path?: string | undefined; 'allow-host'?: string[] | undefined }): TunnelTarget {
+  let host = values.host;
+  let port: string | undefined = spec;
+  let path = values.path;
+  if (spec !== undefined && !/^\d+$/.test(spec)) {
+    const m = /^(?:(\[[^\]]+\]|[^:/[\]]+):)?(\d+)(\/\S*)?$/.exec(spec);
+    if (!m) fail(`--port ${JSON.stringify(spec)} is not a port: give a decimal port, or host:port/path (e.g. localhost:8002/mcp).`);
+    host = m[1] ?? host;
+    port = m[2];
+    path = m[3] ?? path;
+  }
+  if (port !== undefined) portFlag(port, 1, DEFAULT_TARGET.port);
+  const v = validateTarget({ port, host, path }, { allowedHosts: values['allow-host'] ?? [], howToAllow: `also pass --allow-host ${host ?? '<host>'}` });
+  if (!v.ok) fail(`${v.message}\nRun "mcp-tunnel start --help" for usage.`);
+  return v.target;
+}
+
+function fixedSecretStore(secret: string, key: string | undefined): ShareSecretStore {
+  let owner = key;
+  return {
+    get: (k) => {
+      owner ??= k;
+      return Promise.resolve(k === owner ? secret : undefined);
+    },
+    set: () => Promise.resolve(),
+  };
+}
+
 /** The controller both commands run on, from the shared flags (exits 2 on a bad flag). */
-function makeController(values: EngineFlags): TunnelController {
+function makeController(values: EngineFlags, fixedSecretKey?: string): TunnelController {
   const protocol = values.protocol ?? 'auto';
   if (!['auto', 'quic', 'http2'].includes(protocol)) fail(`--protocol must be auto, quic or http2 (got "${protocol}").`);
   const hostHeader = values['host-header'] ?? 'origin';
@@ -111,7 +149,8 @@ function makeController(values: EngineFlags): TunnelController {
   }
   return new TunnelController({
     access,
-    ...(fixedSecret ? { shareSecretStore: { get: () => Promise.resolve(fixedSecret), set: () => Promise.resolve() } } : {}),
+    // The fixed secret is one share's: the first `--port` of `start`, the first target of `mcp`.
+    ...(fixedSecret ? { shareSecretStore: fixedSecretStore(fixedSecret, fixedSecretKey) } : {}),
     findCloudflared: () => findCloudflared({ ...(values.cloudflared ? { explicitPath: values.cloudflared } : {}), settingName: '--cloudflared' }),
     stateDir: defaultStateDir(),
     startTimeoutMs: timeoutS * 1000,
@@ -191,7 +230,7 @@ async function start(argv: string[]): Promise<number> {
     args: argv,
     options: {
       ...ENGINE_OPTIONS,
-      port: { type: 'string' },
+      port: { type: 'string', multiple: true },
       host: { type: 'string' },
       path: { type: 'string' },
       'allow-host': { type: 'string', multiple: true },
@@ -200,17 +239,13 @@ async function start(argv: string[]): Promise<number> {
     strict: true,
     allowPositionals: false,
   });
-  if (values.port !== undefined) portFlag(values.port, 1, DEFAULT_TARGET.port);
-  // Loopback, or a host named again in --allow-host: a typo or a pasted command line must not
-  // publish an intranet address or cloud metadata by itself.
-  const v = validateTarget(
-    { port: values.port, host: values.host, path: values.path },
-    { allowedHosts: values['allow-host'] ?? [], howToAllow: `also pass --allow-host ${values.host ?? '<host>'}` },
-  );
-  if (!v.ok) fail(`${v.message}\nRun "mcp-tunnel start --help" for usage.`);
-  const target = v.target;
+  // One share per --port (each may be `port`, `host:port`, `port/path` or `host:port/path`;
+  // --host and --path fill in what a plain one leaves out).
+  const targets = (values.port ?? [undefined]).map((spec) => shareTarget(spec, values));
+  const [target, ...moreTargets] = targets;
+  if (!target) fail('No target to share.');
   const json = values.json;
-  const controller = makeController(values);
+  const controller = makeController(values, shareKey(target));
   controller.updateOptions({ metricsIntervalMs: 0 });
   // A closed stdout (`mcp-tunnel start --json | head -1`) is a reason to stop, not to crash: an
   // unhandled EPIPE would kill the CLI and leave cloudflared's files behind.
@@ -232,7 +267,7 @@ async function start(argv: string[]): Promise<number> {
     if (!json && key === shown) return;
     shown = key;
     if (json) {
-      out(JSON.stringify(snapshotOf(s, Date.now(), controller.lastError)));
+      out(JSON.stringify({ ...snapshotOf(s, Date.now(), controller.lastError), shares: controller.listShares() }));
       return;
     }
     switch (s.status) {
@@ -302,6 +337,15 @@ async function start(argv: string[]): Promise<number> {
   });
   const settled = await controller.start(target);
   if (settled.status === 'connecting' && !json) out(`(${settled.url} is issued but not connected yet; still trying. Ctrl+C to stop.)`);
+  if (moreTargets.length > 0 && (settled.status === 'active' || settled.status === 'connecting')) {
+    for (const t of moreTargets) await controller.start(t).catch((err: unknown) => process.stderr.write(`Could not share ${joinUrl(localUrlOf(t), t.path)}: ${(err as Error).message}\n`));
+    const shares = controller.listShares();
+    if (json) out(JSON.stringify({ ...snapshotOf(controller.state, Date.now(), controller.lastError), shares }));
+    else {
+      out(`Shares on this tunnel (${shares.length}; each URL carries its own secret, or none when open):`);
+      for (const sh of shares) out(`  ${sh.name.padEnd(28)} ${sh.mcp_url ?? '(no URL yet)'}${sh.access === 'open' ? '   OPEN' : ''}${sh.problem ? `\n  ${''.padEnd(28)} ${sh.problem}` : ''}`);
+    }
+  }
   const code = await finished;
   controller.dispose();
   return code;

@@ -4,7 +4,9 @@ import { findCloudflared } from './core/cloudflared';
 import { DEFAULT_RESTART_POLICY, TunnelController } from './core/tunnelController';
 import { mcpUrlFor, shareInputOf } from './core/clientConfigs';
 import { isLive, type CloudflaredInfo } from './core/tunnelState';
-import { registerCommands, SHARE_SECRET_KEY, TUNNEL_TOKEN_KEY } from './vscode/commands';
+import { registerCommands, TUNNEL_TOKEN_KEY } from './vscode/commands';
+import { createShareSecretStore } from './vscode/shareSecrets';
+import { shareKey } from './core/shares/shares';
 import { readConfig, SECTION, type ConfigProblem, type TunnelConfig } from './vscode/config';
 import { TunnelLog } from './vscode/log';
 import { PROVIDER_ID, TunnelMcpProvider } from './vscode/mcpProvider';
@@ -41,10 +43,7 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
   const namedTunnel = () =>
     config.tunnelMode === 'named' ? { hostname: config.namedHostname, token: () => Promise.resolve(context.secrets.get(TUNNEL_TOKEN_KEY)) } : undefined;
   // A named tunnel's hostname is stable: so is its share secret (secret storage), until rotated.
-  const shareSecretStore = () =>
-    config.tunnelMode === 'named'
-      ? { get: () => Promise.resolve(context.secrets.get(SHARE_SECRET_KEY)), set: (v: string) => Promise.resolve(context.secrets.store(SHARE_SECRET_KEY, v)) }
-      : undefined;
+  const shareSecretStore = () => (config.tunnelMode === 'named' ? createShareSecretStore(context.secrets, () => shareKey(config.target)) : undefined);
   const ctl = new TunnelController({
     findCloudflared: () => findCloudflared({ ...(config.cloudflaredPath ? { explicitPath: config.cloudflaredPath } : {}), settingName }),
     stateDir: context.globalStorageUri.fsPath,

@@ -46,8 +46,6 @@ export interface CommandDeps {
 }
 
 export const TUNNEL_TOKEN_KEY = 'mcpTunnel.namedTunnel.token';
-/** The named tunnel's share secret, kept between sessions so its MCP URL stays the same. */
-export const SHARE_SECRET_KEY = 'mcpTunnel.namedTunnel.shareSecret';
 
 async function copy(text: string | null | undefined, what: string): Promise<void> {
   if (!text) {

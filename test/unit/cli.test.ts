@@ -72,6 +72,39 @@ describe('mcp-tunnel CLI', { concurrency: false }, () => {
     assert.ok(await waitGone(pid, 1000), 'cloudflared is gone after Ctrl+C');
   });
 
+  it('start --port A --port host:B/path: one tunnel, one share per target, each MCP URL printed with its own secret; --json lists the shares', async () => {
+    const second = await startStrictOrigin();
+    try {
+      const r = cli(['start', '--port', String(origin.port), '--port', `127.0.0.1:${second.port}/other`, '--cloudflared', FAKE_CLOUDFLARED]);
+      await waitFor(() => (/Shares on this tunnel \(2;/.test(r.out()) ? true : undefined), 8000, 'the shares list');
+      const lines = r.out().split('\n').filter((l) => /^ {2}\S+:\d+\//.test(l));
+      assert.equal(lines.length, 2, r.out());
+      const urls = lines.map((l) => /(https:\/\/\S+)/.exec(l)?.[1] ?? '');
+      assert.match(urls[0] ?? '', /^https:\/\/[a-z-]+\.trycloudflare\.com\/[A-Za-z0-9_-]{43}\/mcp$/);
+      assert.match(urls[1] ?? '', /^https:\/\/[a-z-]+\.trycloudflare\.com\/[A-Za-z0-9_-]{43}\/other$/);
+      assert.notEqual(urls[0]?.split('/')[3], urls[1]?.split('/')[3], 'each share its own secret');
+      const pid = Number(/PID (\d+)/.exec(r.out())?.[1]);
+      const fake = readFakeState(work, pid)!;
+      const before = second.hosts.length;
+      assert.equal((await get(fake.publicPort, publicPath(urls[1]))).status, 200);
+      assert.equal(second.hosts.length, before + 1);
+      assert.equal(second.hosts.at(-1), `127.0.0.1:${second.port}`);
+      r.child.kill('SIGINT');
+      assert.equal((await r.exit).code, 0);
+      assert.ok(await waitGone(pid, 3000));
+      const j = cli(['start', '--json', '--port', String(origin.port), '--port', String(second.port), '--cloudflared', FAKE_CLOUDFLARED]);
+      const withShares = await waitFor(() => j.out().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { status: string; shares: unknown[] }).find((x) => x.shares.length === 2), 8000, 'a JSON line with both shares');
+      assert.equal(withShares.status, 'active');
+      j.child.kill('SIGINT');
+      assert.equal((await j.exit).code, 0);
+      const bad = cli(['start', '--port', 'localhost:80x']);
+      assert.equal((await bad.exit).code, 2);
+      assert.match(bad.err(), /--port "localhost:80x" is not a port/);
+    } finally {
+      await second.close();
+    }
+  });
+
   it('--named: a stable hostname, the token from a file (not in argv)', async () => {
     const token = Buffer.from(JSON.stringify({ a: 'acct', t: '6ff42ae2-765d-4adf-8112-31c55c1551ef', s: 'c2VjcmV0' })).toString('base64');
     const tokenFile = path.join(work, 'token');
@@ -264,7 +297,7 @@ describe('mcp-tunnel CLI', { concurrency: false }, () => {
     for (const args of [['start', '--port', '0x50'], ['start', '--port', '1e3'], ['mcp', '--http', '--port', '0x50']]) {
       const x = cli(args);
       assert.equal((await x.exit).code, 2, args.join(' '));
-      assert.match(x.err(), /--port must be a decimal port number/);
+      assert.match(x.err(), /--port must be a decimal port number|--port "[^"]+" is not a port: give a decimal port/);
     }
     const t = cli(['mcp', '--http'], { MCP_TUNNEL_TOKEN: 'sixteen-chars-ok' });
     assert.equal((await t.exit).code, 2);
