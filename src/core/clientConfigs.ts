@@ -4,6 +4,7 @@
  * secret path (`https://host/<secret>/mcp`) where it only takes a URL.
  */
 
+import type { ShareSnapshot } from './shares/shares';
 import { sharePathOf, type TunnelState } from './tunnelState';
 
 export type ClientKind = 'vscode' | 'claude-code' | 'claude-desktop' | 'cursor' | 'url';
@@ -85,6 +86,20 @@ export function clientConfig(kind: ClientKind, input: ClientConfigInput): Client
 }
 
 export const CLIENT_KINDS: readonly ClientKind[] = ['vscode', 'claude-code', 'claude-desktop', 'cursor', 'url'];
+
+/**
+ * What the configs and the QR code share for one share of the tunnel: the tunnel URL (plus an
+ * open share's public-name prefix), its path and (a secret share) its secret.
+ */
+export function shareInputOfShare(tunnelUrl: string | undefined, share: ShareSnapshot): ClientConfigInput | undefined {
+  if (!tunnelUrl || !share.mcp_url?.startsWith(tunnelUrl)) return undefined;
+  const path = share.local_mcp_url.slice(share.local_url.length) || '/';
+  const rest = share.mcp_url.slice(tunnelUrl.length);
+  const prefix = rest.endsWith(path) ? rest.slice(0, rest.length - path.length) : '';
+  // One name per share, so configs for two shares can sit side by side in one client.
+  const name = `tunneled-mcp-${/:(\d+)$/.exec(share.local_url)?.[1] ?? share.id}`;
+  return share.access === 'secret' ? { url: tunnelUrl, path, secret: prefix.replace(/^\//, ''), name } : { url: tunnelUrl + prefix, path, name };
+}
 
 /** What the configs and the QR code share for a state: its URL, path and (behind the gate) secret. */
 export function shareInputOf(s: TunnelState): ClientConfigInput | undefined {

@@ -6,7 +6,8 @@ import { maskSharePath } from '../core/format';
 import type { TunnelController } from '../core/tunnelController';
 import type { TunnelLog } from './log';
 import type { TunnelTreeRow } from './tunnelTree';
-import { CLIENT_KINDS, clientConfig, mcpUrlFor, shareInputOf } from '../core/clientConfigs';
+import { CLIENT_KINDS, clientConfig, mcpUrlFor, shareInputOf, shareInputOfShare, type ClientConfigInput } from '../core/clientConfigs';
+import type { ShareSnapshot } from '../core/shares/shares';
 import type { QrPanel } from './qrView';
 import { askTarget, locateCloudflared, runStart } from './ui';
 import { validateTarget } from '../core/target';
@@ -31,6 +32,12 @@ export const enum CommandId {
   ClearTunnelToken = 'mcpTunnel.clearTunnelToken',
   ShowQr = 'mcpTunnel.showQr',
   RotateSecret = 'mcpTunnel.rotateSecret',
+  ShareLocalServer = 'mcpTunnel.shareLocalServer',
+  StopShare = 'mcpTunnel.stopShare',
+  CopyShareMcpUrl = 'mcpTunnel.copyShareMcpUrl',
+  CopyShareClientConfig = 'mcpTunnel.copyShareClientConfig',
+  ShowShareQr = 'mcpTunnel.showShareQr',
+  RotateShareSecret = 'mcpTunnel.rotateShareSecret',
 }
 
 export interface CommandDeps {
@@ -126,22 +133,49 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
       if (row?.value) await vscode.env.openExternal(vscode.Uri.parse(row.value));
     },
     // An optional client kind (`vscode`, `claude-code`, …) skips the pick: for keybindings and tests.
-    [CommandId.CopyClientConfig]: async (kind?: unknown) => {
-      const input = shareInput(deps);
-      if (!input) return void vscode.window.showWarningMessage('No public URL yet: start the tunnel first.');
-      const given = typeof kind === 'string' && (CLIENT_KINDS as readonly string[]).includes(kind) ? clientConfig(kind as (typeof CLIENT_KINDS)[number], input) : undefined;
-      const config =
-        given ??
-        (
-          await vscode.window.showQuickPick(
-            CLIENT_KINDS.map((k) => clientConfig(k, input)).map((c) => ({ label: c.label, detail: c.detail, config: c })),
-            { title: 'Copy MCP Client Config', placeHolder: 'Which client will connect to the tunnel?' },
-          )
-        )?.config;
-      if (!config) return;
-      await vscode.env.clipboard.writeText(config.text);
-      vscode.window.setStatusBarMessage(`$(check) Copied the ${config.label} config`, 3000);
-      return config.kind;
+    [CommandId.CopyClientConfig]: (kind?: unknown) => copyClientConfig(shareInput(deps), kind),
+    // Share Local Server…: another server on the same tunnel (or the first, which starts it).
+    [CommandId.ShareLocalServer]: async () => {
+      const target = await askTarget(deps.defaultTarget(), deps.allowedHosts(), 'Share Local Server');
+      if (!target) return undefined;
+      const state = await start(target);
+      const share = controller.findShare(target);
+      if (share?.problem) void vscode.window.showWarningMessage(`MCP Tunnel: ${share.problem}`);
+      return state && share ? share.id : undefined;
+    },
+    [CommandId.StopShare]: async (arg?: unknown) => {
+      const share = await pickShare(deps, arg, 'Stop Share');
+      if (!share) return false;
+      const last = controller.listShares().length === 1;
+      await controller.stopShare(share.id);
+      vscode.window.setStatusBarMessage(`$(check) Stopped sharing ${share.name}${last ? '; the tunnel stopped with its last share' : ''}`, 4000);
+      return true;
+    },
+    [CommandId.CopyShareMcpUrl]: async (arg?: unknown) => {
+      const share = await pickShare(deps, arg, 'Copy MCP URL');
+      if (share) await copy(share.mcp_url, `MCP URL of ${share.name}`);
+      return share?.mcp_url ?? undefined;
+    },
+    [CommandId.CopyShareClientConfig]: async (arg?: unknown, kind?: unknown) => {
+      const share = await pickShare(deps, arg, 'Copy MCP Client Config');
+      return share ? copyClientConfig(shareInputOfShare(controller.snapshot().url ?? undefined, share), kind) : undefined;
+    },
+    [CommandId.ShowShareQr]: async (arg?: unknown) => {
+      const share = await pickShare(deps, arg, 'Show QR Code');
+      const input = share ? shareInputOfShare(controller.snapshot().url ?? undefined, share) : undefined;
+      if (!input) return undefined;
+      const url = mcpUrlFor(input, true);
+      deps.qr.show(url, input.secret ? `Scan to get the MCP URL of ${share?.name ?? 'the share'} (it includes its secret: show it only to people you trust).` : `Scan to get the public MCP URL of ${share?.name ?? 'the share'}. Anyone with it can reach that server.`);
+      return url;
+    },
+    [CommandId.RotateShareSecret]: async (arg?: unknown) => {
+      const share = await pickShare(deps, arg, 'Rotate Share Secret', (x) => x.access === 'secret');
+      if (!share) return undefined;
+      if (!controller.rotateSecret(share.id)) return undefined;
+      void vscode.window.showInformationMessage(`The secret of ${share.name} was rotated: its old MCP URL and configs no longer work (the other shares are untouched). Share the new one.`, 'Copy MCP URL').then((a) => {
+        if (a) void vscode.commands.executeCommand(CommandId.CopyShareMcpUrl, share.id);
+      });
+      return true;
     },
     [CommandId.SetTunnelToken]: async () => {
       const token = await vscode.window.showInputBox({
@@ -176,6 +210,44 @@ function shareInput(deps: CommandDeps): ReturnType<typeof shareInputOf> {
   return shareInputOf(deps.controller.state);
 }
 
+async function copyClientConfig(input: ClientConfigInput | undefined, kind: unknown): Promise<string | undefined> {
+  if (!input) return void vscode.window.showWarningMessage('No public URL yet: start the tunnel first.');
+  const given = typeof kind === 'string' && (CLIENT_KINDS as readonly string[]).includes(kind) ? clientConfig(kind as (typeof CLIENT_KINDS)[number], input) : undefined;
+  const config =
+    given ??
+    (
+      await vscode.window.showQuickPick(
+        CLIENT_KINDS.map((k) => clientConfig(k, input)).map((c) => ({ label: c.label, detail: c.detail, config: c })),
+        { title: 'Copy MCP Client Config', placeHolder: 'Which client will connect to the tunnel?' },
+      )
+    )?.config;
+  if (!config) return undefined;
+  await vscode.env.clipboard.writeText(config.text);
+  vscode.window.setStatusBarMessage(`$(check) Copied the ${config.label} config`, 3000);
+  return config.kind;
+}
+
+/**
+ * The share a command acts on: a tree row's, an id given (keybindings, tests), the only one, or
+ * the user's pick. Undefined (after saying why) when there is none.
+ */
+async function pickShare(deps: CommandDeps, arg: unknown, title: string, fits: (s: ShareSnapshot) => boolean = () => true): Promise<ShareSnapshot | undefined> {
+  const shares = deps.controller.listShares().filter(fits);
+  const id = typeof arg === 'string' ? arg : arg && typeof arg === 'object' && 'shareId' in arg && typeof (arg as TunnelTreeRow).shareId === 'string' ? (arg as TunnelTreeRow).shareId : undefined;
+  if (id !== undefined) {
+    const share = shares.find((x) => x.id === id);
+    if (!share) void vscode.window.showWarningMessage(`MCP Tunnel: that share is no longer on the tunnel.`);
+    return share;
+  }
+  if (shares.length === 0) return void vscode.window.showWarningMessage('MCP Tunnel: no share fits: start the tunnel (or share a local server) first.');
+  if (shares.length === 1) return shares[0];
+  const picked = await vscode.window.showQuickPick(
+    shares.map((x) => ({ label: x.name, description: x.access === 'open' ? 'open' : 'secret', detail: `${x.requests} requests · ${x.errors} errors${x.problem ? ` · ${x.problem}` : ''}`, share: x })),
+    { title, placeHolder: 'Which share?' },
+  );
+  return picked?.share;
+}
+
 /** The status bar's click: the actions that fit the state. */
 async function showActions(deps: CommandDeps): Promise<void> {
   const s = deps.controller.state;
@@ -193,6 +265,11 @@ async function showActions(deps: CommandDeps): Promise<void> {
     items.push({ label: '$(json) Copy MCP Client Config…', description: 'VS Code, Claude Code, Claude Desktop, Cursor', command: CommandId.CopyClientConfig });
     items.push({ label: '$(device-mobile) Show QR Code', command: CommandId.ShowQr });
     if (sharePathOf(s)) items.push({ label: '$(refresh) Rotate Share Secret', description: 'the old MCP URL stops working at once', command: CommandId.RotateSecret });
+  }
+  if (isLive(s)) {
+    const n = deps.controller.listShares().length;
+    items.push({ label: '$(add) Share Local Server…', description: 'another server on this tunnel, with its own secret', command: CommandId.ShareLocalServer });
+    if (n > 1) items.push({ label: '$(close) Stop Share…', description: `${n} shares on this tunnel`, command: CommandId.StopShare });
   }
   if (isLive(s) || s.status === 'failed') items.push({ label: '$(debug-restart) Restart Tunnel', command: CommandId.Restart });
   if (isLive(s)) items.push({ label: '$(debug-stop) Stop Tunnel', command: CommandId.Stop });

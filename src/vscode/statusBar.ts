@@ -34,6 +34,7 @@ export class TunnelStatusBar implements vscode.Disposable {
     this.item.command = CommandId.ShowActions;
     this.subs.push(
       controller.onDidChangeState(() => this.render()),
+      controller.onDidChangeShares(() => this.render()),
       controller.onDidChangeMetrics(() => this.renderTooltip(this.controller.state)),
     );
     this.render();
@@ -65,7 +66,14 @@ export class TunnelStatusBar implements vscode.Disposable {
         break;
       case 'active': {
         const up = formatUptime((Date.now() - s.connectedAt) / 1000);
-        if (s.sharePath) {
+        const shares = this.controller.listShares();
+        // Several shares: their number, and amber while any of them is open.
+        if (shares.length > 1) {
+          const open = shares.filter((x) => x.access === 'open').length;
+          item.text = `$(${open ? 'unlock' : 'cloud-upload'}) ${statusHost(s.url)} · ${shares.length} shares${open ? ` (${open} open)` : ''} · ${up}`;
+          if (open) item.backgroundColor = new vscode.ThemeColor('statusBarItem.warningBackground');
+          label = `MCP Tunnel active at ${shortHost(s.url, 64)}, up ${up}, ${shares.length} shares${open ? `, ${open} open to anyone with the URL` : ', each with its own secret link'}`;
+        } else if (s.sharePath) {
           item.text = `$(cloud-upload) ${statusHost(s.url)} · ${up}`;
           label = `MCP Tunnel active at ${shortHost(s.url, 64)}, up ${up}, secret link required`;
         } else {

@@ -2,6 +2,7 @@
 import * as vscode from 'vscode';
 import { formatResponses, formatUptime, maskSharePath, msUntilNextUptimeChange } from '../core/format';
 import { isLive, joinUrl, localUrlOf, sharePathOf, type CloudflaredInfo, type TunnelApi, type TunnelTarget } from '../core/tunnelState';
+import type { ShareSnapshot } from '../core/shares/shares';
 
 export interface TunnelTreeRow {
   id: string;
@@ -10,10 +11,14 @@ export interface TunnelTreeRow {
   tooltip?: string;
   icon: string;
   color?: string;
-  /** What inline actions apply: `copyable`, `openable`, `rotatable`. */
+  /** What inline actions apply: `copyable`, `openable`, `rotatable`, `share` (a share node). */
   contextValue?: string;
   /** The value Copy / Open act on. */
   value?: string;
+  /** The share this row is (or belongs to): what the share commands act on. */
+  shareId?: string;
+  /** Rows under this one (shown expanded). */
+  children?: TunnelTreeRow[];
 }
 
 export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow>, vscode.Disposable {
@@ -35,6 +40,7 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
     this.subs.push(
       controller.onDidChangeState(() => this.refresh()),
       controller.onDidChangeMetrics(() => this.refresh()),
+      controller.onDidChangeShares(() => this.refresh()),
     );
   }
 
@@ -48,7 +54,7 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
   }
 
   getTreeItem(row: TunnelTreeRow): vscode.TreeItem {
-    const item = new vscode.TreeItem(row.label, vscode.TreeItemCollapsibleState.None);
+    const item = new vscode.TreeItem(row.label, row.children?.length ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.None);
     item.id = row.id;
     item.description = row.description;
     item.tooltip = row.tooltip ?? `${row.label}: ${row.description}`;
@@ -59,7 +65,7 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
   }
 
   getChildren(element?: TunnelTreeRow): TunnelTreeRow[] {
-    if (element) return [];
+    if (element) return element.children ?? [];
     if (this.onFirstVisible) {
       const f = this.onFirstVisible;
       this.onFirstVisible = undefined;
@@ -145,7 +151,15 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
       rows.push({ id: 'requests', label: 'Requests', description: `${m.totalRequests} total · ${m.requestErrors} errors · ${m.concurrentRequests} in flight`, icon: 'pulse' });
       rows.push({ id: 'responses', label: 'Responses', description: formatResponses(m.responsesByCode), icon: 'list-ordered' });
     }
+    // One tunnel, several shares: each with its own node (the rows above describe the first).
+    const shares = isLive(s) ? this.controller.listShares() : [];
+    if (shares.length > 1) rows.push({ id: 'shares', label: 'Shares', description: `${shares.length} on this tunnel`, icon: 'layers', children: shares.map((sh) => shareNode(sh, snap.url)) });
     return rows;
+  }
+
+  /** The share nodes' rows (what the extension-host tests read). */
+  shareRows(): TunnelTreeRow[] {
+    return this.rows().find((r) => r.id === 'shares')?.children ?? [];
   }
 
   private scheduleTick(): void {
@@ -162,4 +176,33 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
     for (const d of this.subs) d.dispose();
     this._onDidChangeTreeData.dispose();
   }
+}
+
+/** A share: its name and state, and under it the rows a user acts on. */
+function shareNode(sh: ShareSnapshot, tunnelUrl: string | null): TunnelTreeRow {
+  const secretPath = sh.access === 'secret' && sh.mcp_url && tunnelUrl ? sh.mcp_url.slice(tunnelUrl.length, sh.mcp_url.length - (sh.local_mcp_url.length - sh.local_url.length)) : undefined;
+  const shown = sh.mcp_url ? maskSharePath(sh.mcp_url, secretPath) : 'no URL yet';
+  const traffic = `${sh.requests} request${sh.requests === 1 ? '' : 's'} · ${sh.errors} error${sh.errors === 1 ? '' : 's'}`;
+  const last = sh.last_request_at ? ` · last ${new Date(sh.last_request_at).toLocaleTimeString()}` : '';
+  const children: TunnelTreeRow[] = [
+    { id: `${sh.id}:mcpUrl`, label: 'MCP URL', description: shown, tooltip: secretPath ? `${shown}\nThe secret is hidden here; Copy puts the full URL on the clipboard.` : (sh.mcp_url ?? ''), icon: 'plug', contextValue: 'copyable', ...(sh.mcp_url ? { value: sh.mcp_url } : {}), shareId: sh.id },
+    sh.access === 'secret'
+      ? { id: `${sh.id}:access`, label: 'Access', description: 'Secret link required', icon: 'lock', contextValue: 'shareAccessSecret', shareId: sh.id }
+      : { id: `${sh.id}:access`, label: 'Access', description: 'Open: anyone with the URL', icon: 'unlock', color: 'problemsWarningIcon.foreground', shareId: sh.id },
+    { id: `${sh.id}:traffic`, label: 'Traffic', description: traffic + last, icon: 'pulse', shareId: sh.id },
+  ];
+  if (sh.problem) children.push({ id: `${sh.id}:problem`, label: 'Problem', description: sh.problem, icon: 'warning', color: 'problemsWarningIcon.foreground', shareId: sh.id });
+  const icon = sh.reachable === false ? 'warning' : sh.access === 'open' ? 'unlock' : 'lock';
+  return {
+    id: `share:${sh.id}`,
+    label: sh.name,
+    description: `${sh.access === 'open' ? 'open' : 'secret'} · ${traffic}`,
+    tooltip: `${sh.name}: ${shown}\n${traffic}${last}${sh.problem ? `\n${sh.problem}` : ''}`,
+    icon,
+    ...(sh.reachable === false || sh.access === 'open' ? { color: 'problemsWarningIcon.foreground' } : {}),
+    contextValue: sh.access === 'secret' ? 'share shareWithSecret' : 'share',
+    ...(sh.mcp_url ? { value: sh.mcp_url } : {}),
+    shareId: sh.id,
+    children,
+  };
 }

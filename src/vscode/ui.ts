@@ -54,14 +54,20 @@ export async function runStart(deps: CommandDeps, target: TunnelTarget, restart:
   const snap = controller.snapshot();
   switch (outcome.status) {
     case 'active': {
-      // The share secret stays off the screen (screens get shared); Copy MCP URL carries it.
-      const shown = maskSharePath(snap.mcp_url ?? '', outcome.sharePath);
-      const message = outcome.sharePath
-        ? `Tunnel active. MCP URL: ${shown} (secret link: only requests with it get in)`
-        : `Tunnel active and OPEN: anyone with the URL reaches your server. MCP URL: ${shown}`;
-      const shownMessage = outcome.sharePath ? vscode.window.showInformationMessage(message, 'Copy MCP URL', 'Open') : vscode.window.showWarningMessage(message, 'Copy MCP URL', 'Open');
+      // This target's share (one tunnel carries several); its secret stays off the screen
+      // (screens get shared): Copy MCP URL carries it.
+      const all = controller.listShares();
+      const share = controller.findShare(target);
+      const isPrimary = !share || share.id === all[0]?.id;
+      const mcpUrl = share?.mcp_url ?? snap.mcp_url ?? '';
+      const secret = share ? share.access === 'secret' : !!outcome.sharePath;
+      const secretPath = secret && snap.url ? mcpUrl.slice(snap.url.length, mcpUrl.length - target.path.length) : undefined;
+      const shown = maskSharePath(mcpUrl, secretPath || undefined);
+      const count = all.length > 1 ? ` (${all.length} shares on this tunnel)` : '';
+      const message = secret ? `Tunnel active${count}. MCP URL: ${shown} (secret link: only requests with it get in)` : `Tunnel active and OPEN${count}: anyone with the URL reaches your server. MCP URL: ${shown}`;
+      const shownMessage = secret ? vscode.window.showInformationMessage(message, 'Copy MCP URL', 'Open') : vscode.window.showWarningMessage(message, 'Copy MCP URL', 'Open');
       void shownMessage.then((a) => {
-        if (a === 'Copy MCP URL') void vscode.commands.executeCommand('mcpTunnel.copyMcpUrl');
+        if (a === 'Copy MCP URL') void (isPrimary || !share ? vscode.commands.executeCommand('mcpTunnel.copyMcpUrl') : vscode.commands.executeCommand('mcpTunnel.copyShareMcpUrl', share.id));
         if (a === 'Open') void vscode.commands.executeCommand('mcpTunnel.openUrl');
       });
       break;
@@ -132,11 +138,11 @@ export function showFailure(deps: CommandDeps, error: TunnelError, target: Tunne
 }
 
 /** Start Tunnel…: port, host and path, validated as you type. */
-export async function askTarget(def: TunnelTarget, allowedHosts: readonly string[]): Promise<TunnelTarget | undefined> {
+export async function askTarget(def: TunnelTarget, allowedHosts: readonly string[], title = 'Start Tunnel'): Promise<TunnelTarget | undefined> {
   // Typed by the user, yet held to the same rule as every other source: loopback or allowed.
   const check = (t: Partial<TunnelTarget>) => validateTarget({ ...def, ...t }, { allowedHosts, howToAllow: ALLOW_HOST_HINT });
   const port = await vscode.window.showInputBox({
-    title: 'Start Tunnel (1/4): local port',
+    title: `${title} (1/4): local port`,
     prompt: 'Port of the local server to expose',
     value: String(def.port),
     validateInput: (v) => {
@@ -146,7 +152,7 @@ export async function askTarget(def: TunnelTarget, allowedHosts: readonly string
   });
   if (port === undefined) return undefined;
   const host = await vscode.window.showInputBox({
-    title: 'Start Tunnel (2/4): local host',
+    title: `${title} (2/4): local host`,
     prompt: 'Host of the local server (usually localhost)',
     value: def.host,
     validateInput: (v) => {
@@ -156,7 +162,7 @@ export async function askTarget(def: TunnelTarget, allowedHosts: readonly string
   });
   if (host === undefined) return undefined;
   const path = await vscode.window.showInputBox({
-    title: 'Start Tunnel (3/4): MCP endpoint path',
+    title: `${title} (3/4): MCP endpoint path`,
     prompt: 'Path of the MCP endpoint on that server; the public MCP URL is the tunnel URL plus this path',
     value: def.path,
     validateInput: (v) => {
@@ -170,7 +176,7 @@ export async function askTarget(def: TunnelTarget, allowedHosts: readonly string
     { access: 'open', label: '$(unlock) Open', description: def.access === 'open' ? 'your default' : '', detail: 'Anyone who learns the public URL reaches your server.' },
   ];
   const mode = await vscode.window.showQuickPick(def.access === 'open' ? [...modes].reverse() : modes, {
-    title: 'Start Tunnel (4/4): who gets in',
+    title: `${title} (4/4): who gets in`,
     placeHolder: 'Access to the public URL',
   });
   if (mode === undefined) return undefined;

@@ -581,6 +581,50 @@ async function scenarioUserPath(ctx: Ctx): Promise<string[]> {
   check((await httpGet(state.publicPort, new URL(rotated).pathname)).status === 200, 'the new secret works');
   notes.push('rotate: old secret 401, new secret 200');
 
+  // Share Local Server…: a second server on the same tunnel, with its own secret.
+  const second = await startOrigin();
+  ctx.cleanups.push(() => second.close());
+  await runCommandOpeningPick(page, 'MCP Tunnel: Share Local Server…');
+  const shareInput = page.locator('.quick-input-widget');
+  await shareInput.locator('.quick-input-title').filter({ hasText: 'Share Local Server (1/4)' }).waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  await page.locator('.quick-input-widget .quick-input-box input').fill(String(second.port));
+  await page.keyboard.press('Enter');
+  for (const step of ['(2/4)', '(3/4)']) {
+    await shareInput.locator('.quick-input-title').filter({ hasText: step }).waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+    await page.keyboard.press('Enter'); // localhost, /mcp
+  }
+  await shareInput.locator('.quick-input-title').filter({ hasText: '(4/4)' }).waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  await pickQuickItem(page, /Secret link/);
+  const twoBar = await waitForStatus(page, /· 2 shares · /, 'two shares in the status bar');
+  const secondName = `localhost:${second.port}/mcp`;
+  const shareRows = await waitUntil(async () => {
+    const r = await treeRows(sidebar);
+    return r.get('Shares') === '2 on this tunnel' && r.has(secondName) ? r : undefined;
+  }, 'the Shares section with both shares');
+  check(/^secret · 0 requests · 0 errors$/.test(shareRows.get(secondName) ?? ''), `the new share's node, got "${shareRows.get(secondName)}"`);
+  check(shareRows.get('MCP URL')?.includes('/••••••/mcp') === true, `a share's MCP URL row hides its secret, got "${shareRows.get('MCP URL')}"`);
+  check(Number(shareRows.get('PID')) === pid, 'the second share runs on the same cloudflared');
+  await clearNotifications(page);
+  await shot(page, 'e2e-06d-two-shares');
+  // Its own MCP URL (picked among the two), its own secret: it reaches the second server only.
+  await runCommandOpeningPick(page, 'MCP Tunnel: Copy MCP URL of Share');
+  await pickQuickItem(page, secondName);
+  const secondUrl = await waitUntil(async () => {
+    const c = await readClipboard();
+    return c !== rotated && c.startsWith(`${url}/`) ? c : undefined;
+  }, "the second share's MCP URL on the clipboard");
+  const beforeSecond = second.requests.length;
+  check((await httpGet(state.publicPort, new URL(secondUrl).pathname)).status === 200, "the second share's URL works");
+  check(second.requests.length === beforeSecond + 1, 'and reached the second server');
+  check((await httpGet(state.publicPort, new URL(rotated).pathname)).status === 200, 'the first share still works');
+  // Stop Share: the second one goes, the tunnel (and the first) stays.
+  await runCommandOpeningPick(page, 'MCP Tunnel: Stop Share');
+  await pickQuickItem(page, secondName);
+  await waitForStatus(page, /^[^·]+ · (<1m|\d+m)$/, 'one share left in the status bar');
+  check((await httpGet(state.publicPort, new URL(secondUrl).pathname)).status === 401, "the stopped share's URL is refused");
+  check((await httpGet(state.publicPort, new URL(rotated).pathname)).status === 200, 'the first share goes on');
+  notes.push(`Share Local Server…: "${twoBar}", a Shares section, its own secret; Stop Share leaves the first`);
+
   // Stop.
   await runCommand(page, 'MCP Tunnel: Stop Tunnel');
   await waitForStatus(page, STOPPED, 'stopped item after Stop');

@@ -181,6 +181,62 @@ suite('MCP Tunnel in VS Code', () => {
     await waitFor(() => !alive(snap.pid!), 3000, 'cloudflared to exit');
   });
 
+  test('two servers shared at once: each reachable only with its own secret; rotate one (the other works), stop one, Stop Tunnel ends cloudflared', async () => {
+    const secondHosts: string[] = [];
+    const second = http.createServer((req, res) => {
+      secondHosts.push(req.headers.host ?? '');
+      res.writeHead(200).end('hello from the second origin');
+    });
+    await new Promise<void>((r) => second.listen(0, '127.0.0.1', r));
+    const secondPort = (second.address() as AddressInfo).port;
+    try {
+      assert.equal((await vscode.commands.executeCommand<{ status: string } | undefined>('mcpTunnel.start'))?.status, 'active');
+      const pid = api.controller.snapshot().pid!;
+      // Start Tunnel with another target while one runs: a second share on the same tunnel.
+      assert.equal((await vscode.commands.executeCommand<{ status: string } | undefined>('mcpTunnel.start', { port: secondPort }))?.status, 'active');
+      assert.equal(api.controller.snapshot().pid, pid, 'no second cloudflared');
+      const [a, b] = api.controller.listShares();
+      assert.ok(a && b, 'two shares');
+      assert.equal(b.name, `localhost:${secondPort}/mcp`);
+      assert.match(api.statusBarText(), / · 2 shares · <1m$/);
+      const nodes = await waitFor(() => (api.tree.shareRows().length === 2 ? api.tree.shareRows() : undefined), 5000, 'two share nodes');
+      assert.deepEqual(nodes.map((n) => n.label), [a.name, b.name]);
+      assert.equal(nodes[1]?.contextValue, 'share shareWithSecret');
+      assert.match(nodes[1]?.children?.find((r) => r.label === 'MCP URL')?.description ?? '', /\/••••••\/mcp$/);
+      const fake = JSON.parse(fs.readFileSync(path.join(process.env['FAKE_CLOUDFLARED_STATE_DIR'] ?? os.tmpdir(), `${pid}.json`), 'utf8')) as { publicPort: number };
+      const pathOf = (u: string | null) => new URL(u ?? 'http://x/').pathname;
+      assert.equal((await request(fake.publicPort, pathOf(a.mcp_url))).body, 'hello from the origin');
+      assert.equal((await request(fake.publicPort, pathOf(b.mcp_url))).body, 'hello from the second origin');
+      assert.equal((await request(fake.publicPort, '/mcp')).status, 401);
+      // Copy and client config of one share: its own URL and secret, its own server name.
+      assert.equal(await vscode.commands.executeCommand('mcpTunnel.copyShareMcpUrl', b.id), b.mcp_url);
+      assert.equal(await vscode.env.clipboard.readText(), b.mcp_url);
+      assert.equal(await vscode.commands.executeCommand('mcpTunnel.copyShareClientConfig', b.id, 'vscode'), 'vscode');
+      const secretB = pathOf(b.mcp_url).split('/')[1];
+      assert.deepEqual(JSON.parse(await vscode.env.clipboard.readText()), { servers: { [`tunneled-mcp-${secondPort}`]: { type: 'http', url: `${api.controller.snapshot().url}/mcp`, headers: { Authorization: `Bearer ${secretB}` } } } });
+      // Rotate B alone.
+      assert.equal(await vscode.commands.executeCommand('mcpTunnel.rotateShareSecret', nodes[1]), true);
+      const b2 = api.controller.listShares().find((x) => x.id === b.id)!;
+      assert.notEqual(b2.mcp_url, b.mcp_url);
+      assert.equal((await request(fake.publicPort, pathOf(b.mcp_url))).status, 401);
+      assert.equal((await request(fake.publicPort, pathOf(b2.mcp_url))).status, 200);
+      assert.equal((await request(fake.publicPort, pathOf(a.mcp_url))).status, 200, 'the other share is untouched');
+      // Stop A alone: B goes on, and the tunnel now describes B.
+      assert.equal(await vscode.commands.executeCommand('mcpTunnel.stopShare', a.id), true);
+      assert.equal((await request(fake.publicPort, pathOf(a.mcp_url))).status, 401);
+      assert.equal((await request(fake.publicPort, pathOf(b2.mcp_url))).status, 200);
+      assert.equal(api.controller.snapshot().mcp_url, b2.mcp_url);
+      assert.deepEqual(api.tree.shareRows(), [], 'one share: no Shares section');
+      // Stop Tunnel: every share and cloudflared.
+      await vscode.commands.executeCommand('mcpTunnel.stop');
+      await waitFor(() => !alive(pid), 5000, 'cloudflared to exit');
+      assert.deepEqual(api.controller.listShares(), []);
+    } finally {
+      second.closeAllConnections();
+      second.close();
+    }
+  });
+
   test('access "open": the plain URL works for anyone; the status bar and the tree warn; nothing to rotate', async () => {
     await cfg().update('access', 'open', vscode.ConfigurationTarget.Global);
     try {
