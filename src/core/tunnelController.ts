@@ -271,7 +271,8 @@ export class TunnelController implements TunnelApi {
       if (this.registry.find(target)) return settled();
       const other = this.registry.conflicting(full);
       if (other) return Promise.reject(new TunnelBusyError(other.target, full));
-      return this.addShare(run, full).then(settled);
+      // A stop that came while the share was being added wins: the start resolves stopped.
+      return this.addShare(run, full).then(() => (run.stopRequested ? run.exited.then((): TunnelState => ({ status: 'stopped' })) : settled()));
     }
     if (run?.stopPromise) {
       const generation = this.stopGeneration;
@@ -410,7 +411,8 @@ export class TunnelController implements TunnelApi {
     if (generation !== this.stopGeneration) return { status: 'stopped' };
     const settled = await this.start(next);
     for (const t of others) if (this.run && isLive(this._state)) await this.start(t).catch(() => undefined);
-    return this.run ? this._state : settled;
+    // What the restart itself settled in (the shares added after it change no state).
+    return settled;
   }
 
   /**
