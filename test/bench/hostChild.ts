@@ -16,7 +16,7 @@ export type HostRequest =
   | { cmd: 'cpu' }
   | { cmd: 'sampleStart'; intervalMs: number }
   | { cmd: 'sampleStop' }
-  | { cmd: 'startGate'; originPort: number }
+  | { cmd: 'startGate'; originPort: number; routes?: number }
   | { cmd: 'startBareProxy'; originPort: number }
   | { cmd: 'startTunnel'; host: string; port: number; path: string }
   | { cmd: 'startMcpHost' }
@@ -38,6 +38,8 @@ interface ExtensionModule {
 let ext: ExtensionModule | undefined;
 let api: ReturnType<ExtensionModule['activate']> | undefined;
 let gate: AccessGate | undefined;
+/** Gates with many routes (the 100-share comparison). */
+const gates: AccessGate[] = [];
 let bareProxy: Server | undefined;
 let bare: { port: number; close(): Promise<void> } | undefined;
 let sampler: NodeJS.Timeout | undefined;
@@ -88,9 +90,16 @@ async function handle(req: HostRequest): Promise<unknown> {
       sampler = undefined;
       samples.push(mem());
       return samples;
-    case 'startGate':
-      gate = await startAccessGate({ origin: { host: '127.0.0.1', port: req.originPort } });
-      return { port: gate.port, secret: gate.secretPath().slice(1) };
+    case 'startGate': {
+      // `routes` shares on one gate, all to the origin; the secret returned is the last one's.
+      const g = await startAccessGate({ origin: { host: '127.0.0.1', port: req.originPort } });
+      for (let i = 1; i < (req.routes ?? 1); i++) g.addRoute({ id: `r${i}`, origin: { host: '127.0.0.1', port: req.originPort } });
+      const ids = g.routeIds();
+      const secret = g.routeSecretPath(ids[ids.length - 1] ?? '')?.slice(1) ?? '';
+      if (req.routes && req.routes > 1) gates.push(g);
+      else gate = g;
+      return { port: g.port, secret };
+    }
     case 'startBareProxy': {
       // The reference for the gate: the least a Node reverse proxy does (no checks, headers as is).
       const agent = new Agent({ keepAlive: true });
@@ -125,6 +134,7 @@ async function handle(req: HostRequest): Promise<unknown> {
     case 'shutdown':
       await bare?.close();
       await gate?.close();
+      await Promise.all(gates.map((g) => g.close()));
       bareProxy?.closeAllConnections();
       bareProxy?.close();
       await ext?.deactivate?.();
