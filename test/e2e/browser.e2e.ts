@@ -48,6 +48,7 @@ const DOCS_PICKS: Record<string, string> = {
   'e2e-06b-client-configs': 'client-configs.png',
   'e2e-06c-qr': 'qr.png',
   'e2e-09-open-warning': 'open-warning.png',
+  'e2e-06d-two-shares': 'two-shares.png',
 };
 
 const log = (msg: string): void => console.log(`[e2e] ${msg}`);
