@@ -224,18 +224,21 @@ describe('TunnelController (fake process)', () => {
     assert.deepEqual(seq(), ['starting', 'failed']);
   });
 
-  it('start is idempotent for the same target and refuses a different one', async () => {
+  it('start is idempotent for the same target; another target is another share on the same process; the other mode is refused', async () => {
     const { c, procs } = make();
     const a = c.start(TARGET);
     const b = c.start({ ...TARGET });
     assert.equal(a, b);
-    await assert.rejects(c.start({ ...TARGET, port: 9000 }), TunnelBusyError);
+    await assert.rejects(c.start({ ...TARGET, access: 'secret' }), TunnelBusyError);
+    const other = c.start({ ...TARGET, port: 9000 });
     const p = await spawned(procs);
     p.banner();
     p.register();
     await a;
+    assert.equal((await other).status, 'active', 'the second share settles with the tunnel');
     assert.equal((await c.start(TARGET)).status, 'active');
     assert.equal(procs.length, 1, 'never two processes');
+    assert.deepEqual(c.listShares().map((x) => x.local_url), ['http://localhost:8002', 'http://localhost:9000']);
     await Promise.all([c.stop(), flush()]);
   });
 
