@@ -4,7 +4,7 @@ import { INSTALL_URL, readVersion } from '../core/cloudflared';
 import { validateTarget } from '../core/target';
 import { ALLOW_HOST_HINT } from './config';
 import { maskSharePath } from '../core/format';
-import { TunnelBusyError, joinUrl, localUrlOf, type AccessMode, type TunnelError, type TunnelState, type TunnelTarget } from '../core/tunnelState';
+import { TunnelBusyError, isLive, joinUrl, localUrlOf, type AccessMode, type TunnelError, type TunnelState, type TunnelTarget } from '../core/tunnelState';
 import type { CommandDeps } from './commands';
 import type { TunnelLog } from './log';
 
@@ -24,7 +24,9 @@ export async function runStart(deps: CommandDeps, target: TunnelTarget, restart:
   const { controller } = deps;
   let outcome: TunnelState;
   try {
-    outcome = await vscode.window.withProgress(
+    // Another share on a live tunnel is only a route: no progress to watch, and no Cancel that
+    // would stop the tunnel (and every other share) with it.
+    outcome = !restart && isLive(controller.state) ? await controller.start(target) : await vscode.window.withProgress(
       { location: vscode.ProgressLocation.Notification, title: 'MCP Tunnel', cancellable: true },
       async (progress, token) => {
         const cancel = token.onCancellationRequested(() => void controller.stop());
