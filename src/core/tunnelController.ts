@@ -17,6 +17,9 @@ import { startAccessGate, type AccessGate } from './accessGate';
 import { MetricsPoller, readQuickTunnel } from './metrics';
 import { ensureStateDir, newRunId, reapOrphans, removeRun, runConfigPath, writeRunRecord, type ReapResult } from './orphans';
 import { spawnProcess, type SpawnFn, type SpawnedProcess } from './processRunner';
+import { DEFAULT_RESTART_POLICY, decideRestart, type RestartPolicy } from './supervisor/restartPolicy';
+
+export { DEFAULT_RESTART_POLICY, type RestartPolicy } from './supervisor/restartPolicy';
 import { ShareRegistry, probeOrigin, shareKey, shareSnapshotOf, type Share, type ShareSnapshot } from './shares/shares';
 import {
   TunnelBusyError,
@@ -78,14 +81,6 @@ export interface TunnelControllerOptions {
   autoRestart?: RestartPolicy | false;
 }
 
-export interface RestartPolicy {
-  maxRestarts: number;
-  windowMs: number;
-  baseDelayMs: number;
-  maxDelayMs: number;
-}
-
-/** Share secrets kept between starts (named tunnels), by `shareKey(target)`. */
 export interface ShareSecretStore {
   get(key: string): Promise<string | undefined>;
   set(key: string, secret: string): Promise<void>;
@@ -101,7 +96,6 @@ export interface NamedTunnel {
   token: () => Promise<string | undefined>;
 }
 
-export const DEFAULT_RESTART_POLICY: RestartPolicy = { maxRestarts: 3, windowMs: 5 * 60_000, baseDelayMs: 1000, maxDelayMs: 30_000 };
 
 /** A quick tunnel's URL changes when it restarts: anyone holding the old one needs the new one. */
 export interface TunnelRestartEvent {
@@ -459,15 +453,13 @@ export class TunnelController implements TunnelApi {
     const policy = this.options.autoRestart;
     if (!policy || this.disposed || !run.url) return failed;
     const now = Date.now();
-    this.restarts = this.restarts.filter((t) => now - t < policy.windowMs);
-    if (this.restarts.length >= policy.maxRestarts) {
-      const mins = Math.round(policy.windowMs / 60_000);
-      this.log('error', `Not restarting again: ${this.restarts.length} automatic restarts in the last ${mins} minutes.`);
-      return { ...failed, error: { ...failed.error, message: `${failed.error.message} (Gave up after ${this.restarts.length} automatic restarts in ${mins} minutes.)` } };
+    const decision = decideRestart(policy, this.restarts, now);
+    this.restarts = decision.history;
+    if (!decision.restart) {
+      this.log('error', `Not restarting again. ${decision.reason}`);
+      return { ...failed, error: { ...failed.error, message: `${failed.error.message} (${decision.reason})` } };
     }
-    const attempt = this.restarts.length + 1;
-    const delay = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
-    this.restarts.push(now);
+    const { attempt, delayMs: delay } = decision;
     this.log('warn', `Restarting the tunnel in ${Math.round(delay / 100) / 10} s (attempt ${attempt} of ${policy.maxRestarts}). A quick tunnel gets a new URL when it restarts.`);
     const previousUrl = run.url;
     // The shares stay in the registry, secrets included: the clients hold them (a named
