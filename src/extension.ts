@@ -106,6 +106,9 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
   // Look for cloudflared when the view is first shown, not at activation (no process at start-up).
   tree.onFirstVisible = () => void checkCloudflared();
   const treeView = vscode.window.createTreeView('mcpTunnel.status', { treeDataProvider: tree });
+  // Metrics are read only while the view shows them.
+  tree.setVisible(treeView.visible);
+  context.subscriptions.push(treeView.onDidChangeVisibility((e) => tree.setVisible(e.visible)));
   context.subscriptions.push(statusBar, tree, treeView, log);
   const qr = new QrPanel();
   context.subscriptions.push(

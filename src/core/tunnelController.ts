@@ -12,9 +12,9 @@ import {
   type HostHeaderMode,
 } from './cloudflared';
 import { CloudflaredLogParser, classifyFailure, type LogLevel, type LogLine, type ParsedLine } from './cloudflaredLog';
-import { Emitter, type Event } from './events';
+import { Emitter, type Disposable, type Event } from './events';
 import { startAccessGate, type AccessGate } from './accessGate';
-import { MetricsPoller, readQuickTunnel } from './metrics';
+import { MetricsPoller, readMetrics, readQuickTunnel } from './metrics';
 import { ensureStateDir, newRunId, reapOrphans, removeRun, runConfigPath, writeRunRecord, type ReapResult } from './orphans';
 import { spawnProcess, type SpawnFn, type SpawnedProcess } from './processRunner';
 import { DEFAULT_RESTART_POLICY, decideRestart, type RestartPolicy } from './supervisor/restartPolicy';
@@ -183,6 +183,8 @@ export class TunnelController implements TunnelApi {
   /** Times of automatic restarts, for the policy's window. */
   private restarts: number[] = [];
   private restartTimer: NodeJS.Timeout | undefined;
+  /** Who shows metrics now (see watchMetrics): the poller runs only while this is > 0. */
+  private metricsWatchers = 0;
   /** Bumped by every stop(): a start queued behind a stop gives way to a later stop. */
   private stopGeneration = 0;
 
@@ -776,8 +778,47 @@ export class TunnelController implements TunnelApi {
     }
   }
 
+  /**
+   * Metrics are read only while something shows them: `watchMetrics()` (a visible view, a
+   * resource subscriber) starts the poller, the last watcher gone stops it. The last values stay.
+   */
+  watchMetrics(): Disposable {
+    this.metricsWatchers++;
+    if (this.run && !this.run.ended) this.startPoller(this.run);
+    let disposed = false;
+    return {
+      dispose: () => {
+        if (disposed) return;
+        disposed = true;
+        this.metricsWatchers--;
+        if (this.metricsWatchers === 0 && this.run?.poller) {
+          this.run.poller.dispose();
+          delete this.run.poller;
+        }
+      },
+    };
+  }
+
+  /** One read now (for a reader that does not watch); resolves when it is in, or failed. */
+  async refreshMetrics(): Promise<void> {
+    const run = this.run;
+    if (!run || run.ended || !run.metricsAddress) return;
+    if (run.poller) {
+      await run.poller.pollNow();
+      return;
+    }
+    try {
+      const m = await readMetrics(run.metricsAddress);
+      if (run.ended || this.run !== run) return;
+      this._metrics = m;
+      this._onDidChangeMetrics.fire(m);
+    } catch (err) {
+      this.log('debug', `Metrics read failed: ${(err as Error).message}`);
+    }
+  }
+
   private startPoller(run: Run): void {
-    if (run.poller || !run.metricsAddress || this.options.metricsIntervalMs <= 0) return;
+    if (run.poller || !run.metricsAddress || this.options.metricsIntervalMs <= 0 || this.metricsWatchers === 0) return;
     run.poller = new MetricsPoller(run.metricsAddress, {
       intervalMs: this.options.metricsIntervalMs,
       onMetrics: (m) => {

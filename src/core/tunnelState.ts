@@ -260,6 +260,10 @@ export interface TunnelApi {
   stopShare(id: string): Promise<boolean>;
   /** A share was added or removed, or its secret or health changed. */
   readonly onDidChangeShares: import('./events').Event<void>;
+  /** Metrics are polled only while watched (a visible view, a resource subscriber). */
+  watchMetrics(): import('./events').Disposable;
+  /** Read the metrics once now, for a reader that does not watch them. */
+  refreshMetrics(): Promise<void>;
 }
 
 /** `start()` was asked for a target while a different one is live. */

@@ -450,9 +450,11 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
 
   for (const uri of ALL_URIS) {
     const meta = resourceMeta[uri];
-    server.registerResource(meta.name, uri, { title: meta.title, description: meta.description, mimeType: 'application/json' }, (): ReadResourceResult => ({
-      contents: [{ uri, mimeType: 'application/json', text: JSON.stringify(readers[uri](), null, 2) }],
-    }));
+    server.registerResource(meta.name, uri, { title: meta.title, description: meta.description, mimeType: 'application/json' }, async (): Promise<ReadResourceResult> => {
+      // Metrics are polled only while watched: a reader that does not subscribe gets a fresh read.
+      if ((uri === RESOURCE_URIS.metrics || uri === RESOURCE_URIS.shares) && !metricsWatch) await controller.refreshMetrics();
+      return { contents: [{ uri, mimeType: 'application/json', text: JSON.stringify(readers[uri](), null, 2) }] };
+    });
   }
   const shareById = (id: string) => controller.listShares().find((x) => x.id === id);
   server.registerResource(
@@ -474,6 +476,15 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
   // that change by the clock alone; an event sends `resources/updated` only when it changed.
   const subscribed = new Map<string, string>();
   let listeners: Disposable[] | undefined;
+  /** Held while tunnel://metrics is subscribed: the controller polls only while someone watches. */
+  let metricsWatch: Disposable | undefined;
+  const syncMetricsWatch = (): void => {
+    if (subscribed.has(RESOURCE_URIS.metrics)) metricsWatch ??= controller.watchMetrics();
+    else {
+      metricsWatch?.dispose();
+      metricsWatch = undefined;
+    }
+  };
 
   const fingerprint = (uri: string): string => {
     const value = uri.startsWith(SHARE_URI_PREFIX) ? (shareById(uri.slice(SHARE_URI_PREFIX.length)) ?? { gone: true }) : readers[uri as ResourceUri]();
@@ -513,11 +524,13 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
     const uri = knownUri(request.params.uri);
     subscribed.set(uri, fingerprint(uri));
     attach();
+    syncMetricsWatch();
     return {};
   });
   server.server.setRequestHandler(UnsubscribeRequestSchema, (request) => {
     // A share's URI may be gone by now (the share stopped): unsubscribing from it is still fine.
     if (!subscribed.delete(request.params.uri.replace(/\/+$/, ''))) knownUri(request.params.uri);
+    syncMetricsWatch();
     if (subscribed.size === 0) detach();
     return {};
   });
@@ -527,6 +540,7 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
   server.server.onclose = () => {
     previousOnClose?.();
     subscribed.clear();
+    syncMetricsWatch();
     detach();
   };
 

@@ -44,6 +44,17 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
     );
   }
 
+  private metricsWatch: { dispose(): void } | undefined;
+
+  /** The view is shown or hidden: its metrics rows are what makes the controller poll. */
+  setVisible(visible: boolean): void {
+    if (visible) this.metricsWatch ??= this.controller.watchMetrics();
+    else {
+      this.metricsWatch?.dispose();
+      this.metricsWatch = undefined;
+    }
+  }
+
   /** Coalesces bursts of state and metrics events into one redraw. */
   refresh(): void {
     if (this.pending) return;
@@ -171,6 +182,7 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
   }
 
   dispose(): void {
+    this.setVisible(false);
     if (this.pending) clearTimeout(this.pending);
     if (this.tick) clearTimeout(this.tick);
     for (const d of this.subs) d.dispose();

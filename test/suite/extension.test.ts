@@ -155,6 +155,8 @@ suite('MCP Tunnel in VS Code', () => {
     assert.equal(res.status, 200);
     assert.equal(hosts.at(-1), `localhost:${originPort}`);
     assert.equal((await request(fake.publicPort, '/mcp', { headers: { authorization: `Bearer ${secret}` } })).status, 200);
+    // Metrics are read only while the view shows them: show it.
+    await vscode.commands.executeCommand('mcpTunnel.status.focus');
     await waitFor(() => api.tree.rows().find((r) => r.id === 'requests'), 8000, 'metrics row');
     assert.match(api.tree.rows().find((r) => r.id === 'access')?.description ?? '', /^Secret link required · 1 refused$/);
 

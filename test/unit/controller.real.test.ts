@@ -31,6 +31,8 @@ function make(scenario: string, extraEnv: Record<string, string> = {}, opts: Par
     ...opts,
   });
   controllers.push(c);
+  // Metrics are polled only while watched: these tests watch, as a visible view does (unless told not to).
+  if (!extraEnv['NO_WATCH']) c.watchMetrics();
   const states: TunnelState[] = [];
   c.onDidChangeState((s) => {
     states.push(s);
@@ -197,6 +199,26 @@ describe('TunnelController + fake cloudflared (real processes)', { concurrency: 
     const s = await c.start(target());
     assert.equal(s.status === 'failed' && s.error.code, 'not-found');
     assert.match(s.status === 'failed' ? s.error.message : '', /mcpTunnel\.cloudflaredPath/);
+  });
+
+  it('metrics are read only while watched: none without a watcher, polls while one watches, none after it leaves', async () => {
+    const { c } = make('ok', { NO_WATCH: '1' });
+    // Read through a call: TypeScript would keep the narrowing of the first assertion.
+    const metrics = () => c.metrics;
+    assert.equal((await c.start(target())).status, 'active');
+    await new Promise((r) => setTimeout(r, 700));
+    assert.equal(metrics(), undefined, 'nobody watches: nothing was read (the interval is 200 ms)');
+    const watch = c.watchMetrics();
+    const first = await waitFor(() => metrics(), 3000, 'metrics once watched');
+    await waitFor(() => (metrics()?.readAt !== first.readAt ? true : undefined), 3000, 'a second poll');
+    watch.dispose();
+    await new Promise((r) => setTimeout(r, 300)); // a poll in flight may still land
+    const last = metrics()?.readAt;
+    await new Promise((r) => setTimeout(r, 700));
+    assert.equal(metrics()?.readAt, last, 'no poll after the last watcher left');
+    // A reader that does not watch can still ask for one read.
+    await c.refreshMetrics();
+    assert.notEqual(metrics()?.readAt, last);
   });
 
   it('not cloudflared: a file that is some other program', async () => {

@@ -51,6 +51,8 @@ function make(scenario: string, env: Record<string, string> = {}, opts: Partial<
     baseEnv: { ...process.env, HOME: home, FAKE_CLOUDFLARED_SCENARIO: scenario, FAKE_CLOUDFLARED_STATE_DIR: work, ...env },
     ...opts,
   });
+  // These suites read metrics all along, as a visible view does.
+  c.watchMetrics();
   const states: TunnelState[] = [];
   const logs: TunnelLogEntry[] = [];
   let lines = 0;

@@ -167,6 +167,17 @@ export class FakeController implements TunnelApi {
     return isLive(s) && sameTarget(s.target, target) ? this.listShares()[0] : undefined;
   }
 
+  metricsWatchers = 0;
+  watchMetrics(): { dispose(): void } {
+    this.metricsWatchers++;
+    let done = false;
+    return { dispose: () => void (!done && ((done = true), this.metricsWatchers--)) };
+  }
+
+  refreshMetrics(): Promise<void> {
+    return Promise.resolve();
+  }
+
   async stopShare(id: string): Promise<boolean> {
     if (id !== FAKE_SHARE_ID || !isLive(this.current)) return false;
     await this.stop();
