@@ -235,15 +235,19 @@ function checkWithDigest(url: string, headers: Record<string, string | string[] 
   // The secret path wins: a request that carries it may send its own Authorization to the origin.
   const stripped = strippedPath(target, secretDigest);
   if (stripped !== undefined) return { ok: true, path: stripped, via: 'path' };
-  switch (bearerState(headers, secretDigest)) {
-    case 'match':
-      return { ok: true, path: target, via: 'bearer' };
+  const state = bearerState(headers, secretDigest);
+  return state === 'match' ? { ok: true, path: target, via: 'bearer' } : { ok: false, reason: refusalReason(state) };
+}
+
+/** Why a request that carried no matching secret was refused (never the secret or the path). */
+function refusalReason(bearer: 'mismatch' | 'other-scheme' | 'none'): string {
+  switch (bearer) {
     case 'mismatch':
-      return { ok: false, reason: 'wrong bearer token' };
+      return 'wrong bearer token';
     case 'other-scheme':
-      return { ok: false, reason: 'Authorization is not a Bearer token, and the path does not start with the secret' };
+      return 'Authorization is not a Bearer token, and the path does not start with a secret';
     default:
-      return { ok: false, reason: 'no credentials: no Bearer token, and the path does not start with the secret' };
+      return 'no credentials: no Bearer token, and the path does not start with a secret';
   }
 }
 
@@ -656,14 +660,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     const open = primaryOpen();
     if (named && named.access === 'open' && named !== open) return { ok: true, route: named, path: split?.rest ?? '/', stripBearer: false, knowsSecret: false, via: 'open' };
     if (open) return { ok: true, route: open, path: target, stripBearer: false, knowsSecret: false, via: 'open' };
-    switch (bearer.state) {
-      case 'token':
-        return { ok: false, reason: 'wrong bearer token' };
-      case 'other-scheme':
-        return { ok: false, reason: 'Authorization is not a Bearer token, and the path does not start with a secret' };
-      default:
-        return { ok: false, reason: 'no credentials: no Bearer token, and the path does not start with a secret' };
-    }
+    return { ok: false, reason: refusalReason(bearer.state === 'token' ? 'mismatch' : bearer.state) };
   };
 
   /**
