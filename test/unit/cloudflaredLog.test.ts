@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test';
+import { TRANSCRIPTS_DIR } from './helpers/proc';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import {
   CloudflaredLogParser,
@@ -15,18 +16,9 @@ import {
 } from '../../src/core/cloudflaredLog';
 
 // ---------------------------------------------------------------------------------------------
-// Transcripts (shared/ is checked out beside the repo)
+// Transcripts of the real cloudflared (a copy lives in test/fixtures: the suite stands on its own)
 
-function transcriptsDir(): string {
-  const candidates = [
-    path.resolve(import.meta.dirname, '../../../shared/reference/cloudflared-transcripts'),
-    path.resolve(process.cwd(), '../shared/reference/cloudflared-transcripts'),
-  ];
-  const found = candidates.find((d) => existsSync(d));
-  assert.ok(found, `transcripts not found in ${candidates.join(', ')}`);
-  return found;
-}
-const DIR = transcriptsDir();
+const DIR = TRANSCRIPTS_DIR;
 
 interface Transcript {
   name: string;

@@ -1,6 +1,7 @@
 import { after, before, beforeEach, describe, test } from 'node:test';
+import { TRANSCRIPTS_DIR } from './helpers/proc';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import path from 'node:path';
@@ -17,16 +18,7 @@ import {
 } from '../../src/core/metrics';
 import type { TunnelMetrics } from '../../src/core/tunnelState';
 
-function transcriptsDir(): string {
-  const candidates = [
-    path.resolve(import.meta.dirname, '../../../shared/reference/cloudflared-transcripts'),
-    path.resolve(process.cwd(), '../shared/reference/cloudflared-transcripts'),
-  ];
-  const found = candidates.find((d) => existsSync(d));
-  assert.ok(found, `transcripts not found in ${candidates.join(', ')}`);
-  return found;
-}
-const DIR = transcriptsDir();
+const DIR = TRANSCRIPTS_DIR;
 const scrape = (name: string): string => readFileSync(path.join(DIR, name), 'utf8');
 
 // ---------------------------------------------------------------------------------------------

@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 
 export const REPO = path.resolve(__dirname, '..', '..', '..');
+/** Transcripts of the real cloudflared, copied from the project's reference material into the repository. */
+export const TRANSCRIPTS_DIR = path.join(REPO, 'test', 'fixtures', 'cloudflared-transcripts');
 export const FAKE_CLOUDFLARED = path.join(REPO, 'test', 'fixtures', process.platform === 'win32' ? 'cloudflared.cmd' : 'cloudflared');
 
 // cloudflared gets only the environment it needs (core/cloudflared.ts childEnv); the fake's
