@@ -13,10 +13,10 @@ import {
 } from './cloudflared';
 import { CloudflaredLogParser, classifyFailure, type LogLevel, type LogLine, type ParsedLine } from './cloudflaredLog';
 import { Emitter, type Disposable, type Event } from './events';
-import { startAccessGate, type AccessGate } from './accessGate';
+import { startAccessGate, type AccessGate } from './gate/accessGate';
 import { MetricsPoller, readMetrics, readQuickTunnel } from './metrics';
-import { ensureStateDir, newRunId, reapOrphans, removeRun, runConfigPath, writeRunRecord, type ReapResult } from './orphans';
-import { spawnProcess, type SpawnFn, type SpawnedProcess } from './processRunner';
+import { ensureStateDir, newRunId, reapOrphans, removeRun, runConfigPath, writeRunRecord, type ReapResult } from './supervisor/orphans';
+import { spawnProcess, type SpawnFn, type SpawnedProcess } from './supervisor/processRunner';
 import { DEFAULT_RESTART_POLICY, decideRestart, type RestartPolicy } from './supervisor/restartPolicy';
 
 export { DEFAULT_RESTART_POLICY, type RestartPolicy } from './supervisor/restartPolicy';

@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import * as esbuild from 'esbuild';
 import { findCloudflared } from '../../src/core/cloudflared';
-import { spawnProcess, type SpawnFn } from '../../src/core/processRunner';
+import { spawnProcess, type SpawnFn } from '../../src/core/supervisor/processRunner';
 import { TunnelController } from '../../src/core/tunnelController';
 import type { HostRequest, MemSample } from './hostChild';
 import { loadTest, RawMcpClient, rateTest, sseFirstEvent, type LoadResult } from './load';

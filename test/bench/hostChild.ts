@@ -6,7 +6,7 @@
  */
 import { Agent, createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { startAccessGate, type AccessGate } from '../../src/core/accessGate';
+import { startAccessGate, type AccessGate } from '../../src/core/gate/accessGate';
 import type { TunnelApi } from '../../src/core/tunnelState';
 import { createVscodeStub, fakeContext, installVscodeStub } from './vscodeStub';
 

@@ -29,7 +29,7 @@ import {
   type AccessGate,
   type AccessGateOptions,
   type AccessGateRejection,
-} from '../../src/core/accessGate';
+} from '../../src/core/gate/accessGate';
 import { FAKE_CLOUDFLARED, readFakeState, REPO, waitGone } from './helpers/proc';
 
 // ------------------------------------------------------------------------------------------------

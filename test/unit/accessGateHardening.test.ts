@@ -11,7 +11,7 @@ import * as net from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { after, describe, it } from 'node:test';
-import { startAccessGate, type AccessGate, type AccessGateOptions } from '../../src/core/accessGate';
+import { startAccessGate, type AccessGate, type AccessGateOptions } from '../../src/core/gate/accessGate';
 
 // ------------------------------------------------------------------------------------------------
 // Harness

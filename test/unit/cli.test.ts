@@ -5,7 +5,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { reapOrphans } from '../../src/core/orphans';
+import { reapOrphans } from '../../src/core/supervisor/orphans';
 import { get, startStrictOrigin, type Origin } from '../fixtures/origins';
 import { FAKE_CLOUDFLARED, REPO, isAlive, publicPath, readFakeState, waitFor, waitGone } from './helpers/proc';
 

@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { defaultLifeline, findSetpriv } from '../../src/core/processRunner';
+import { defaultLifeline, findSetpriv } from '../../src/core/supervisor/processRunner';
 import { REPO, isAlive, waitGone } from './helpers/proc';
 
 const HOST = path.join(REPO, 'test', 'fixtures', 'lifelineHost.ts');

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 // A namespace import: a missing export fails its own test, not the whole file.
-import * as orphans from '../../src/core/orphans';
+import * as orphans from '../../src/core/supervisor/orphans';
 import { isAlive, waitGone } from './helpers/proc';
 
 const POSIX = process.platform !== 'win32';

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, describe, it } from 'node:test';
-import { startAccessGate, type AccessGate, type GateOriginHealth } from '../../src/core/accessGate';
+import { startAccessGate, type AccessGate, type GateOriginHealth } from '../../src/core/gate/accessGate';
 
 const closers: Array<() => Promise<unknown>> = [];
 after(async () => {

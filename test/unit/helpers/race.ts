@@ -1,7 +1,7 @@
 /** Shared bits of the reliability suites: a seeded PRNG, spawn trackers, bounded waits. */
 import { readdirSync } from 'node:fs';
-import type { SpawnFn } from '../../../src/core/processRunner';
-import { spawnProcess } from '../../../src/core/processRunner';
+import type { SpawnFn } from '../../../src/core/supervisor/processRunner';
+import { spawnProcess } from '../../../src/core/supervisor/processRunner';
 import { FakeProcess } from './fakeProcess';
 import { isAlive } from './proc';
 
