@@ -98,9 +98,14 @@ export function makeRigDirs(prefix = 'mcp-tunnel-e2e-'): RigDirs {
 
 function writeSettings(dirs: RigDirs, settings: Record<string, unknown>): void {
   // code-server's VS Code keeps the user profile on the server: <user-data-dir>/User/settings.json.
-  const file = path.join(dirs.userData, 'User', 'settings.json');
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  fs.writeFileSync(file, JSON.stringify(settings, null, 2));
+  // Machine-scoped settings (most of MCP Tunnel's) are the remote window's own, in
+  // <user-data-dir>/Machine/settings.json, where a code-server user puts them too: write both, so
+  // neither depends on how the window merges them.
+  for (const dir of ['User', 'Machine']) {
+    const file = path.join(dirs.userData, dir, 'settings.json');
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, JSON.stringify(settings, null, 2));
+  }
 }
 
 /** Base environment for the server (and so the extension host and whatever the extension spawns). */
