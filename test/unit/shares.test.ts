@@ -67,12 +67,9 @@ describe('shares on one tunnel (fake cloudflared)', { concurrency: false }, () =
     const c = make();
     assert.equal((await c.start(t(a))).status, 'active');
     const pid = c.snapshot().pid!;
-    const t0 = performance.now();
     const s2 = await c.start(t(b));
-    const addMs = performance.now() - t0;
     assert.equal(s2.status, 'active');
     assert.equal(c.snapshot().pid, pid, 'no second cloudflared');
-    assert.ok(addMs < 2000, `adding a share took ${addMs} ms`);
     const shares = c.listShares();
     assert.equal(shares.length, 2);
     const [sa, sb] = shares;
