@@ -4,7 +4,7 @@
  * secret path (`https://host/<secret>/mcp`) where it only takes a URL.
  */
 
-import type { ShareSnapshot } from './shares/shares';
+import { shareUrlPrefix, type ShareSnapshot } from './shares/shares';
 import { sharePathOf, type TunnelState } from './tunnelState';
 
 export type ClientKind = 'vscode' | 'claude-code' | 'claude-desktop' | 'cursor' | 'url';
@@ -92,10 +92,9 @@ export const CLIENT_KINDS: readonly ClientKind[] = ['vscode', 'claude-code', 'cl
  * open share's public-name prefix), its path and (a secret share) its secret.
  */
 export function shareInputOfShare(tunnelUrl: string | undefined, share: ShareSnapshot): ClientConfigInput | undefined {
-  if (!tunnelUrl || !share.mcp_url?.startsWith(tunnelUrl)) return undefined;
+  const prefix = shareUrlPrefix(tunnelUrl, share);
+  if (!tunnelUrl || prefix === undefined) return undefined;
   const path = share.local_mcp_url.slice(share.local_url.length) || '/';
-  const rest = share.mcp_url.slice(tunnelUrl.length);
-  const prefix = rest.endsWith(path) ? rest.slice(0, rest.length - path.length) : '';
   // One name per share, so configs for two shares can sit side by side in one client.
   const name = `tunneled-mcp-${/:(\d+)$/.exec(share.local_url)?.[1] ?? share.id}`;
   return share.access === 'secret' ? { url: tunnelUrl, path, secret: prefix.replace(/^\//, ''), name } : { url: tunnelUrl + prefix, path, name };

@@ -2,7 +2,7 @@
 import * as vscode from 'vscode';
 import { formatResponses, formatUptime, maskSharePath, msUntilNextUptimeChange } from '../core/format';
 import { isLive, joinUrl, localUrlOf, sharePathOf, type CloudflaredInfo, type TunnelApi, type TunnelTarget } from '../core/tunnelState';
-import type { ShareSnapshot } from '../core/shares/shares';
+import { shareUrlPrefix, type ShareSnapshot } from '../core/shares/shares';
 
 export interface TunnelTreeRow {
   id: string;
@@ -192,7 +192,7 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
 
 /** A share: its name and state, and under it the rows a user acts on. */
 function shareNode(sh: ShareSnapshot, tunnelUrl: string | null): TunnelTreeRow {
-  const secretPath = sh.access === 'secret' && sh.mcp_url && tunnelUrl ? sh.mcp_url.slice(tunnelUrl.length, sh.mcp_url.length - (sh.local_mcp_url.length - sh.local_url.length)) : undefined;
+  const secretPath = sh.access === 'secret' ? shareUrlPrefix(tunnelUrl, sh) : undefined;
   const shown = sh.mcp_url ? maskSharePath(sh.mcp_url, secretPath) : 'no URL yet';
   const traffic = `${sh.requests} request${sh.requests === 1 ? '' : 's'} · ${sh.errors} error${sh.errors === 1 ? '' : 's'}`;
   const last = sh.last_request_at ? ` · last ${new Date(sh.last_request_at).toLocaleTimeString()}` : '';

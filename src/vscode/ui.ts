@@ -3,6 +3,7 @@ import * as vscode from 'vscode';
 import { INSTALL_URL, readVersion } from '../core/cloudflared';
 import { validateTarget } from '../core/target';
 import { ALLOW_HOST_HINT } from './config';
+import { shareUrlPrefix } from '../core/shares/shares';
 import { maskSharePath } from '../core/format';
 import { TunnelBusyError, isLive, joinUrl, localUrlOf, type AccessMode, type TunnelError, type TunnelState, type TunnelTarget } from '../core/tunnelState';
 import type { CommandDeps } from './commands';
@@ -63,7 +64,7 @@ export async function runStart(deps: CommandDeps, target: TunnelTarget, restart:
       const isPrimary = !share || share.id === all[0]?.id;
       const mcpUrl = share?.mcp_url ?? snap.mcp_url ?? '';
       const secret = share ? share.access === 'secret' : !!outcome.sharePath;
-      const secretPath = secret && snap.url ? mcpUrl.slice(snap.url.length, mcpUrl.length - target.path.length) : undefined;
+      const secretPath = !secret ? undefined : share ? shareUrlPrefix(snap.url, share) : outcome.sharePath;
       const shown = maskSharePath(mcpUrl, secretPath || undefined);
       const count = all.length > 1 ? ` (${all.length} shares on this tunnel)` : '';
       const message = secret ? `Tunnel active${count}. MCP URL: ${shown} (secret link: only requests with it get in)` : `Tunnel active and OPEN${count}: anyone with the URL reaches your server. MCP URL: ${shown}`;

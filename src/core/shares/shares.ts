@@ -151,6 +151,17 @@ export function shareMcpUrl(tunnelUrl: string | undefined, share: Share, openPre
   return joinUrl(tunnelUrl + prefix, share.target.path);
 }
 
+/**
+ * What stands between the tunnel URL and the share's path in its MCP URL: `/<secret>` for a secret
+ * share, `/<public name>` or '' for an open one; undefined while there is no URL to read it from.
+ */
+export function shareUrlPrefix(tunnelUrl: string | null | undefined, share: ShareSnapshot): string | undefined {
+  if (!tunnelUrl || !share.mcp_url?.startsWith(tunnelUrl)) return undefined;
+  const path = share.local_mcp_url.slice(share.local_url.length) || '/';
+  const rest = share.mcp_url.slice(tunnelUrl.length);
+  return rest.endsWith(path) ? rest.slice(0, rest.length - path.length) : '';
+}
+
 export function shareSnapshotOf(share: Share, tunnelUrl: string | undefined, openPrefix: string | undefined, counters: ShareCounters | undefined): ShareSnapshot {
   return {
     id: share.id,
