@@ -201,6 +201,11 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
   const log = (level: McpLogLevel, message: string): void => options.log?.(level, message);
   const allowedHosts = (): readonly string[] => (typeof options.allowedHosts === 'function' ? options.allowedHosts() : (options.allowedHosts ?? []));
   const openAccess = options.openAccess ?? (options.confirmStart ? 'ask' : 'refuse');
+  /** What list_shares returns and tunnel://shares holds. */
+  const sharesView = (): ListSharesOutput => {
+    const s = controller.snapshot();
+    return { status: s.status, url: s.url, shares: controller.listShares() };
+  };
   const server = new McpServer(
     { name: MCP_SERVER_NAME, title: 'MCP Tunnel', version: options.version },
     {
@@ -383,10 +388,7 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
       outputSchema: listSharesOutput,
       annotations: { title: 'List shares', readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     },
-    (): CallToolResult => {
-      const s = controller.snapshot();
-      return structuredResult<ListSharesOutput>({ status: s.status, url: s.url, shares: controller.listShares() });
-    },
+    (): CallToolResult => structuredResult<ListSharesOutput>(sharesView()),
   );
 
   const readers: Record<ResourceUri, () => Record<string, unknown>> = {
@@ -417,10 +419,7 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
         server_version: options.version,
       };
     },
-    [RESOURCE_URIS.shares]: () => {
-      const s = controller.snapshot();
-      return { status: s.status, url: s.url, shares: controller.listShares() };
-    },
+    [RESOURCE_URIS.shares]: () => sharesView(),
     [RESOURCE_URIS.metrics]: () => {
       const s = controller.snapshot();
       const m = controller.metrics;
