@@ -393,10 +393,11 @@ export class TunnelController implements TunnelApi {
   }
 
   async restart(target?: TunnelTarget): Promise<TunnelState> {
-    const next = target ?? this.registry.primary()?.target ?? this.run?.target ?? ('target' in this._state ? this._state.target : undefined);
+    const [primary, ...rest] = this.registry.list();
+    const next = target ?? primary?.target ?? this.run?.target ?? ('target' in this._state ? this._state.target : undefined);
     if (!next) throw new Error('Nothing to restart: no tunnel has been started yet.');
     // The other shares come back with it (a quick tunnel's URL, and so every MCP URL, changes).
-    const others = this.registry.list().filter((sh) => sh !== this.registry.primary()).map((sh) => sh.target);
+    const others = rest.map((sh) => sh.target);
     const run = this.run;
     const stopped = this.stop();
     const generation = this.stopGeneration;
