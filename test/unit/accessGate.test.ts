@@ -12,7 +12,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport, StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
@@ -27,9 +27,9 @@ import {
   FailureTracker,
   startAccessGate,
   type AccessGate,
-  type AccessGateOptions,
   type AccessGateRejection,
 } from '../../src/core/gate/accessGate';
+import { closers, logLines, newGate, secretOf, secretsSeen } from './helpers/gates';
 import { FAKE_CLOUDFLARED, readFakeState, REPO, waitGone } from './helpers/proc';
 
 // ------------------------------------------------------------------------------------------------
@@ -37,32 +37,6 @@ import { FAKE_CLOUDFLARED, readFakeState, REPO, waitGone } from './helpers/proc'
 // ------------------------------------------------------------------------------------------------
 
 const SLOW = { timeout: 60_000 };
-/** Every log line any gate wrote, and every secret any gate held: checked by the last test. */
-const logLines: string[] = [];
-const secretsSeen = new Set<string>();
-const closers: Array<() => Promise<void>> = [];
-
-after(async () => {
-  // Bounded, so a failed test's leftovers cannot keep the file from finishing.
-  for (const c of closers.splice(0).reverse()) {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([c().catch(() => undefined), new Promise<void>((r) => (timer = setTimeout(r, 5000)))]);
-    clearTimeout(timer);
-  }
-});
-
-function secretOf(gate: AccessGate): string {
-  const s = gate.secretPath().slice(1);
-  secretsSeen.add(s);
-  return s;
-}
-
-async function newGate(options: AccessGateOptions): Promise<AccessGate> {
-  const gate = await startAccessGate({ log: (level, msg) => logLines.push(`${level} ${msg}`), ...options });
-  closers.push(() => gate.close());
-  secretOf(gate);
-  return gate;
-}
 
 interface Seen {
   method: string;

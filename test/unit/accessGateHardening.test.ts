@@ -10,38 +10,15 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { startAccessGate, type AccessGate, type AccessGateOptions } from '../../src/core/gate/accessGate';
+import { closers, logLines, newGate, secretOf, secretsSeen } from './helpers/gates';
 
 // ------------------------------------------------------------------------------------------------
 // Harness
 // ------------------------------------------------------------------------------------------------
 
 const SLOW = { timeout: 120_000 };
-const logLines: string[] = [];
-const secretsSeen = new Set<string>();
-const closers: Array<() => Promise<void> | void> = [];
-
-after(async () => {
-  for (const c of closers.splice(0).reverse()) {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.resolve(c()).catch(() => undefined), new Promise<void>((r) => (timer = setTimeout(r, 5000)))]);
-    clearTimeout(timer);
-  }
-});
-
-function secretOf(gate: AccessGate): string {
-  const s = gate.secretPath().slice(1);
-  secretsSeen.add(s);
-  return s;
-}
-
-async function newGate(options: AccessGateOptions): Promise<AccessGate> {
-  const gate = await startAccessGate({ log: (level, msg) => logLines.push(`${level} ${msg}`), ...options });
-  closers.push(() => gate.close());
-  secretOf(gate);
-  return gate;
-}
 
 interface Seen {
   method: string;
