@@ -11,6 +11,7 @@ import { findCloudflared } from '../../src/core/cloudflared';
 import { REDACTED_SECRET, TunnelController, type TunnelControllerOptions } from '../../src/core/tunnelController';
 import type { TunnelState } from '../../src/core/tunnelState';
 import { get, startStrictOrigin, type Origin } from '../fixtures/origins';
+import { fakeRunOptions } from './helpers/fakeRuns';
 import { FAKE_CLOUDFLARED, publicPath, readFakeState, waitFor, waitGone } from './helpers/proc';
 
 let origin: Origin;
@@ -19,17 +20,9 @@ const controllers: TunnelController[] = [];
 const pids: number[] = [];
 
 function make(scenario: string, extraEnv: Record<string, string> = {}, opts: Partial<TunnelControllerOptions> = {}) {
-  const home = path.join(work, `home-${controllers.length}`);
-  mkdirSync(home, { recursive: true });
-  const c = new TunnelController({
-    findCloudflared: () => findCloudflared({ explicitPath: FAKE_CLOUDFLARED }),
-    stateDir: path.join(work, 'state'),
-    startTimeoutMs: 8000,
-    stopGraceMs: 1000,
-    metricsIntervalMs: 200,
-    baseEnv: { ...process.env, HOME: home, FAKE_CLOUDFLARED_SCENARIO: scenario, FAKE_CLOUDFLARED_STATE_DIR: work, ...extraEnv },
-    ...opts,
-  });
+  const base = fakeRunOptions(work, controllers.length, { FAKE_CLOUDFLARED_SCENARIO: scenario, ...extraEnv });
+  const home = base.baseEnv?.['HOME'] ?? '';
+  const c = new TunnelController({ ...base, metricsIntervalMs: 200, ...opts });
   controllers.push(c);
   // Metrics are polled only while watched: these tests watch, as a visible view does (unless told not to).
   if (!extraEnv['NO_WATCH']) c.watchMetrics();

@@ -4,18 +4,18 @@
  * the tunnel. Plus the registry on its own.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { findCloudflared } from '../../src/core/cloudflared';
 import { ShareRegistry, probeOrigin, shareKey } from '../../src/core/shares/shares';
 import { TunnelController } from '../../src/core/tunnelController';
 import { TunnelBusyError } from '../../src/core/tunnelState';
 import { get, startStrictOrigin, type Origin } from '../fixtures/origins';
-import { FAKE_CLOUDFLARED, publicPath, readFakeState, waitFor, waitGone } from './helpers/proc';
+import { fakeRunOptions } from './helpers/fakeRuns';
+import { publicPath, readFakeState, waitFor, waitGone } from './helpers/proc';
 
 let work: string;
 let a: Origin;
@@ -23,16 +23,7 @@ let b: Origin;
 const controllers: TunnelController[] = [];
 
 function make(): TunnelController {
-  const home = path.join(work, `home-${controllers.length}`);
-  mkdirSync(home, { recursive: true });
-  const c = new TunnelController({
-    findCloudflared: () => findCloudflared({ explicitPath: FAKE_CLOUDFLARED }),
-    stateDir: path.join(work, 'state'),
-    startTimeoutMs: 8000,
-    stopGraceMs: 1000,
-    metricsIntervalMs: 0,
-    baseEnv: { ...process.env, HOME: home, FAKE_CLOUDFLARED_SCENARIO: 'ok', FAKE_CLOUDFLARED_STATE_DIR: work },
-  });
+  const c = new TunnelController({ ...fakeRunOptions(work, controllers.length, { FAKE_CLOUDFLARED_SCENARIO: 'ok' }), metricsIntervalMs: 0 });
   controllers.push(c);
   return c;
 }
