@@ -115,20 +115,32 @@ function startWatchdog(child: ChildProcess): void {
   });
 }
 
+export interface SpawnTiedOptions {
+  env: NodeJS.ProcessEnv;
+  lifeline?: Lifeline;
+  /** `pipe` for a child that reads its stdin (a stdio MCP server); default closed. */
+  stdin?: 'pipe' | 'ignore';
+  /** Its own process group (POSIX), so the child and everything it spawns end together. */
+  detached?: boolean;
+  cwd?: string;
+}
+
 /**
  * Spawns a real process tied to this one by `lifeline` (default: `defaultLifeline()`): no shell
- * (argv is passed as is), stdin closed, no console window on Windows.
+ * (argv is passed as is), stdin closed unless asked, no console window on Windows.
  */
-export function spawnTied(command: string, args: readonly string[], options: { env: NodeJS.ProcessEnv; lifeline?: Lifeline }): ChildProcess {
+export function spawnTied(command: string, args: readonly string[], options: SpawnTiedOptions): ChildProcess {
   const lifeline = options.lifeline ?? defaultLifeline();
   const setpriv = lifeline === 'pdeathsig' ? findSetpriv() : null;
   // A missing or non-executable binary is spawned directly, so its error stays ENOENT / EACCES.
   const viaSetpriv = setpriv !== null && isExecutable(command);
   const child = nodeSpawn(viaSetpriv ? setpriv : command, viaSetpriv ? ['--pdeathsig', 'KILL', '--', command, ...args] : [...args], {
     env: options.env,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'],
     windowsHide: true,
-    // .cmd shims (tests on Windows) need a shell; the real cloudflared.exe does not.
+    ...(options.cwd !== undefined ? { cwd: options.cwd } : {}),
+    detached: options.detached === true && process.platform !== 'win32',
+    // .cmd shims (tests on Windows, npx.cmd) need a shell; the real cloudflared.exe does not.
     shell: process.platform === 'win32' && /\.(cmd|bat)$/i.test(command),
   });
   if (lifeline === 'watchdog' || (lifeline === 'pdeathsig' && !viaSetpriv)) startWatchdog(child);
