@@ -140,7 +140,7 @@ describe('stdio bridge: a real server through the SDK 1.x client', () => {
 describe('stdio bridge: clients of the 2026-07-28 revision (SDK 2.x)', () => {
   it('the 2.x client, default and auto negotiation, lists tools and calls echo', async () => {
     const b = await bridge();
-    const sdk2 = (await import('@modelcontextprotocol/client')) as typeof import('@modelcontextprotocol/client');
+    const sdk2 = (await import('@modelcontextprotocol/client'));
     for (const versionNegotiation of [undefined, { mode: 'auto' as const }]) {
       const client = new sdk2.Client({ name: 'modern', version: '2' }, { capabilities: {}, ...(versionNegotiation ? { versionNegotiation } : {}) });
       await client.connect(new sdk2.StreamableHTTPClientTransport(new URL(b.url + b.path)));
@@ -194,7 +194,7 @@ describe('stdio bridge: sessions, limits and the HTTP rules', () => {
     assert.equal(b.childCount(), 2);
     const third = await post(b, INIT);
     assert.equal(third.status, 503);
-    assert.match(JSON.parse(third.body).error.message, /2 live sessions/);
+    assert.match((JSON.parse(third.body) as { error: { message: string } }).error.message, /2 live sessions/);
     assert.equal(b.childCount(), 2);
   });
 
