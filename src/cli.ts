@@ -11,7 +11,8 @@ import { readFile } from 'node:fs/promises';
 import { SHARE_SECRET_PATTERN, TunnelController, type NamedTunnel, type ShareSecretStore } from './core/tunnelController';
 import { loadMcpModule } from './mcpModule';
 import { DEFAULT_TARGET, joinUrl, localUrlOf, snapshotOf, type TunnelState, type TunnelTarget } from './core/tunnelState';
-import { shareKey } from './core/shares/shares';
+import { shareKey, type ShareOrigin } from './core/shares/shares';
+import { defaultServerName, type StdioServerDefinition } from './bridge/child';
 
 /** Replaced by esbuild with package.json's version; `tsx src/cli.ts` (no build) says so. */
 declare const __MCP_TUNNEL_VERSION__: string | undefined;
@@ -26,6 +27,15 @@ Usage:
                                  ... or over Streamable HTTP on 127.0.0.1 (prints URL and token)
 
 Options for start:
+  --stdio -- CMD [ARGS…]
+                       share a stdio MCP server (npx -y @modelcontextprotocol/server-filesystem ~)
+                       through the built-in bridge: one process per client session.
+                       Checked first (initialize, tools/list): nothing is public if it cannot start.
+                       Always secret unless --open-stdio confirms --access open for it.
+                       May be combined with --port shares
+  --name N             with --stdio: the name shown for it (default: the command's)
+  --max-sessions N     with --stdio: live client sessions at most (default 16)
+  --idle-timeout M     with --stdio: minutes without a request before a session ends (default 30)
   --port N             local port of the server            (default ${DEFAULT_TARGET.port})
                        repeat it to share several servers on one tunnel, each with
                        its own secret; each may be host:port/path (localhost:3000/mcp)
@@ -225,7 +235,11 @@ async function mcp(argv: string[]): Promise<number> {
   return 0;
 }
 
-async function start(argv: string[]): Promise<number> {
+async function start(argvAll: string[]): Promise<number> {
+  // Everything after `--` is the stdio server's command line, untouched.
+  const dd = argvAll.indexOf('--');
+  const argv = dd < 0 ? argvAll : argvAll.slice(0, dd);
+  const stdioCommand = dd < 0 ? [] : argvAll.slice(dd + 1);
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -235,17 +249,22 @@ async function start(argv: string[]): Promise<number> {
       path: { type: 'string' },
       'allow-host': { type: 'string', multiple: true },
       json: { type: 'boolean', default: false },
+      stdio: { type: 'boolean', default: false },
+      name: { type: 'string' },
+      'max-sessions': { type: 'string' },
+      'idle-timeout': { type: 'string' },
+      'open-stdio': { type: 'boolean', default: false },
     },
     strict: true,
     allowPositionals: false,
   });
+  const stdio = stdioShare(values, stdioCommand);
   // One share per --port (each may be `port`, `host:port`, `port/path` or `host:port/path`;
-  // --host and --path fill in what a plain one leaves out).
-  const targets = (values.port ?? [undefined]).map((spec) => shareTarget(spec, values));
-  const [target, ...moreTargets] = targets;
-  if (!target) fail('No target to share.');
+  // --host and --path fill in what a plain one leaves out). With --stdio alone, no port share.
+  const targets = (values.port ?? (stdio ? [] : [undefined])).map((spec) => shareTarget(spec, values));
+  const [portTarget, ...morePortTargets] = targets;
   const json = values.json;
-  const controller = makeController(values, shareKey(target));
+  const controller = makeController(values, portTarget ? shareKey(portTarget) : undefined);
   controller.updateOptions({ metricsIntervalMs: 0 });
   // A closed stdout (`mcp-tunnel start --json | head -1`) is a reason to stop, not to crash: an
   // unhandled EPIPE would kill the CLI and leave cloudflared's files behind.
@@ -256,6 +275,37 @@ async function start(argv: string[]): Promise<number> {
   process.stderr.on('error', () => undefined);
   const reaped = await controller.reapOrphans();
   for (const r of reaped) if (r.outcome === 'ended' && !json) process.stderr.write(`Ended an orphaned cloudflared (PID ${r.pid}) from an earlier run.\n`);
+
+  // The stdio share first: its server is checked before anything is public.
+  let stdioStart: { target: TunnelTarget; origin: ShareOrigin } | undefined;
+  if (stdio) {
+    const { bridge: b } = loadMcpModule();
+    const stateDir = defaultStateDir();
+    await b.reapChildren(stateDir, (m) => !json && process.stderr.write(`${m}\n`));
+    const bridge = await b.startStdioBridge({
+      server: stdio.server,
+      stateDir,
+      maxSessions: stdio.maxSessions,
+      idleTimeoutMs: stdio.idleMs,
+      log: (level, m) => {
+        if (!json && level !== 'debug') process.stderr.write(`${m}\n`);
+      },
+    });
+    if (!json) process.stderr.write(`Checking ${stdio.server.name} (${bridge.commandLine})…\n`);
+    const check = await bridge.check();
+    if (!check.ok) {
+      await bridge.close();
+      process.stderr.write(`mcp-tunnel: ${check.message ?? 'the stdio server did not start'}\nNothing was shared.\n`);
+      controller.dispose();
+      return 1;
+    }
+    if (!json) process.stderr.write(`${stdio.server.name}: ${check.tools ?? 0} tools${check.serverName ? ` (${check.serverName})` : ''}.\n`);
+    stdioStart = { target: { host: '127.0.0.1', port: bridge.port, path: bridge.path, access: stdio.access }, origin: b.bridgeOrigin(bridge, check) };
+  }
+  const target = stdioStart?.target ?? portTarget;
+  const moreTargets = stdioStart ? targets : morePortTargets;
+  if (!target) fail('No target to share.');
+  const listAll = moreTargets.length > 0;
 
   let exitCode: number | undefined;
   let finish!: (code: number) => void;
@@ -289,7 +339,9 @@ async function start(argv: string[]): Promise<number> {
         } else {
           out(`  Access:          OPEN: anyone who learns the URL reaches your server (--access secret requires a share secret).`);
         }
-        out(`  Local:           ${joinUrl(localUrlOf(s.target), s.target.path)}`);
+        const primary = controller.listShares()[0];
+        if (primary?.command) out(`  Runs:            ${primary.command} (stdio${primary.detail ? `: ${primary.detail}` : ''}; one process per client session)`);
+        else out(`  Local:           ${joinUrl(localUrlOf(s.target), s.target.path)}`);
         out(`Press Ctrl+C to stop.`);
         break;
       }
@@ -335,20 +387,54 @@ async function start(argv: string[]): Promise<number> {
     if (exitCode === undefined) exitCode = 0;
     void controller.shutdown(controller.state.status === 'stopping' ? 0 : 6000).then(() => finish(exitCode ?? 0));
   });
-  const settled = await controller.start(target);
+  const settled = await controller.start(target, stdioStart ? { origin: stdioStart.origin } : {});
   if (settled.status === 'connecting' && !json) out(`(${settled.url} is issued but not connected yet; still trying. Ctrl+C to stop.)`);
-  if (moreTargets.length > 0 && (settled.status === 'active' || settled.status === 'connecting')) {
+  if (listAll && (settled.status === 'active' || settled.status === 'connecting')) {
     for (const t of moreTargets) await controller.start(t).catch((err: unknown) => process.stderr.write(`Could not share ${joinUrl(localUrlOf(t), t.path)}: ${(err as Error).message}\n`));
     const shares = controller.listShares();
     if (json) out(JSON.stringify({ ...snapshotOf(controller.state, Date.now(), controller.lastError), shares }));
     else {
       out(`Shares on this tunnel (${shares.length}; each URL carries its own secret, or none when open):`);
-      for (const sh of shares) out(`  ${sh.name.padEnd(28)} ${sh.mcp_url ?? '(no URL yet)'}${sh.access === 'open' ? '   OPEN' : ''}${sh.problem ? `\n  ${''.padEnd(28)} ${sh.problem}` : ''}`);
+      for (const sh of shares) {
+        out(`  ${(sh.kind === 'stdio' ? `${sh.name} (stdio)` : sh.name).padEnd(28)} ${sh.mcp_url ?? '(no URL yet)'}${sh.access === 'open' ? '   OPEN' : ''}`);
+        if (sh.command) out(`  ${''.padEnd(28)} runs: ${sh.command}${sh.detail ? ` · ${sh.detail}` : ''}`);
+        if (sh.problem) out(`  ${''.padEnd(28)} ${sh.problem}`);
+      }
     }
   }
   const code = await finished;
   controller.dispose();
   return code;
+}
+
+interface StdioFlags {
+  stdio?: boolean | undefined;
+  name?: string | undefined;
+  'max-sessions'?: string | undefined;
+  'idle-timeout'?: string | undefined;
+  'open-stdio'?: boolean | undefined;
+  access?: string | undefined;
+}
+
+/** The stdio share `start --stdio -- cmd args` asks for (exits 2 on a bad flag), or undefined. */
+function stdioShare(values: StdioFlags, command: string[]): { server: StdioServerDefinition; maxSessions: number; idleMs: number; access: 'secret' | 'open' } | undefined {
+  if (!values.stdio) {
+    if (command.length > 0) fail('Arguments after -- are a stdio server\'s command line: add --stdio (mcp-tunnel start --stdio -- npx -y <server>).');
+    for (const f of ['name', 'max-sessions', 'idle-timeout', 'open-stdio'] as const) if (values[f]) fail(`--${f} goes with --stdio.`);
+    return undefined;
+  }
+  const [cmd, ...args] = command;
+  if (!cmd) fail('--stdio needs the server\'s command line after --, e.g. mcp-tunnel start --stdio -- npx -y @modelcontextprotocol/server-everything');
+  const maxSessions = values['max-sessions'] !== undefined ? Number(values['max-sessions']) : 16;
+  if (!Number.isInteger(maxSessions) || maxSessions < 1 || maxSessions > 256) fail(`--max-sessions must be a whole number from 1 to 256 (got "${values['max-sessions']}").`);
+  const idleMin = values['idle-timeout'] !== undefined ? Number(values['idle-timeout']) : 30;
+  if (!Number.isFinite(idleMin) || idleMin <= 0 || idleMin > 24 * 60) fail(`--idle-timeout must be minutes, more than 0 and at most 1440 (got "${values['idle-timeout']}").`);
+  // A stdio server can read files and run commands: open needs its own confirmation.
+  if (values.access === 'open' && !values['open-stdio']) {
+    fail('--access open would make the stdio server reachable by anyone with the URL, and it can read files or run commands. Add --open-stdio to confirm, or leave --access secret.');
+  }
+  const name = values.name ?? defaultServerName(cmd, args);
+  return { server: { name, command: cmd, args }, maxSessions, idleMs: idleMin * 60_000, access: values.access === 'open' ? 'open' : 'secret' };
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -20,7 +20,8 @@ import { spawnProcess, type SpawnFn, type SpawnedProcess } from './supervisor/pr
 import { DEFAULT_RESTART_POLICY, decideRestart, type RestartPolicy } from './supervisor/restartPolicy';
 
 export { DEFAULT_RESTART_POLICY, type RestartPolicy } from './supervisor/restartPolicy';
-import { ShareRegistry, probeOrigin, shareKey, shareSnapshotOf, type Share, type ShareSnapshot } from './shares/shares';
+import { ShareRegistry, probeOrigin, shareKey, shareSnapshotOf, type Share, type ShareOptions, type ShareOrigin, type ShareSnapshot } from './shares/shares';
+export type { ShareOptions, ShareOrigin } from './shares/shares';
 import {
   TunnelBusyError,
   isLive,
@@ -258,26 +259,38 @@ export class TunnelController implements TunnelApi {
    * the tunnel as it is. Rejects with `TunnelBusyError` only for the same target in the other
    * access mode (stop that share first).
    */
-  start(target: TunnelTarget): Promise<TunnelState> {
-    if (this.disposed) return Promise.resolve(this._state);
+  start(target: TunnelTarget, options: ShareOptions = {}): Promise<TunnelState> {
+    const origin = options.origin;
+    const unused = (): void => void origin?.close().catch(() => undefined);
+    if (this.disposed) {
+      unused();
+      return Promise.resolve(this._state);
+    }
     const full = { ...target, access: target.access ?? this.options.access ?? 'secret' };
     const run = this.run;
     if (run && !run.stopRequested) {
       const settled = (): Promise<TunnelState> => (run.startSettled ? Promise.resolve(this._state) : run.startPromise);
-      if (this.registry.find(target)) return settled();
-      const other = this.registry.conflicting(full);
+      if (origin ? this.registry.findOrigin(origin.key) : this.registry.find(target)) {
+        unused();
+        return settled();
+      }
+      const other = origin ? undefined : this.registry.conflicting(full);
       if (other) return Promise.reject(new TunnelBusyError(other.target, full));
       // A stop that came while the share was being added wins: the start resolves stopped.
-      return this.addShare(run, full).then(() => (run.stopRequested ? run.exited.then((): TunnelState => ({ status: 'stopped' })) : settled()));
+      return this.addShare(run, full, origin).then(() => (run.stopRequested ? run.exited.then((): TunnelState => ({ status: 'stopped' })) : settled()));
     }
     if (run?.stopPromise) {
       const generation = this.stopGeneration;
-      return run.exited.then((): Promise<TunnelState> | TunnelState => (generation === this.stopGeneration ? this.start(target) : { status: 'stopped' }));
+      return run.exited.then((): Promise<TunnelState> | TunnelState => {
+        if (generation === this.stopGeneration) return this.start(target, options);
+        unused();
+        return { status: 'stopped' };
+      });
     }
     this.cancelRestart();
     const first = (secret: string | undefined): Promise<TunnelState> => {
       this.registry.clear();
-      const share = this.registry.add(full, secret);
+      const share = this.registry.add(full, secret, origin);
       this.probe(share);
       return this.launch(full);
     };
@@ -285,10 +298,13 @@ export class TunnelController implements TunnelApi {
     // the state as soon as start() returns.
     if (!this.options.shareSecretStore || full.access !== 'secret') return first(undefined);
     const generation = this.stopGeneration;
-    return this.storedSecret(full).then((secret) => {
+    return this.storedSecret(full, origin).then((secret) => {
       // A stop() while the secret was read wins; a start that got there first is joined.
-      if (generation !== this.stopGeneration || this.disposed) return this._state;
-      return this.run ? this.start(target) : first(secret);
+      if (generation !== this.stopGeneration || this.disposed) {
+        unused();
+        return this._state;
+      }
+      return this.run ? this.start(target, options) : first(secret);
     });
   }
 
@@ -316,19 +332,22 @@ export class TunnelController implements TunnelApi {
     this.registry.remove(id);
     const run = this.run;
     run?.gate?.removeRoute(id);
-    this.log('info', `Stopped sharing ${joinUrl(localUrlOf(share.target), share.target.path)}; the other shares go on.`);
+    this.log('info', `Stopped sharing ${share.origin ? share.origin.name : joinUrl(localUrlOf(share.target), share.target.path)}; the other shares go on.`);
     if (run && isLive(this._state)) this.setState(this.liveState(run));
     return true;
   }
 
-  private async addShare(run: Run, target: TunnelTarget & { access: AccessMode }): Promise<void> {
-    const secret = await this.storedSecret(target);
+  private async addShare(run: Run, target: TunnelTarget & { access: AccessMode }, origin: ShareOrigin | undefined): Promise<void> {
+    const secret = await this.storedSecret(target, origin);
     // Raced by a stop, or by the same target shared meanwhile.
-    if (run !== this.run || run.stopRequested || run.ended || this.registry.find(target)) return;
-    const share = this.registry.add(target, secret);
+    if (run !== this.run || run.stopRequested || run.ended || (origin ? this.registry.findOrigin(origin.key) : this.registry.find(target))) {
+      void origin?.close().catch(() => undefined);
+      return;
+    }
+    const share = this.registry.add(target, secret, origin);
     if (share.secret) run.secrets.push(share.secret);
     this.routeShare(run, share);
-    this.log('info', `Sharing ${joinUrl(localUrlOf(target), target.path)} on the same tunnel (${this.registry.size} shares; access ${target.access}).`);
+    this.log('info', `Sharing ${origin ? `${origin.name} (stdio: ${origin.commandLine})` : joinUrl(localUrlOf(target), target.path)} on the same tunnel (${this.registry.size} shares; access ${target.access}).`);
     this.probe(share);
     if (isLive(this._state)) this.setState(this.liveState(run));
   }
@@ -345,6 +364,8 @@ export class TunnelController implements TunnelApi {
 
   /** Is anything listening behind the share? Shown on the share, never a failure of the tunnel. */
   private probe(share: Share): void {
+    // A bridge is ours: its server was checked before it was shared.
+    if (share.origin) return;
     void probeOrigin(share.target.host, share.target.port).then((h) => {
       if (!this.registry.get(share.id)) return;
       this.registry.setHealth(share.id, h);
@@ -386,7 +407,7 @@ export class TunnelController implements TunnelApi {
     run.secrets.push(secret);
     this.log('info', 'Share secret rotated: the previous one no longer works.');
     const store = this.options.shareSecretStore;
-    if (store) void store.set(shareKey(share.target), secret).catch((err: unknown) => this.log('warn', `Could not store the new share secret (the next start will make another): ${(err as Error).message}`));
+    if (store) void store.set(shareKey(share.target, share.origin), secret).catch((err: unknown) => this.log('warn', `Could not store the new share secret (the next start will make another): ${(err as Error).message}`));
     this.registry.touched(share.id);
     if (isLive(this._state)) this.setState(this.liveState(run));
     return `/${secret}`;
@@ -396,8 +417,12 @@ export class TunnelController implements TunnelApi {
     const [primary, ...rest] = this.registry.list();
     const next = target ?? primary?.target ?? this.run?.target ?? ('target' in this._state ? this._state.target : undefined);
     if (!next) throw new Error('Nothing to restart: no tunnel has been started yet.');
-    // The other shares come back with it (a quick tunnel's URL, and so every MCP URL, changes).
-    const others = rest.map((sh) => sh.target);
+    // The shares come back with it, stdio bridges still running (a quick tunnel's URL, and so
+    // every MCP URL, changes). A new target replaces the primary (and its bridge).
+    const origins = this.registry.detachOrigins();
+    const primaryOrigin = primary && !target ? origins.get(primary.id) : undefined;
+    if (primary && target) void origins.get(primary.id)?.close().catch(() => undefined);
+    const others = rest.map((sh) => ({ target: sh.target, origin: origins.get(sh.id) }));
     const run = this.run;
     const stopped = this.stop();
     const generation = this.stopGeneration;
@@ -405,9 +430,15 @@ export class TunnelController implements TunnelApi {
     // restart is still due); stop() itself also waits for the run record's removal.
     await (run ? run.exited : stopped);
     // A stop() issued while this one was in flight wins over the restart (like a start it cancels).
-    if (generation !== this.stopGeneration) return { status: 'stopped' };
-    const settled = await this.start(next);
-    for (const t of others) if (this.run && isLive(this._state)) await this.start(t).catch(() => undefined);
+    if (generation !== this.stopGeneration) {
+      for (const o of [primaryOrigin, ...others.map((x) => x.origin)]) void o?.close().catch(() => undefined);
+      return { status: 'stopped' };
+    }
+    const settled = await this.start(next, primaryOrigin ? { origin: primaryOrigin } : {});
+    for (const o of others) {
+      if (this.run && isLive(this._state)) await this.start(o.target, o.origin ? { origin: o.origin } : {}).catch(() => undefined);
+      else void o.origin?.close().catch(() => undefined);
+    }
     // What the restart itself settled in (the shares added after it change no state).
     return settled;
   }
@@ -650,10 +681,10 @@ export class TunnelController implements TunnelApi {
   }
 
   /** The store's secret for this share, or a new one put there; undefined without a store, or for an open share. */
-  private async storedSecret(target: TunnelTarget & { access: AccessMode }): Promise<string | undefined> {
+  private async storedSecret(target: TunnelTarget & { access: AccessMode }, origin?: ShareOrigin): Promise<string | undefined> {
     const store = this.options.shareSecretStore;
     if (!store || target.access !== 'secret') return undefined;
-    const key = shareKey(target);
+    const key = shareKey(target, origin);
     let secret: string | undefined;
     try {
       secret = await store.get(key);

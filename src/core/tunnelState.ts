@@ -214,7 +214,7 @@ export function snapshotOf(s: TunnelState, now = Date.now(), lastError?: TunnelE
   };
 }
 
-import type { ShareSnapshot } from './shares/shares';
+import type { ShareOptions, ShareSnapshot } from './shares/shares';
 
 /** The cloudflared binary a controller uses. */
 export interface CloudflaredInfo {
@@ -245,7 +245,7 @@ export interface TunnelApi {
    * edge has not registered by the timeout, or `failed`). Rejects with `TunnelBusyError` if the
    * same target is shared in the other access mode.
    */
-  start(target: TunnelTarget): Promise<TunnelState>;
+  start(target: TunnelTarget, options?: ShareOptions): Promise<TunnelState>;
   /** Stop; idempotent; resolves when the process is gone. */
   stop(): Promise<void>;
   /** Stop (if live) and start again, optionally with a new target. */

@@ -6,9 +6,39 @@
  */
 import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
-import { Emitter, type Event } from '../events';
+import { Emitter, type Disposable, type Event } from '../events';
 import { canonicalHost, sameTarget } from '../target';
 import { joinUrl, localUrlOf, type AccessMode, type TunnelTarget } from '../tunnelState';
+
+/**
+ * A share's origin that this process runs for it (the stdio bridge), instead of a server the user
+ * runs on a port: the target points at its loopback port, and it is closed when the share ends.
+ * Core only knows this shape; the bridge room implements it.
+ */
+export interface ShareOrigin {
+  kind: 'stdio';
+  /** What the user calls it (`filesystem`). */
+  name: string;
+  /** The command line it runs, for the UI and agents. */
+  commandLine: string;
+  /** Stable identity of what it runs: the same key twice is the same share; a named tunnel stores its secret under it. */
+  key: string;
+  /** One line for the UI (`12 tools · 2 sessions`), if it has one. */
+  detail(): string | undefined;
+  /** A detail or health change to show. */
+  onDidChange?: Event<unknown>;
+  close(): Promise<void>;
+}
+
+/** How a share is made, beyond its target. */
+export interface ShareOptions {
+  /**
+   * The share's origin when this process runs it (the stdio bridge; the target is its loopback
+   * address). start() owns it from then on: it is closed when the share ends, or at once when it
+   * is not used (the same key is shared already, or a stop came first).
+   */
+  origin?: ShareOrigin;
+}
 
 /** Whether a share's local server answers: unknown until probed or used. */
 export type ShareHealth = { ok: true } | { ok: false; message: string };
@@ -23,13 +53,21 @@ export interface Share {
   /** The secret a secret share is reached with (path segment or bearer). Never log it. */
   secret: string | undefined;
   health: ShareHealth | undefined;
+  /** Set for a stdio share (the bridge): closed when the share ends. */
+  origin: ShareOrigin | undefined;
 }
 
 /** Plain JSON for MCP, the CLI and tests. `mcp_url` carries the share's secret, like `tunnel://url`. */
 export interface ShareSnapshot {
   id: string;
-  /** `localhost:8002/mcp`: what the user shared. */
+  /** `localhost:8002/mcp`, or a stdio server's name: what the user shared. */
   name: string;
+  /** `port`: a server the user runs; `stdio`: a command run through the built-in bridge. */
+  kind: 'port' | 'stdio';
+  /** A stdio share's command line (null for a port share). */
+  command: string | null;
+  /** One line about it (`12 tools · 1 session`), or null. */
+  detail: string | null;
   access: AccessMode;
   local_url: string;
   local_mcp_url: string;
@@ -51,8 +89,12 @@ export interface ShareCounters {
   lastRequestAt?: number;
 }
 
-/** The key a named tunnel's stored secret is kept under: the share's canonical target. */
-export function shareKey(target: TunnelTarget): string {
+/**
+ * The key a named tunnel's stored secret is kept under: the share's canonical target, or for a
+ * stdio share what it runs (its bridge's port changes at every start).
+ */
+export function shareKey(target: TunnelTarget, origin?: ShareOrigin): string {
+  if (origin) return `${origin.kind}:${origin.key}`;
   return `${canonicalHost(target.host) ?? target.host}:${target.port}${target.path}`;
 }
 
@@ -63,6 +105,7 @@ export function shareName(target: TunnelTarget): string {
 
 export class ShareRegistry {
   private readonly shares = new Map<string, Share>();
+  private readonly originSubs = new Map<string, Disposable>();
   private readonly _onDidChange = new Emitter<void>();
   /** A share was added, removed, or its health changed. */
   readonly onDidChange: Event<void> = this._onDidChange.event;
@@ -91,12 +134,17 @@ export class ShareRegistry {
     return this.list().find((s) => sameTarget(s.target, target));
   }
 
+  /** The stdio share that runs `key` (see `ShareOrigin.key`). */
+  findOrigin(key: string): Share | undefined {
+    return this.list().find((s) => s.origin?.key === key);
+  }
+
   /** A share of the same host, port and path in the other access mode, if any. */
   conflicting(target: TunnelTarget & { access: AccessMode }): Share | undefined {
     return this.list().find((s) => sameTarget({ ...s.target, access: undefined }, { ...target, access: undefined }) && s.target.access !== target.access);
   }
 
-  add(target: TunnelTarget & { access: AccessMode }, secret?: string): Share {
+  add(target: TunnelTarget & { access: AccessMode }, secret?: string, origin?: ShareOrigin): Share {
     const share: Share = {
       id: `sh-${randomBytes(4).toString('hex')}`,
       target,
@@ -104,24 +152,53 @@ export class ShareRegistry {
       publicName: `s-${randomBytes(3).toString('hex')}`,
       secret: target.access === 'secret' ? (secret ?? randomBytes(32).toString('base64url')) : undefined,
       health: undefined,
+      origin,
     };
     this.shares.set(share.id, share);
+    const sub = origin?.onDidChange?.(() => this.touched(share.id));
+    if (sub) this.originSubs.set(share.id, sub);
     this._onDidChange.fire();
     return share;
   }
 
+  /** Removes a share; its origin (a bridge) is closed. */
   remove(id: string): Share | undefined {
     const share = this.shares.get(id);
     if (!share) return undefined;
     this.shares.delete(id);
+    this.unsubscribe(id);
+    closeOrigin(share);
     this._onDidChange.fire();
     return share;
   }
 
+  /** Removes every share; their origins are closed. */
   clear(): void {
     if (this.shares.size === 0) return;
+    const all = this.list();
     this.shares.clear();
+    for (const share of all) {
+      this.unsubscribe(share.id);
+      closeOrigin(share);
+    }
     this._onDidChange.fire();
+  }
+
+  /** Takes the shares' origins out (for a restart that brings them back): clear() then leaves them running. */
+  detachOrigins(): Map<string, ShareOrigin> {
+    const out = new Map<string, ShareOrigin>();
+    for (const share of this.shares.values()) {
+      if (!share.origin) continue;
+      out.set(share.id, share.origin);
+      share.origin = undefined;
+      this.unsubscribe(share.id);
+    }
+    return out;
+  }
+
+  private unsubscribe(id: string): void {
+    this.originSubs.get(id)?.dispose();
+    this.originSubs.delete(id);
   }
 
   setHealth(id: string, health: ShareHealth): void {
@@ -139,6 +216,13 @@ export class ShareRegistry {
   dispose(): void {
     this._onDidChange.dispose();
   }
+}
+
+function closeOrigin(share: Share): void {
+  const origin = share.origin;
+  share.origin = undefined;
+  // A bridge that fails to close has already logged why; nothing here can do more.
+  if (origin) void origin.close().catch(() => undefined);
 }
 
 /**
@@ -165,7 +249,10 @@ export function shareUrlPrefix(tunnelUrl: string | null | undefined, share: Shar
 export function shareSnapshotOf(share: Share, tunnelUrl: string | undefined, openPrefix: string | undefined, counters: ShareCounters | undefined): ShareSnapshot {
   return {
     id: share.id,
-    name: shareName(share.target),
+    name: share.origin ? share.origin.name : shareName(share.target),
+    kind: share.origin ? share.origin.kind : 'port',
+    command: share.origin ? share.origin.commandLine : null,
+    detail: share.origin?.detail() ?? null,
     access: share.target.access,
     local_url: localUrlOf(share.target),
     local_mcp_url: joinUrl(localUrlOf(share.target), share.target.path),

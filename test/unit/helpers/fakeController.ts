@@ -148,6 +148,9 @@ export class FakeController implements TunnelApi {
       {
         id: FAKE_SHARE_ID,
         name: shareName(s.target),
+        kind: 'port',
+        command: null,
+        detail: null,
         access: snap.access ?? 'secret',
         local_url: snap.local_url ?? '',
         local_mcp_url: snap.local_mcp_url ?? '',

@@ -1,0 +1,32 @@
+/** A running bridge as a share's origin (core's `ShareOrigin`): the controller closes it with the share. */
+import type { ShareOrigin } from '../core/shares/shares';
+import { Emitter } from '../core/events';
+import type { BridgeCheck, StdioBridge } from './stdioBridge';
+import type { StdioServerDefinition } from './child';
+
+/** What a stdio share runs, as a key: the same definition twice is the same share. */
+export function stdioShareKey(def: StdioServerDefinition): string {
+  return JSON.stringify([def.command, def.args, def.cwd ?? null, Object.entries(def.env ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))]);
+}
+
+export function bridgeOrigin(bridge: StdioBridge, check: BridgeCheck): ShareOrigin {
+  const changed = new Emitter<unknown>();
+  const sub = bridge.onDidChange((e) => changed.fire(e));
+  return {
+    kind: 'stdio',
+    name: bridge.server.name,
+    commandLine: bridge.commandLine,
+    key: stdioShareKey(bridge.server),
+    detail: () => {
+      const n = bridge.sessionCount();
+      const parts = [check.tools !== undefined ? `${check.tools} tool${check.tools === 1 ? '' : 's'}` : undefined, `${n} session${n === 1 ? '' : 's'}`];
+      return parts.filter(Boolean).join(' · ');
+    },
+    onDidChange: changed.event,
+    close: async () => {
+      sub.dispose();
+      changed.dispose();
+      await bridge.close();
+    },
+  };
+}
