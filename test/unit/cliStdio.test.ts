@@ -91,7 +91,7 @@ describe('mcp-tunnel start --stdio', { concurrency: false }, () => {
     assert.deepEqual(progress, [1, 2, 3], 'progress streams through gate and tunnel');
 
     // The 2.x client, with the secret as a bearer header on the bare /mcp path, probing 2026-07-28 first.
-    const sdk2 = (await import('@modelcontextprotocol/client')) as typeof import('@modelcontextprotocol/client');
+    const sdk2 = (await import('@modelcontextprotocol/client'));
     const secret = new URL(mcpUrl).pathname.split('/')[1] ?? '';
     const c2 = new sdk2.Client({ name: 'remote-2x', version: '2' }, { capabilities: {}, versionNegotiation: { mode: 'auto' } });
     await c2.connect(new sdk2.StreamableHTTPClientTransport(new URL(`${local}/mcp`), { requestInit: { headers: { authorization: `Bearer ${secret}` } } }));

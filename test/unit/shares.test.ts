@@ -10,7 +10,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { ShareRegistry, probeOrigin, shareKey } from '../../src/core/shares/shares';
+import { ShareRegistry, probeOrigin, shareKey, type ShareOrigin } from '../../src/core/shares/shares';
 import { TunnelController } from '../../src/core/tunnelController';
 import { TunnelBusyError } from '../../src/core/tunnelState';
 import { get, startStrictOrigin, type Origin } from '../fixtures/origins';
@@ -127,6 +127,43 @@ describe('shares on one tunnel (fake cloudflared)', { concurrency: false }, () =
     await c.stop();
     assert.ok(await waitGone(pid, 3000));
     assert.deepEqual(c.listShares(), []);
+  });
+
+  it('a stdio share (ShareOrigin): closed when its share stops, or with the tunnel; kept across restart(); the same key again reuses the share and closes the new origin', async () => {
+    const closed: string[] = [];
+    const origin = (key: string, o: Origin): { target: ReturnType<typeof t>; origin: ShareOrigin } => ({
+      target: t(o),
+      origin: { kind: 'stdio', name: `srv-${key}`, commandLine: `run ${key}`, key, detail: () => '3 tools · 0 sessions', close: () => Promise.resolve(void closed.push(key)) },
+    });
+    const c = make();
+    const one = origin('one', a);
+    assert.equal((await c.start(one.target, { origin: one.origin })).status, 'active');
+    const two = origin('two', b);
+    await c.start(two.target, { origin: two.origin });
+    const shares = c.listShares();
+    assert.deepEqual(
+      shares.map((s) => [s.name, s.kind, s.command, s.detail]),
+      [
+        ['srv-one', 'stdio', 'run one', '3 tools · 0 sessions'],
+        ['srv-two', 'stdio', 'run two', '3 tools · 0 sessions'],
+      ],
+    );
+    // Same key, another origin object: the share is reused, the newcomer closed at once.
+    const again = origin('two', b);
+    await c.start(again.target, { origin: again.origin });
+    assert.equal(c.listShares().length, 2);
+    assert.deepEqual(closed, ['two']);
+    closed.length = 0;
+    // restart(): both come back with their origins running.
+    assert.equal((await c.restart()).status, 'active');
+    assert.deepEqual(closed, []);
+    assert.deepEqual(c.listShares().map((s) => s.name), ['srv-one', 'srv-two']);
+    const second = c.listShares()[1];
+    assert.ok(second);
+    await c.stopShare(second.id);
+    assert.deepEqual(closed, ['two']);
+    await c.stop();
+    assert.deepEqual(closed, ['two', 'one']);
   });
 
   it('a share whose local server is not running is still created, and says so', async () => {
