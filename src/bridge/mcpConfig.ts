@@ -38,7 +38,7 @@ const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 const strings = (v: unknown): string[] | undefined => (Array.isArray(v) && v.every((x) => typeof x === 'string') ? v : undefined);
 
 /** Parses one mcp.json (or the `mcp` setting's object). Bad entries are skipped with a reason. */
-export function readMcpConfig(textOrObject: string | unknown, source: string): McpConfig {
+export function readMcpConfig(textOrObject: unknown, source: string): McpConfig {
   const problems: string[] = [];
   let root: unknown = textOrObject;
   if (typeof textOrObject === 'string') {
