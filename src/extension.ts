@@ -1,3 +1,4 @@
+import * as path from 'node:path';
 /** Composition root: build objects, wire events, push disposables. No logic. */
 import * as vscode from 'vscode';
 import { findCloudflared } from './core/cloudflared';
@@ -9,6 +10,7 @@ import { createShareSecretStore } from './vscode/shareSecrets';
 import { shareKey } from './core/shares/shares';
 import { readConfig, SECTION, type ConfigProblem, type TunnelConfig } from './vscode/config';
 import { TunnelLog } from './vscode/log';
+import { registerShareServerCommands } from './vscode/shareServer';
 import { PROVIDER_ID, TunnelMcpProvider } from './vscode/mcpProvider';
 import { QrPanel } from './vscode/qrView';
 import { TunnelStatusBar } from './vscode/statusBar';
@@ -121,6 +123,14 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
   );
   context.subscriptions.push(
     ...registerCommands({ controller: ctl, log, defaultTarget: () => config.target, recheckCloudflared: async () => void (await checkCloudflared()), qr, secrets: context.secrets, allowedHosts: () => config.allowedHosts }),
+    ...registerShareServerCommands({
+      controller: ctl,
+      log,
+      stateDir: context.globalStorageUri.fsPath,
+      // globalStorage/<extension id> sits in the profile folder, beside the user's mcp.json.
+      userMcpJson: () => path.join(path.dirname(path.dirname(context.globalStorageUri.fsPath)), 'mcp.json'),
+      sharePort: async (target) => vscode.commands.executeCommand('mcpTunnel.start', target),
+    }),
   );
 
   const version = (context.extension.packageJSON as { version?: string }).version ?? '0.0.0';

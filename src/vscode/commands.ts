@@ -271,6 +271,7 @@ async function showActions(deps: CommandDeps): Promise<void> {
     items.push({ label: '$(add) Share Local Server…', description: 'another server on this tunnel, with its own secret', command: CommandId.ShareLocalServer });
     if (n > 1) items.push({ label: '$(close) Stop Share…', description: `${n} shares on this tunnel`, command: CommandId.StopShare });
   }
+  items.push({ label: '$(server-process) Share MCP Server…', description: 'one from your mcp.json (stdio servers through the built-in bridge)', command: 'mcpTunnel.shareMcpServer' as CommandId });
   if (isLive(s) || s.status === 'failed') items.push({ label: '$(debug-restart) Restart Tunnel', command: CommandId.Restart });
   if (isLive(s)) items.push({ label: '$(debug-stop) Stop Tunnel', command: CommandId.Stop });
   items.push({ label: '$(output) Show Log', command: CommandId.ShowLog });

@@ -148,8 +148,22 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
       const shown = maskSharePath(mcpUrl, sharePath);
       rows.push({ id: 'mcpUrl', label: 'Public MCP URL', description: shown, tooltip: sharePath ? `${shown}\nThe share secret is hidden here; Copy puts the full URL on the clipboard.` : mcpUrl, icon: 'plug', contextValue: 'copyable', value: mcpUrl });
     }
-    const local = joinUrl(localUrlOf(target), target.path);
-    rows.push({ id: 'local', label: 'Local target', description: local, icon: 'server', contextValue: 'copyable', value: local });
+    const primary = this.controller.listShares()[0];
+    if (primary?.kind === 'stdio' && primary.command) {
+      // A stdio server through the bridge: what runs matters, not the bridge's loopback port.
+      rows.push({
+        id: 'local',
+        label: primary.name,
+        description: `stdio${primary.detail ? ` · ${primary.detail}` : ''}`,
+        tooltip: `${primary.command}\nRuns on this machine, one process per client session (ends after idle). Notifications that travel only on the GET stream arrive late through a quick tunnel (cloudflared#1449); POST streams flow.`,
+        icon: 'terminal',
+        contextValue: 'copyable',
+        value: primary.command,
+      });
+    } else {
+      const local = joinUrl(localUrlOf(target), target.path);
+      rows.push({ id: 'local', label: 'Local target', description: local, icon: 'server', contextValue: 'copyable', value: local });
+    }
     if (snap.pid) rows.push({ id: 'pid', label: 'PID', description: String(snap.pid), icon: 'symbol-number' });
     if (s.status === 'active' || s.status === 'reconnecting') {
       rows.push({ id: 'uptime', label: 'Uptime', description: formatUptime(snap.uptime_seconds), icon: 'clock' });
@@ -203,12 +217,13 @@ function shareNode(sh: ShareSnapshot, tunnelUrl: string | null): TunnelTreeRow {
       : { id: `${sh.id}:access`, label: 'Access', description: 'Open: anyone with the URL', icon: 'unlock', color: 'problemsWarningIcon.foreground', shareId: sh.id },
     { id: `${sh.id}:traffic`, label: 'Traffic', description: traffic + last, icon: 'pulse', shareId: sh.id },
   ];
+  if (sh.command) children.unshift({ id: `${sh.id}:runs`, label: 'Runs', description: `${sh.command}${sh.detail ? ` · ${sh.detail}` : ''}`, tooltip: `${sh.command}\nstdio, one process per client session. GET-stream notifications arrive late through a quick tunnel (cloudflared#1449).`, icon: 'terminal', contextValue: 'copyable', value: sh.command, shareId: sh.id });
   if (sh.problem) children.push({ id: `${sh.id}:problem`, label: 'Problem', description: sh.problem, icon: 'warning', color: 'problemsWarningIcon.foreground', shareId: sh.id });
   const icon = sh.reachable === false ? 'warning' : sh.access === 'open' ? 'unlock' : 'lock';
   return {
     id: `share:${sh.id}`,
     label: sh.name,
-    description: `${sh.access === 'open' ? 'open' : 'secret'} · ${traffic}`,
+    description: `${sh.kind === 'stdio' ? 'stdio · ' : ''}${sh.access === 'open' ? 'open' : 'secret'} · ${traffic}`,
     tooltip: `${sh.name}: ${shown}\n${traffic}${last}${sh.problem ? `\n${sh.problem}` : ''}`,
     icon,
     ...(sh.reachable === false || sh.access === 'open' ? { color: 'problemsWarningIcon.foreground' } : {}),

@@ -93,6 +93,9 @@ async function main(): Promise<number> {
     // value proves the file was read.
     fs.mkdirSync(path.join(workspace, '.vscode'), { recursive: true });
     fs.writeFileSync(path.join(workspace, '.vscode', 'settings.json'), JSON.stringify(HOSTILE_WORKSPACE_SETTINGS, null, 2));
+    // A stdio server the suite shares with Share MCP Server… (real server-everything from node_modules).
+    const everything = path.join(REPO_ROOT, 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');
+    fs.writeFileSync(path.join(workspace, '.vscode', 'mcp.json'), `{\n  // a comment, as users write them\n  "servers": { "everything": { "type": "stdio", "command": ${JSON.stringify(process.execPath)}, "args": [${JSON.stringify(everything)}, "stdio"] } }\n}\n`);
 
     browser = await launchBrowser({ profileDir: server.dirs.browserProfile, server });
     const { page } = browser;

@@ -239,6 +239,36 @@ suite('MCP Tunnel in VS Code', () => {
     }
   });
 
+  test('Share MCP Server… shares a stdio server from .vscode/mcp.json through the bridge: reachable only with its secret, its tools listed through the tunnel; Stop Share ends its processes', async () => {
+    const id = await vscode.commands.executeCommand<string | undefined>('mcpTunnel.shareMcpServer', 'everything');
+    assert.ok(id, 'a share id');
+    const share = api.controller.listShares().find((s) => s.id === id);
+    assert.ok(share);
+    assert.equal(share.kind, 'stdio');
+    assert.equal(share.access, 'secret');
+    assert.match(share.command ?? '', /server-everything/);
+    assert.match(share.detail ?? '', /1\d tools/);
+    const snap = api.controller.snapshot();
+    const fake = JSON.parse(fs.readFileSync(path.join(process.env['FAKE_CLOUDFLARED_STATE_DIR'] ?? os.tmpdir(), `${snap.pid}.json`), 'utf8')) as { publicPort: number };
+    const mcpPath = new URL(share.mcp_url ?? '').pathname;
+    const secret = mcpPath.split('/')[1] ?? '';
+    const init = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'suite', version: '1' } } });
+    const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    assert.equal((await request(fake.publicPort, '/mcp', { method: 'POST', headers, body: init })).status, 401, 'no secret: 401');
+    const first = await request(fake.publicPort, mcpPath, { method: 'POST', headers, body: init });
+    assert.equal(first.status, 200, first.body);
+    const session = String(first.headers['mcp-session-id'] ?? '');
+    assert.ok(session, 'a session id');
+    // The header form works too (what Copy MCP Client Config gives header-capable clients).
+    const list = await request(fake.publicPort, '/mcp', { method: 'POST', headers: { ...headers, authorization: `Bearer ${secret}`, 'mcp-session-id': session }, body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }) });
+    assert.equal(list.status, 200, list.body);
+    assert.match(list.body, /"echo"/);
+    await waitFor(() => /1 session/.test(api.controller.listShares().find((s) => s.id === id)?.detail ?? '') || undefined, 5000, 'the session counted on the share');
+    assert.ok(api.tree.rows().some((r) => /everything/.test(r.label ?? '') || /everything/.test(String(r.description ?? ''))), 'the tree names it');
+    await vscode.commands.executeCommand('mcpTunnel.stopShare', id);
+    assert.equal(api.controller.state.status, 'stopped', 'its last share stopped the tunnel');
+  });
+
   test('access "open": the plain URL works for anyone; the status bar and the tree warn; nothing to rotate', async () => {
     await cfg().update('access', 'open', vscode.ConfigurationTarget.Global);
     try {
