@@ -17,6 +17,7 @@ export function bridgeOrigin(bridge: StdioBridge, check: BridgeCheck): ShareOrig
     name: bridge.server.name,
     commandLine: bridge.commandLine,
     key: stdioShareKey(bridge.server),
+    ...(bridge.accessToken ? { authorization: `Bearer ${bridge.accessToken}` } : {}),
     detail: () => {
       const n = bridge.sessionCount();
       const parts = [check.tools !== undefined ? `${check.tools} tool${check.tools === 1 ? '' : 's'}` : undefined, `${n} session${n === 1 ? '' : 's'}`];

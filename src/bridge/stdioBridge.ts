@@ -23,7 +23,7 @@
  * server's requests only to the GET stream, which quick tunnels hold back, and costs an order of
  * magnitude more per call; npm run bench); the stdio side uses the SDK's framing (ReadBuffer).
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
@@ -45,6 +45,11 @@ export interface StdioBridgeOptions extends Omit<ChildOptions, 'log'> {
   /** Largest request body. Default 4 MiB. */
   maxBodyBytes?: number;
   log?: (level: BridgeLogLevel, message: string) => void;
+  /**
+   * Every request must carry `Authorization: Bearer <token>` (the gate adds it), so other local
+   * users cannot drive the server through the loopback port. Default: a random one; `null`: none.
+   */
+  accessToken?: string | null;
 }
 
 export interface BridgeCheck {
@@ -66,6 +71,8 @@ export interface StdioBridge {
   readonly server: StdioServerDefinition;
   /** `npx -y … ` as a command line. */
   readonly commandLine: string;
+  /** The bearer token every request needs (see `accessToken`), or undefined if none. Never log it. */
+  readonly accessToken: string | undefined;
   /** Live sessions. */
   sessionCount(): number;
   /** The live sessions, oldest first: id and the PID of its child. */
@@ -483,7 +490,14 @@ export async function startStdioBridge(options: StdioBridgeOptions): Promise<Std
     res.end();
   };
 
+  const token = options.accessToken === null ? undefined : (options.accessToken ?? randomBytes(32).toString('base64url'));
+  const tokenDigest = token !== undefined ? createHash('sha256').update(`Bearer ${token}`).digest() : undefined;
   const server = createServer({ requestTimeout: 0, keepAliveTimeout: 95_000 }, (req, res) => {
+    if (tokenDigest && !timingSafeEqual(createHash('sha256').update(header(req, 'authorization') ?? '').digest(), tokenDigest)) {
+      sendJson(res, 401, JSON.stringify({ error: 'Unauthorized: this bridge answers only its access gate.' }), { 'www-authenticate': 'Bearer' });
+      req.resume();
+      return;
+    }
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const pathname = q < 0 ? url : url.slice(0, q);
@@ -585,6 +599,7 @@ export async function startStdioBridge(options: StdioBridgeOptions): Promise<Std
     url: `http://127.0.0.1:${port}`,
     port,
     path: endpoint,
+    accessToken: token,
     server: def,
     commandLine: cmd,
     sessionCount: () => sessions.size,

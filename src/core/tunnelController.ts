@@ -358,6 +358,7 @@ export class TunnelController implements TunnelApi {
       origin: { host: share.target.host, port: share.target.port },
       access: share.target.access,
       ...(share.secret ? { secret: share.secret } : {}),
+      ...(share.origin?.authorization ? { originAuthorization: share.origin.authorization } : {}),
       name: share.publicName,
     });
   }
@@ -605,6 +606,7 @@ export class TunnelController implements TunnelApi {
           ...(first.secret ? { secret: first.secret } : {}),
           mode: first.target.access,
           name: first.publicName,
+          ...(first.origin?.authorization ? { originAuthorization: first.origin.authorization } : {}),
           origin: { host: first.target.host, port: first.target.port },
           hostHeader: this.options.hostHeader,
           log: (level, message) => this.log(level, `[gate] ${message}`),

@@ -38,7 +38,8 @@ after(async () => {
 
 const logs: string[] = [];
 async function bridge(options: Partial<StdioBridgeOptions> & { server?: StdioServerDefinition } = {}): Promise<StdioBridge> {
-  const b = await startStdioBridge({ server: EVERYTHING, killGraceMs: 1000, log: (l, m) => logs.push(`${l} ${m}`), ...options });
+  // Direct clients here; the gate's token is checked in its own test.
+  const b = await startStdioBridge({ server: EVERYTHING, killGraceMs: 1000, accessToken: null, log: (l, m) => logs.push(`${l} ${m}`), ...options });
   bridges.push(b);
   return b;
 }
@@ -165,6 +166,17 @@ describe('stdio bridge: clients of the 2026-07-28 revision (SDK 2.x)', () => {
 });
 
 describe('stdio bridge: sessions, limits and the HTTP rules', () => {
+  it('only its gate drives it: without its token 401 and nothing spawned; with it, a session', async () => {
+    const b = await bridge({ accessToken: undefined, warmSpare: false });
+    assert.ok(b.accessToken && b.accessToken.length >= 40);
+    assert.equal((await post(b, INIT)).status, 401);
+    assert.equal((await post(b, INIT, { authorization: 'Bearer wrong' })).status, 401);
+    assert.equal(b.childCount(), 0);
+    const ok = await post(b, INIT, { authorization: `Bearer ${b.accessToken}` });
+    assert.equal(ok.status, 200, ok.body);
+  });
+
+
   it('unknown or deleted session → 404 (never 400); a missing session on GET → 400; wrong method → 405', async () => {
     const b = await bridge({ warmSpare: false });
     const unknown = await post(b, { jsonrpc: '2.0', id: 2, method: 'tools/list' }, { 'mcp-session-id': 'no-such-session' });
@@ -268,7 +280,7 @@ describe('stdio bridge: children never outlive the bridge', () => {
     assert.equal(b.childCount(), 0);
   });
 
-  it('reapChildren ends a recorded child whose owner died, and leaves a reused PID alone', async () => {
+  it('reapChildren ends a recorded child whose owner died, and leaves a reused PID alone', { skip: process.platform !== 'linux' ? 'start times come from /proc' : false }, async () => {
     const stateDir = mkdtempSync(path.join(tmpdir(), 'bridge-reap-'));
     const orphan = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { detached: true, stdio: 'ignore' });
     orphan.unref();
@@ -282,7 +294,6 @@ describe('stdio bridge: children never outlive the bridge', () => {
     };
     const rec = (id: string, pid: number, startTicks: string): string => JSON.stringify({ id, pid, ownerPid: dead.pid, argv: [process.execPath, '-e', 'x'], startedAt: Date.now(), startTicks });
     try {
-      if (process.platform !== 'linux') return; // start times come from /proc (README: tests skipped off Linux)
       await fs.writeFile(path.join(stateDir, 'child-aaaaaaaaaaaa.json'), rec('aaaaaaaaaaaa', orphan.pid ?? 0, await ticks(orphan.pid ?? 0)));
       await fs.writeFile(path.join(stateDir, 'child-bbbbbbbbbbbb.json'), rec('bbbbbbbbbbbb', stranger.pid ?? 0, '1'));
       assert.equal(await reapChildren(stateDir), 1);

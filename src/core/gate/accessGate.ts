@@ -64,6 +64,8 @@ export interface AccessGateOptions {
   routeId?: string;
   /** The first route's public name, if it is open (see `GateRouteOptions.name`). */
   name?: string;
+  /** The first route's `GateRouteOptions.originAuthorization`. */
+  originAuthorization?: string;
 }
 
 export interface AccessGateRejection {
@@ -87,6 +89,11 @@ export interface GateRouteOptions {
   secret?: string;
   /** Public path prefix of an open route (`[a-z0-9-]{1,40}`); default `s-<6 hex>`. */
   name?: string;
+  /**
+   * `Authorization` the gate sends this origin instead of the client's (the stdio bridge's own
+   * token, so only the gate can drive it). Never logged.
+   */
+  originAuthorization?: string;
 }
 
 export interface GateRouteStats {
@@ -420,6 +427,7 @@ interface Route {
   secret: string;
   digestHex: string;
   name: string;
+  originAuthorization?: string;
   /** Bumped by each revocation: exchanges of older generations are cut. */
   generation: number;
   passed: number;
@@ -551,6 +559,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       secret,
       digestHex,
       name,
+      ...(o.originAuthorization !== undefined ? { originAuthorization: o.originAuthorization } : {}),
       generation: 0,
       passed: 0,
       errors: 0,
@@ -602,6 +611,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     access: options.mode ?? 'secret',
     ...(options.secret !== undefined ? { secret: options.secret } : {}),
     ...(options.name !== undefined ? { name: options.name } : {}),
+    ...(options.originAuthorization !== undefined ? { originAuthorization: options.originAuthorization } : {}),
   });
   const firstRoute = (): Route | undefined => routes.get(first0.id) ?? routes.values().next().value;
 
@@ -617,6 +627,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     const headers = endToEnd(req.headers);
     // The secret never reaches the origin; another Authorization (the origin's own) does.
     if (stripBearer) delete headers['authorization'];
+    if (route.originAuthorization !== undefined) headers['authorization'] = route.originAuthorization;
     for (const name of ['referer', 'origin']) {
       const v = headers[name];
       if (typeof v !== 'string') continue;

@@ -23,6 +23,8 @@ export interface ShareOrigin {
   commandLine: string;
   /** Stable identity of what it runs: the same key twice is the same share; a named tunnel stores its secret under it. */
   key: string;
+  /** What the gate sends it as `Authorization` (its own token: only the gate may drive it). Never logged. */
+  authorization?: string;
   /** One line for the UI (`12 tools · 2 sessions`), if it has one. */
   detail(): string | undefined;
   /** A detail or health change to show. */
