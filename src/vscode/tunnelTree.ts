@@ -217,7 +217,7 @@ function shareNode(sh: ShareSnapshot, tunnelUrl: string | null): TunnelTreeRow {
       : { id: `${sh.id}:access`, label: 'Access', description: 'Open: anyone with the URL', icon: 'unlock', color: 'problemsWarningIcon.foreground', shareId: sh.id },
     { id: `${sh.id}:traffic`, label: 'Traffic', description: traffic + last, icon: 'pulse', shareId: sh.id },
   ];
-  if (sh.command) children.unshift({ id: `${sh.id}:runs`, label: 'Runs', description: `${sh.command}${sh.detail ? ` · ${sh.detail}` : ''}`, tooltip: `${sh.command}\nstdio, one process per client session. GET-stream notifications arrive late through a quick tunnel (cloudflared#1449).`, icon: 'terminal', contextValue: 'copyable', value: sh.command, shareId: sh.id });
+  if (sh.command) children.unshift({ id: `${sh.id}:runs`, label: 'Runs', description: `${sh.detail ? `${sh.detail} · ` : ''}${sh.command}`, tooltip: `${sh.command}\nstdio, one process per client session. GET-stream notifications arrive late through a quick tunnel (cloudflared#1449).`, icon: 'terminal', contextValue: 'copyable', value: sh.command, shareId: sh.id });
   if (sh.problem) children.push({ id: `${sh.id}:problem`, label: 'Problem', description: sh.problem, icon: 'warning', color: 'problemsWarningIcon.foreground', shareId: sh.id });
   const icon = sh.reachable === false ? 'warning' : sh.access === 'open' ? 'unlock' : 'lock';
   return {

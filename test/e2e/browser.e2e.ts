@@ -49,6 +49,7 @@ const DOCS_PICKS: Record<string, string> = {
   'e2e-06c-qr': 'qr.png',
   'e2e-09-open-warning': 'open-warning.png',
   'e2e-06d-two-shares': 'two-shares.png',
+  'e2e-06e-stdio-share': 'stdio-share.png',
 };
 
 const log = (msg: string): void => console.log(`[e2e] ${msg}`);
@@ -386,6 +387,10 @@ async function openWorkbenchFor(ctx: Ctx, server: VsCodeServer): Promise<Page> {
   const workspace = path.join(server.dirs.root, 'workspace');
   fs.mkdirSync(workspace, { recursive: true });
   fs.writeFileSync(path.join(workspace, 'README.md'), '# e2e workspace\n');
+  // A stdio server for Share MCP Server… (real server-everything from node_modules).
+  fs.mkdirSync(path.join(workspace, '.vscode'), { recursive: true });
+  const everything = path.join(REPO_ROOT, 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');
+  fs.writeFileSync(path.join(workspace, '.vscode', 'mcp.json'), JSON.stringify({ servers: { everything: { type: 'stdio', command: process.execPath, args: [everything, 'stdio'] } } }, null, 2));
   await openWorkbench(page, server, { folder: workspace });
   await waitForExtensionActivated(server, EXTENSION_ID, 90_000);
   await waitForStatus(page, STOPPED, 'stopped item', 60_000);
@@ -625,6 +630,18 @@ async function scenarioUserPath(ctx: Ctx): Promise<string[]> {
   check((await httpGet(state.publicPort, new URL(secondUrl).pathname)).status === 401, "the stopped share's URL is refused");
   check((await httpGet(state.publicPort, new URL(rotated).pathname)).status === 200, 'the first share goes on');
   notes.push(`Share Local Server…: "${twoBar}", a Shares section, its own secret; Stop Share leaves the first`);
+
+  // Share MCP Server…: a stdio server from .vscode/mcp.json, through the bridge, beside the first share.
+  await runCommandOpeningPick(page, 'MCP Tunnel: Share MCP Server…');
+  await pickQuickItem(page, 'everything');
+  const stdioRows = await waitUntil(async () => {
+    const r = await treeRows(sidebar);
+    return r.get('Shares') === '2 on this tunnel' && /^stdio · secret · /.test(r.get('everything') ?? '') && /tools/.test(r.get('Runs') ?? '') ? r : undefined;
+  }, 'the stdio share in the Shares section', 60_000);
+  check(/^1\d tools · 0 sessions · .*server-everything/.test(stdioRows.get('Runs') ?? ''), `the stdio share's Runs row, got "${stdioRows.get('Runs')}"`);
+  await clearNotifications(page);
+  await shot(page, 'e2e-06e-stdio-share');
+  notes.push(`Share MCP Server…: everything from .vscode/mcp.json, "${stdioRows.get('Runs')}"`);
 
   // Stop.
   await runCommand(page, 'MCP Tunnel: Stop Tunnel');
