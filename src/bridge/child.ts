@@ -10,7 +10,7 @@ import type { ChildProcess } from 'node:child_process';
 import { ReadBuffer, serializeMessage } from '@modelcontextprotocol/sdk/shared/stdio.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { spawnTied, type Lifeline } from '../core/supervisor/processRunner';
-import { argvOf, ensureStateDir, isRunId, newRunId } from '../core/supervisor/orphans';
+import { argvOf, ensureStateDir, isAlive, isRunId, newRunId } from '../core/supervisor/orphans';
 
 /** A stdio MCP server as `mcp.json` defines it, variables already substituted. */
 export interface StdioServerDefinition {
@@ -305,14 +305,6 @@ async function isRecordedProcess(rec: ChildRecord): Promise<boolean> {
   return actual !== undefined && args.length > 0 && actual.length >= args.length && args.every((a, i) => actual[actual.length - args.length + i] === a);
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Ends stdio servers left by a host that died: a record whose owner is gone, whose PID is alive

@@ -641,8 +641,3 @@ function fixFor(def: StdioServerDefinition, exit: ChildExit | undefined, stderr:
   if (/ENOTFOUND|EAI_AGAIN|network|registry/i.test(err)) return 'It needed the network (npx fetching a package?): install the package locally, or check the connection.';
   return 'Run the command in a terminal to see why it stops, then share it again.';
 }
-
-/** For tests: a session id that is certainly not live. */
-export function unknownSessionId(): string {
-  return randomBytes(16).toString('hex');
-}

@@ -122,7 +122,8 @@ export async function removeRun(stateDir: string, id: string): Promise<void> {
   await Promise.all([fs.rm(runRecordPath(stateDir, id), { force: true }), fs.rm(runConfigPath(stateDir, id), { force: true })]);
 }
 
-function isAlive(pid: number): boolean {
+/** Whether `pid` is a live process (EPERM: alive, another user's). */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
