@@ -8,11 +8,13 @@
  *   4. MCP round trip over the loopback HTTP host vs. a bare SDK server
  *   5. access gate: throughput and latency through the gate vs. straight to the origin (100 conns)
  *   6. memory of a host process with a live tunnel, idle and under that load
+ *   7. the stdio bridge vs supergateway, mcp-proxy and direct stdio (stdioBench.ts, run first in
+ *      a process of its own; alone: `node --import tsx test/bench/stdioBench.ts`)
  * Prints a table and writes bench-results.json. Loopback only; every child is ended by its pid.
  * BENCH_PROFILE=1 writes CPU profiles of the activation and host processes to
  * $TMPDIR/mcp-tunnel-bench-profiles/ (open them in Chrome DevTools or VS Code).
  */
-import { execFile, fork, type ChildProcess } from 'node:child_process';
+import { execFile, fork, spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { Agent } from 'node:http';
 import * as os from 'node:os';
@@ -80,6 +82,16 @@ function run(cmd: string, args: string[], timeoutMs: number): Promise<{ stdout: 
         else resolve({ stdout, stderr });
       }),
     );
+  });
+}
+
+/** A section run as `node --import tsx <file> --json`: its stdout's last line; its progress on our stderr. */
+function runSection(file: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = track(spawn(process.execPath, ['--import', 'tsx', file, '--json'], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] }));
+    let out = '';
+    child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+    child.once('exit', (code) => (code === 0 ? resolve(out.trim().split('\n').pop() ?? '') : reject(new Error(`${path.basename(file)} exited with code ${code}`))));
   });
 }
 
@@ -451,6 +463,18 @@ async function main(): Promise<void> {
     }
     markLoad('vsix');
 
+    // 7 first, in a process of its own: the stdio bridge beside supergateway, mcp-proxy, direct stdio
+    log('stdio bridges (test/bench/stdioBench.ts, its own process)…');
+    let stdioRows: Row[];
+    try {
+      const stdio = JSON.parse(await runSection(path.join(__dirname, 'stdioBench.ts'))) as { rows: Row[]; raw: unknown };
+      stdioRows = stdio.rows;
+      raw['stdio'] = stdio.raw;
+    } catch (err) {
+      stdioRows = [{ id: '7', figure: 'stdio bridges', unit: '', note: `not measured: ${(err as Error).message.split('\n')[0]}` }];
+    }
+    markLoad('stdio');
+
     // 3. Activation -----------------------------------------------------------------------------
     log(`activation × ${CFG.activationRuns} (fresh processes)…`);
     const acts = await activation(b, tmp);
@@ -708,6 +732,9 @@ async function main(): Promise<void> {
     rows.push({ id: '6f', figure: 'host heap used under load, saturated', unit: 'MB', value: S(heap(loadMem)), note: `peak ${fmt(Math.max(...heap(loadMem)), 'MB')}` });
     rows.push({ id: '6g', figure: 'host RSS once the MCP host (dist/mcp.js) runs', unit: 'MB', value: S(rss(memMcp)), reference: { label: 'just before', value: median(rss(memBeforeMcp)) }, ratio: median(rss(memMcp)) - median(rss(memBeforeMcp)), ratioKind: 'diff', note: 'after the load tests; the SDK and zod load on the first MCP resolve, not at activation' });
     if (missingApi.length) rows.push({ id: 'ℹ', figure: 'vscode API the stub does not implement (no-ops)', unit: '', note: missingApi.join(', ') });
+
+
+    rows.push(...stdioRows);
 
     markLoad('end');
     const totalS = (performance.now() - t0) / 1000;

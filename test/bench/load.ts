@@ -138,6 +138,7 @@ export class RawMcpClient {
   constructor(
     readonly port: number,
     private readonly token?: string,
+    private readonly path = '/mcp',
   ) {}
 
   private post(body: unknown): Promise<{ status: number; sessionId: string | undefined; text: string }> {
@@ -153,7 +154,7 @@ export class RawMcpClient {
       headers['mcp-protocol-version'] = '2025-06-18';
     }
     return new Promise((resolve, reject) => {
-      const req = request({ host: HOST, port: this.port, method: 'POST', path: '/mcp', headers, agent: this.agent }, (res) => {
+      const req = request({ host: HOST, port: this.port, method: 'POST', path: this.path, headers, agent: this.agent }, (res) => {
         let text = '';
         res.setEncoding('utf8');
         res.on('data', (c: string) => (text += c));
@@ -186,6 +187,23 @@ export class RawMcpClient {
     const r = await this.post({ jsonrpc: '2.0', id: this.nextId++, method, params });
     if (r.status !== 200 || !r.text.includes('"result"') || r.text.includes('"isError":true')) throw new Error(`${method} answered ${r.status}: ${r.text.slice(0, 300)}`);
     return r.text;
+  }
+
+  /** DELETE the session (as a polite client does), then close the connection. */
+  async terminate(): Promise<void> {
+    if (this.sessionId) {
+      const headers: Record<string, string> = { 'mcp-session-id': this.sessionId };
+      if (this.token) headers['authorization'] = `Bearer ${this.token}`;
+      await new Promise<void>((resolve) => {
+        const req = request({ host: HOST, port: this.port, method: 'DELETE', path: this.path, headers, agent: this.agent }, (res) => {
+          res.resume();
+          res.on('end', resolve);
+        });
+        req.on('error', () => resolve());
+        req.end();
+      });
+    }
+    this.close();
   }
 
   close(): void {

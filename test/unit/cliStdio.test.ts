@@ -1,12 +1,12 @@
 /**
  * `mcp-tunnel start --stdio -- <command>`: a real stdio server (server-everything) shared through
  * bridge + gate + the fake cloudflared, driven by the SDK 1.x and 2.x clients through the fake's
- * public port, as a remote client would.
+ * public port, as a remote client would; server-filesystem driven by @modelcontextprotocol/inspector-cli.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
@@ -19,6 +19,8 @@ import { FAKE_CLOUDFLARED, REPO, publicPath, readFakeState, waitFor, waitGone } 
 
 const CLI = path.join(REPO, 'dist', 'cli.js');
 const EVERYTHING = path.join(REPO, 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');
+const FILESYSTEM = path.join(REPO, 'node_modules', '@modelcontextprotocol', 'server-filesystem', 'dist', 'index.js');
+const INSPECTOR = path.join(REPO, 'node_modules', '@modelcontextprotocol', 'inspector-cli', 'build', 'index.js');
 let work: string;
 let origin: Origin;
 const children: ChildProcess[] = [];
@@ -50,6 +52,20 @@ function pidsWith(marker: string): number[] {
     }
   }
   return pids;
+}
+
+/** `@modelcontextprotocol/inspector-cli` (its CLI mode), run to its end. */
+function inspector(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve) => {
+    // Its build/ as cwd: it looks for its package.json with existsSync (cwd-relative) but loads it module-relative.
+    const child = spawn(process.execPath, [INSPECTOR, ...args], { cwd: path.dirname(INSPECTOR), stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('exit', (code) => resolve({ code, out, err }));
+  });
 }
 
 function text(r: unknown): string {
@@ -106,6 +122,34 @@ describe('mcp-tunnel start --stdio', { concurrency: false }, () => {
     assert.ok(await waitGone(pid, 3000), 'cloudflared gone');
     await waitFor(() => (pidsWith(marker).length === 0 ? true : undefined), 5000, 'every stdio server ended');
     assert.deepEqual(readdirSync(path.join(work, 'state')).filter((f) => f.startsWith('child-')), [], 'no child run records left');
+  });
+
+  it('server-filesystem, driven by @modelcontextprotocol/inspector-cli through the public URL: secret in the path or as a bearer header; refused without', async () => {
+    const files = path.join(work, 'files');
+    mkdirSync(files, { recursive: true });
+    writeFileSync(path.join(files, 'note.txt'), 'shared through the bridge\n');
+    const r = cli(['start', '--stdio', '--cloudflared', FAKE_CLOUDFLARED, '--', process.execPath, FILESYSTEM, files]);
+    await waitFor(() => (/Press Ctrl\+C/.test(r.out()) ? true : undefined), 20_000, 'active');
+    const mcpUrl = /Public MCP URL:\s+(\S+)/.exec(r.out())?.[1];
+    const fake = readFakeState(work, Number(/PID (\d+)/.exec(r.out())?.[1]));
+    assert.ok(fake && mcpUrl);
+    const local = `http://127.0.0.1:${fake.publicPort}`;
+    const secret = new URL(mcpUrl).pathname.split('/')[1] ?? '';
+
+    const list = await inspector([local + publicPath(mcpUrl), '--transport', 'http', '--method', 'tools/list']);
+    assert.equal(list.code, 0, list.err);
+    const tools = (JSON.parse(list.out) as { tools: Array<{ name: string }> }).tools.map((t) => t.name);
+    assert.ok(tools.includes('read_text_file') && tools.includes('list_directory'), tools.join(', '));
+
+    const read = await inspector([`${local}/mcp`, '--transport', 'http', '--header', `Authorization: Bearer ${secret}`, '--method', 'tools/call', '--tool-name', 'read_text_file', '--tool-arg', `path=${path.join(files, 'note.txt')}`]);
+    assert.equal(read.code, 0, read.err);
+    assert.match(read.out, /shared through the bridge/);
+
+    const refused = await inspector([`${local}/mcp`, '--transport', 'http', '--method', 'tools/list']);
+    assert.notEqual(refused.code, 0, 'no secret: the inspector gets nothing');
+    assert.match(refused.out + refused.err, /Unauthorized: this tunnel is protected by a share secret/, "the inspector shows why");
+    r.child.kill('SIGINT');
+    assert.equal(await r.exit, 0, r.err());
   });
 
   it('a server that cannot start: the reason and the fix, exit 1, and nothing public (no cloudflared)', async () => {
