@@ -15,6 +15,7 @@ import { PROVIDER_ID, TunnelMcpProvider } from './vscode/mcpProvider';
 import { QrPanel } from './vscode/qrView';
 import { TunnelStatusBar } from './vscode/statusBar';
 import { TunnelTreeProvider } from './vscode/tunnelTree';
+import { runStart } from './vscode/ui';
 
 /** What `activate` returns: the extension-host tests drive and read these. */
 export interface MpcTunnelExtensionApi {
@@ -121,15 +122,17 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
       qr.update(share && mcpUrlFor(share, true), 'The tunnel URL changed.');
     }),
   );
+  const commandDeps = { controller: ctl, log, defaultTarget: () => config.target, recheckCloudflared: async () => void (await checkCloudflared()), qr, secrets: context.secrets, allowedHosts: () => config.allowedHosts };
   context.subscriptions.push(
-    ...registerCommands({ controller: ctl, log, defaultTarget: () => config.target, recheckCloudflared: async () => void (await checkCloudflared()), qr, secrets: context.secrets, allowedHosts: () => config.allowedHosts }),
+    ...registerCommands(commandDeps),
     ...registerShareServerCommands({
       controller: ctl,
       log,
       stateDir: context.globalStorageUri.fsPath,
       // globalStorage/<extension id> sits in the profile folder, beside the user's mcp.json.
       userMcpJson: () => path.join(path.dirname(path.dirname(context.globalStorageUri.fsPath)), 'mcp.json'),
-      sharePort: async (target) => vscode.commands.executeCommand('mcpTunnel.start', target),
+      // With headers for the origin: not through the public Start Tunnel command (whose arguments other extensions may pass).
+      sharePort: async (target, originHeaders) => (originHeaders ? runStart(commandDeps, { ...target, access: config.target.access }, false, { originHeaders }) : vscode.commands.executeCommand('mcpTunnel.start', target)),
     }),
   );
 

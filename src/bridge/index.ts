@@ -7,5 +7,6 @@ export type { BridgeCheck, BridgeLogLevel, StdioBridge, StdioBridgeOptions } fro
 export { commandLine, defaultServerName, reapChildren, resolveCommand, serverEnv } from './child';
 export type { StdioServerDefinition } from './child';
 export { bridgeOrigin, stdioShareKey } from './shareOrigin';
-export { readMcpConfig, resolveServer, splitCommandLine, VariableError } from './mcpConfig';
+export type { BridgeOrigin } from './shareOrigin';
+export { readMcpConfig, resolveHeaders, resolveServer, splitCommandLine, VariableError } from './mcpConfig';
 export type { ConfiguredServer, McpConfig, McpInput, VariableContext } from './mcpConfig';

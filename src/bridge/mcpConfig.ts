@@ -19,6 +19,8 @@ export interface ConfiguredServer {
   cwd?: string;
   /** http / sse. */
   url?: string;
+  /** http / sse: the headers the client sends (variables not substituted yet). */
+  headers?: Record<string, string>;
 }
 
 export interface McpInput {
@@ -72,7 +74,8 @@ export function readMcpConfig(textOrObject: unknown, source: string): McpConfig 
         ...(typeof raw['cwd'] === 'string' ? { cwd: raw['cwd'] } : {}),
       });
     } else if ((type === 'http' || type === 'sse') && typeof raw['url'] === 'string') {
-      servers.push({ name, source, kind: 'http', url: raw['url'] });
+      const headers = isRecord(raw['headers']) ? Object.fromEntries(Object.entries(raw['headers']).filter((e): e is [string, string] => typeof e[1] === 'string')) : {};
+      servers.push({ name, source, kind: 'http', url: raw['url'], ...(Object.keys(headers).length ? { headers } : {}) });
     } else {
       problems.push(`${source}: server "${name}" is neither stdio (command) nor http (url).`);
     }
@@ -106,8 +109,34 @@ const VARIABLE = /\$\{([^}]+)\}/g;
  */
 export async function resolveServer(server: ConfiguredServer, ctx: VariableContext): Promise<StdioServerDefinition> {
   if (server.kind !== 'stdio' || !server.command) throw new VariableError(`"${server.name}" is not a stdio server.`);
+  const sub = substituter(server, ctx);
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(server.env ?? {})) env[k] = await sub(v);
+  const args: string[] = [];
+  for (const a of server.args ?? []) args.push(await sub(a));
+  return {
+    name: server.name,
+    command: await sub(server.command),
+    args,
+    ...(server.env ? { env } : {}),
+    ...(server.cwd ? { cwd: await sub(server.cwd) } : ctx.workspaceFolder ? { cwd: ctx.workspaceFolder } : {}),
+  };
+}
+
+/** The named headers of an http server, variables substituted as for `resolveServer`. */
+export async function resolveHeaders(server: ConfiguredServer, names: readonly string[], ctx: VariableContext): Promise<Record<string, string>> {
+  const sub = substituter(server, ctx);
+  const out: Record<string, string> = {};
+  for (const name of names) {
+    const v = server.headers?.[name];
+    if (v !== undefined) out[name] = await sub(v);
+  }
+  return out;
+}
+
+function substituter(server: ConfiguredServer, ctx: VariableContext): (value: string) => Promise<string> {
   const answers = new Map<string, string>();
-  const sub = async (value: string): Promise<string> => {
+  return async (value: string): Promise<string> => {
     let out = '';
     let last = 0;
     for (const m of value.matchAll(VARIABLE)) {
@@ -131,17 +160,6 @@ export async function resolveServer(server: ConfiguredServer, ctx: VariableConte
       } else throw new VariableError(`"${server.name}" uses \${${v}}, which MCP Tunnel cannot fill in (it knows workspaceFolder, userHome, env:NAME and input:id).`);
     }
     return out + value.slice(last);
-  };
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(server.env ?? {})) env[k] = await sub(v);
-  const args: string[] = [];
-  for (const a of server.args ?? []) args.push(await sub(a));
-  return {
-    name: server.name,
-    command: await sub(server.command),
-    args,
-    ...(server.env ? { env } : {}),
-    ...(server.cwd ? { cwd: await sub(server.cwd) } : ctx.workspaceFolder ? { cwd: ctx.workspaceFolder } : {}),
   };
 }
 

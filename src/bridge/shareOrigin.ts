@@ -9,8 +9,14 @@ export function stdioShareKey(def: StdioServerDefinition): string {
   return JSON.stringify([def.command, def.args, def.cwd ?? null, Object.entries(def.env ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))]);
 }
 
-export function bridgeOrigin(bridge: StdioBridge, check: BridgeCheck): ShareOrigin {
+/** A bridge's origin, plus a note the share shows after its detail (e.g. "changed in mcp.json"). */
+export interface BridgeOrigin extends ShareOrigin {
+  setNote(note: string | undefined): void;
+}
+
+export function bridgeOrigin(bridge: StdioBridge, check: BridgeCheck): BridgeOrigin {
   const changed = new Emitter<unknown>();
+  let note: string | undefined;
   const sub = bridge.onDidChange((e) => changed.fire(e));
   return {
     kind: 'stdio',
@@ -21,7 +27,12 @@ export function bridgeOrigin(bridge: StdioBridge, check: BridgeCheck): ShareOrig
     detail: () => {
       const n = bridge.sessionCount();
       const parts = [check.tools !== undefined ? `${check.tools} tool${check.tools === 1 ? '' : 's'}` : undefined, `${n} session${n === 1 ? '' : 's'}`];
-      return parts.filter(Boolean).join(' · ');
+      return [...parts, note].filter(Boolean).join(' · ');
+    },
+    setNote: (next) => {
+      if (next === note) return;
+      note = next;
+      changed.fire(undefined);
     },
     onDidChange: changed.event,
     close: async () => {

@@ -277,7 +277,7 @@ export class TunnelController implements TunnelApi {
       const other = origin ? undefined : this.registry.conflicting(full);
       if (other) return Promise.reject(new TunnelBusyError(other.target, full));
       // A stop that came while the share was being added wins: the start resolves stopped.
-      return this.addShare(run, full, origin).then(() => (run.stopRequested ? run.exited.then((): TunnelState => ({ status: 'stopped' })) : settled()));
+      return this.addShare(run, full, origin, options.originHeaders).then(() => (run.stopRequested ? run.exited.then((): TunnelState => ({ status: 'stopped' })) : settled()));
     }
     if (run?.stopPromise) {
       const generation = this.stopGeneration;
@@ -290,7 +290,7 @@ export class TunnelController implements TunnelApi {
     this.cancelRestart();
     const first = (secret: string | undefined): Promise<TunnelState> => {
       this.registry.clear();
-      const share = this.registry.add(full, secret, origin);
+      const share = this.registry.add(full, secret, origin, options.originHeaders);
       this.probe(share);
       return this.launch(full);
     };
@@ -321,6 +321,32 @@ export class TunnelController implements TunnelApi {
     return sh ? this.listShares().find((x) => x.id === sh.id) : undefined;
   }
 
+  /**
+   * A stdio share runs something else now (its definition in mcp.json changed): `origin` (a new,
+   * checked bridge) takes over the share's route, id and secret, so the links handed out keep
+   * working; the old bridge and its sessions end (clients start a new session). The same
+   * definition again restarts the server. False, and `origin` closed, if the share is gone, is
+   * not a stdio share, another share runs that definition, or the tunnel is not running.
+   */
+  replaceOrigin(id: string, target: TunnelTarget, origin: ShareOrigin): boolean {
+    const run = this.run;
+    const share = this.registry.get(id);
+    const same = this.registry.findOrigin(origin.key);
+    if (!run || run.stopRequested || run.ended || !share?.origin || (same && same.id !== id)) {
+      void origin.close().catch(() => undefined);
+      return false;
+    }
+    const full = { ...target, access: share.target.access };
+    const old = this.registry.replaceOrigin(id, origin, full);
+    run.gate?.setRouteOrigin(id, { host: full.host, port: full.port }, origin.authorization);
+    void old?.close().catch(() => undefined);
+    const store = this.options.shareSecretStore;
+    if (store && share.secret) void store.set(shareKey(full, origin), share.secret).catch((err: unknown) => this.log('warn', `Could not store the share secret under the new definition: ${(err as Error).message}`));
+    this.log('info', `Restarted ${origin.name} with its new definition (stdio: ${origin.commandLine}); its links are unchanged.`);
+    if (isLive(this._state)) this.setState(this.liveState(run));
+    return true;
+  }
+
   /** Stops one share (its route, secret and streams); the last one stops the tunnel. False if unknown. */
   async stopShare(id: string): Promise<boolean> {
     const share = this.registry.get(id);
@@ -337,14 +363,14 @@ export class TunnelController implements TunnelApi {
     return true;
   }
 
-  private async addShare(run: Run, target: TunnelTarget & { access: AccessMode }, origin: ShareOrigin | undefined): Promise<void> {
+  private async addShare(run: Run, target: TunnelTarget & { access: AccessMode }, origin: ShareOrigin | undefined, originHeaders: Record<string, string> | undefined): Promise<void> {
     const secret = await this.storedSecret(target, origin);
     // Raced by a stop, or by the same target shared meanwhile.
     if (run !== this.run || run.stopRequested || run.ended || (origin ? this.registry.findOrigin(origin.key) : this.registry.find(target))) {
       void origin?.close().catch(() => undefined);
       return;
     }
-    const share = this.registry.add(target, secret, origin);
+    const share = this.registry.add(target, secret, origin, originHeaders);
     if (share.secret) run.secrets.push(share.secret);
     this.routeShare(run, share);
     this.log('info', `Sharing ${origin ? `${origin.name} (stdio: ${origin.commandLine})` : joinUrl(localUrlOf(target), target.path)} on the same tunnel (${this.registry.size} shares; access ${target.access}).`);
@@ -359,6 +385,7 @@ export class TunnelController implements TunnelApi {
       access: share.target.access,
       ...(share.secret ? { secret: share.secret } : {}),
       ...(share.origin?.authorization ? { originAuthorization: share.origin.authorization } : {}),
+      ...(share.originHeaders ? { originHeaders: share.originHeaders } : {}),
       name: share.publicName,
     });
   }
@@ -423,7 +450,8 @@ export class TunnelController implements TunnelApi {
     const origins = this.registry.detachOrigins();
     const primaryOrigin = primary && !target ? origins.get(primary.id) : undefined;
     if (primary && target) void origins.get(primary.id)?.close().catch(() => undefined);
-    const others = rest.map((sh) => ({ target: sh.target, origin: origins.get(sh.id) }));
+    const others = rest.map((sh) => ({ target: sh.target, origin: origins.get(sh.id), originHeaders: sh.originHeaders }));
+    const primaryHeaders = primary && !target ? primary.originHeaders : undefined;
     const run = this.run;
     const stopped = this.stop();
     const generation = this.stopGeneration;
@@ -435,9 +463,9 @@ export class TunnelController implements TunnelApi {
       for (const o of [primaryOrigin, ...others.map((x) => x.origin)]) void o?.close().catch(() => undefined);
       return { status: 'stopped' };
     }
-    const settled = await this.start(next, primaryOrigin ? { origin: primaryOrigin } : {});
+    const settled = await this.start(next, { ...(primaryOrigin ? { origin: primaryOrigin } : {}), ...(primaryHeaders ? { originHeaders: primaryHeaders } : {}) });
     for (const o of others) {
-      if (this.run && isLive(this._state)) await this.start(o.target, o.origin ? { origin: o.origin } : {}).catch(() => undefined);
+      if (this.run && isLive(this._state)) await this.start(o.target, { ...(o.origin ? { origin: o.origin } : {}), ...(o.originHeaders ? { originHeaders: o.originHeaders } : {}) }).catch(() => undefined);
       else void o.origin?.close().catch(() => undefined);
     }
     // What the restart itself settled in (the shares added after it change no state).
@@ -607,6 +635,7 @@ export class TunnelController implements TunnelApi {
           mode: first.target.access,
           name: first.publicName,
           ...(first.origin?.authorization ? { originAuthorization: first.origin.authorization } : {}),
+          ...(first.originHeaders ? { originHeaders: first.originHeaders } : {}),
           origin: { host: first.target.host, port: first.target.port },
           hostHeader: this.options.hostHeader,
           log: (level, message) => this.log(level, `[gate] ${message}`),

@@ -9,11 +9,33 @@ import * as vscode from 'vscode';
 import { isLoopbackHost, validateTarget } from '../core/target';
 import type { TunnelController } from '../core/tunnelController';
 import { loadMcpModule } from '../mcpModule';
-import type { ConfiguredServer, McpInput, StdioServerDefinition } from '../bridge/index';
+import type { BridgeCheck, BridgeOrigin, ConfiguredServer, McpInput, StdioBridge, StdioServerDefinition, VariableContext } from '../bridge/index';
 import type { TunnelLog } from './log';
 
 export const SHARE_MCP_SERVER = 'mcpTunnel.shareMcpServer';
 export const SHARE_COMMAND = 'mcpTunnel.shareCommand';
+export const RESTART_SHARE = 'mcpTunnel.restartShare';
+
+/** Where a share's definition came from in mcp.json, as written (to see it change). */
+interface ConfigRef {
+  name: string;
+  source: string;
+  written: string;
+}
+
+/** A stdio share this window started: what it runs, how to show a note on it, where it came from. */
+interface Started {
+  def: StdioServerDefinition;
+  origin: BridgeOrigin;
+  from?: ConfigRef;
+  /** The written definition the user was last asked about (asked once per change). */
+  offered?: string;
+}
+
+/** By share id. Input values live here (in memory) only, never in settings or the log. */
+const started = new Map<string, Started>();
+
+const written = (s: ConfiguredServer): string => JSON.stringify([s.command, s.args ?? [], s.env ?? {}, s.cwd ?? null]);
 
 export interface ShareServerDeps {
   controller: TunnelController;
@@ -22,8 +44,8 @@ export interface ShareServerDeps {
   stateDir: string;
   /** The user's mcp.json (in the profile folder). */
   userMcpJson: () => string;
-  /** Starts (or joins) the tunnel for a port target, with the UI of Start Tunnel. */
-  sharePort: (target: { host: string; port: number; path: string }) => Promise<unknown>;
+  /** Starts (or joins) the tunnel for a port target, with the UI of Start Tunnel; `originHeaders` as in core's ShareOptions. */
+  sharePort: (target: { host: string; port: number; path: string }, originHeaders?: Record<string, string>) => Promise<unknown>;
 }
 
 interface Found {
@@ -68,8 +90,29 @@ async function findServers(deps: ShareServerDeps): Promise<Found> {
   return found;
 }
 
+/** A bridge for `def`, checked (spawn, initialize, tools/list); undefined after saying why. */
+async function startChecked(deps: ShareServerDeps, def: StdioServerDefinition): Promise<{ bridge: StdioBridge; check: BridgeCheck } | undefined> {
+  const { log } = deps;
+  const { bridge: b } = loadMcpModule();
+  const cfg = vscode.workspace.getConfiguration('mcpTunnel.stdio');
+  await b.reapChildren(deps.stateDir, (m) => log.info(m));
+  const bridge = await b.startStdioBridge({
+    server: def,
+    stateDir: deps.stateDir,
+    maxSessions: cfg.get<number>('maxSessions', 16),
+    idleTimeoutMs: cfg.get<number>('idleTimeoutMinutes', 30) * 60_000,
+    log: (level, m) => (level === 'debug' ? undefined : level === 'info' ? log.info(m) : log.warn(m)),
+  });
+  const check = await bridge.check();
+  if (check.ok) return { bridge, check };
+  await bridge.close();
+  log.warn(check.message ?? 'the stdio server did not start');
+  void vscode.window.showErrorMessage(`MCP Tunnel: ${check.message ?? `${def.name} did not start.`} Nothing was shared.`, 'Show Log').then((a) => a && log.show());
+  return undefined;
+}
+
 /** The bridge for `def`, checked (initialize, tools/list), then shared. Undefined after saying why. */
-export async function shareStdio(deps: ShareServerDeps, def: StdioServerDefinition): Promise<string | undefined> {
+export async function shareStdio(deps: ShareServerDeps, def: StdioServerDefinition, from?: ConfigRef): Promise<string | undefined> {
   const { controller, log } = deps;
   const { bridge: b } = loadMcpModule();
   const existing = controller.listShares().find((s) => s.kind === 'stdio' && s.command === b.commandLine(def));
@@ -77,24 +120,11 @@ export async function shareStdio(deps: ShareServerDeps, def: StdioServerDefiniti
     vscode.window.setStatusBarMessage(`$(check) ${def.name} is already shared`, 3000);
     return existing.id;
   }
-  const cfg = vscode.workspace.getConfiguration('mcpTunnel.stdio');
   return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `MCP Tunnel: ${def.name}`, cancellable: false }, async (progress) => {
     progress.report({ message: `Starting ${b.commandLine(def)}…` });
-    await b.reapChildren(deps.stateDir, (m) => log.info(m));
-    const bridge = await b.startStdioBridge({
-      server: def,
-      stateDir: deps.stateDir,
-      maxSessions: cfg.get<number>('maxSessions', 16),
-      idleTimeoutMs: cfg.get<number>('idleTimeoutMinutes', 30) * 60_000,
-      log: (level, m) => (level === 'debug' ? undefined : level === 'info' ? log.info(m) : log.warn(m)),
-    });
-    const check = await bridge.check();
-    if (!check.ok) {
-      await bridge.close();
-      log.warn(check.message ?? 'the stdio server did not start');
-      void vscode.window.showErrorMessage(`MCP Tunnel: ${check.message ?? `${def.name} did not start.`} Nothing was shared.`, 'Show Log').then((a) => a && log.show());
-      return undefined;
-    }
+    const ready = await startChecked(deps, def);
+    if (!ready) return undefined;
+    const { bridge, check } = ready;
     progress.report({ message: `${check.tools ?? 0} tools; opening the tunnel…` });
     const origin = b.bridgeOrigin(bridge, check);
     const target = { host: '127.0.0.1', port: bridge.port, path: bridge.path, access: 'secret' as const };
@@ -104,6 +134,7 @@ export async function shareStdio(deps: ShareServerDeps, def: StdioServerDefiniti
       if (state.status === 'failed') void vscode.window.showErrorMessage(`MCP Tunnel: ${state.error.message}`, 'Show Log').then((a) => a && log.show());
       return undefined;
     }
+    started.set(share.id, { def, origin, ...(from ? { from } : {}) });
     void vscode.window
       .showInformationMessage(`Sharing ${def.name} (${check.tools ?? 0} tools) through the bridge: one process per client session, secret link only.`, 'Copy MCP URL', 'Copy MCP Client Config…')
       .then((a) => {
@@ -114,19 +145,157 @@ export async function shareStdio(deps: ShareServerDeps, def: StdioServerDefiniti
   });
 }
 
+/**
+ * Restart Share: a stdio share runs its definition anew (as mcp.json has it now, if it came from
+ * there), under the same id and secret: links keep working, connected clients start a new
+ * session. The old server keeps running if the new one does not start.
+ */
+async function restartShare(deps: ShareServerDeps, arg: unknown): Promise<boolean> {
+  const { controller } = deps;
+  const { bridge: b } = loadMcpModule();
+  const stdio = controller.listShares().filter((s) => s.kind === 'stdio' && started.has(s.id));
+  const wanted = typeof arg === 'string' ? arg : (arg as { shareId?: unknown } | undefined)?.shareId;
+  let id = typeof wanted === 'string' ? wanted : stdio.length === 1 ? stdio[0]?.id : undefined;
+  if (id === undefined && stdio.length > 1) {
+    const picked = await vscode.window.showQuickPick(
+      stdio.map((s) => ({ label: s.name, description: s.detail ?? '', detail: s.command ?? '', id: s.id })),
+      { title: 'Restart Share', placeHolder: 'Which stdio share? Its links stay the same.' },
+    );
+    id = picked?.id;
+  }
+  if (id === undefined) {
+    if (stdio.length === 0) void vscode.window.showInformationMessage('MCP Tunnel: no stdio share to restart (Restart Share starts again a server shared with Share MCP Server… or Share a Command…).');
+    return false;
+  }
+  const entry = started.get(id);
+  const share = controller.listShares().find((s) => s.id === id);
+  if (!entry || !share) {
+    void vscode.window.showWarningMessage('MCP Tunnel: that share is not a stdio share started in this window, or it has stopped.');
+    return false;
+  }
+  let def = entry.def;
+  let from = entry.from;
+  if (from) {
+    const found = await findServers(deps);
+    const server = found.servers.find((x) => x.kind === 'stdio' && x.name === from?.name && x.source === from.source);
+    if (server) {
+      const next = await resolveInputs(server, found.inputs);
+      if (!next) return false;
+      def = next;
+      from = { ...from, written: written(server) };
+    } else {
+      void vscode.window.showWarningMessage(`MCP Tunnel: "${from.name}" is no longer in ${from.source}; restarting the definition it was shared with.`);
+    }
+  }
+  const ready = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `MCP Tunnel: restarting ${def.name}`, cancellable: false }, () => startChecked(deps, def));
+  if (!ready) return false;
+  const origin = b.bridgeOrigin(ready.bridge, ready.check);
+  if (!controller.replaceOrigin(id, { host: '127.0.0.1', port: ready.bridge.port, path: ready.bridge.path }, origin)) {
+    void vscode.window.showWarningMessage(`MCP Tunnel: ${def.name} could not be restarted: its share stopped, or another share runs that definition.`);
+    return false;
+  }
+  started.set(id, { def, origin, ...(from ? { from } : {}) });
+  vscode.window.setStatusBarMessage(`$(check) Restarted ${def.name}: ${ready.check.tools ?? 0} tools; its links are unchanged`, 5000);
+  return true;
+}
+
+/**
+ * After mcp.json (workspace or user) or the `mcp` setting changed: a share whose definition
+ * changed (or went away) says so on the share, and the user is offered Restart Share once per change.
+ */
+async function definitionsChanged(deps: ShareServerDeps): Promise<void> {
+  const live = new Set(deps.controller.listShares().map((s) => s.id));
+  for (const id of [...started.keys()]) if (!live.has(id)) started.delete(id);
+  const watched = [...started.entries()].filter(([, e]) => e.from);
+  if (watched.length === 0) return;
+  const found = await findServers(deps);
+  for (const [id, e] of watched) {
+    const from = e.from as ConfigRef;
+    const server = found.servers.find((x) => x.kind === 'stdio' && x.name === from.name && x.source === from.source);
+    const now = server ? written(server) : undefined;
+    if (now === from.written) {
+      e.origin.setNote(undefined);
+      continue;
+    }
+    e.origin.setNote(server ? `changed in ${from.source}: restart to apply` : `no longer in ${from.source}`);
+    if (!server || e.offered === now) continue;
+    e.offered = now;
+    void vscode.window
+      .showInformationMessage(`MCP Tunnel: "${from.name}" changed in ${from.source}. Restart its share with the new definition? Its links stay the same; connected clients start a new session.`, 'Restart Share')
+      .then((a) => a && vscode.commands.executeCommand(RESTART_SHARE, id));
+  }
+}
+
+/** Watches the workspace folders' .vscode/mcp.json, the user's mcp.json and the `mcp` setting. */
+function watchDefinitions(deps: ShareServerDeps): vscode.Disposable[] {
+  let timer: NodeJS.Timeout | undefined;
+  const changed = (): void => {
+    if (started.size === 0) return;
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(() => void definitionsChanged(deps).catch((err: unknown) => deps.log.warn(`Could not re-read mcp.json: ${(err as Error).message}`)), 300);
+  };
+  const watchers = [
+    vscode.workspace.createFileSystemWatcher('**/.vscode/mcp.json'),
+    vscode.workspace.createFileSystemWatcher(new vscode.RelativePattern(vscode.Uri.file(path.dirname(deps.userMcpJson())), 'mcp.json')),
+  ];
+  for (const w of watchers) {
+    w.onDidChange(changed);
+    w.onDidCreate(changed);
+    w.onDidDelete(changed);
+  }
+  return [
+    ...watchers,
+    vscode.workspace.onDidChangeConfiguration((e) => e.affectsConfiguration('mcp') && changed()),
+    { dispose: () => timer && clearTimeout(timer) },
+  ];
+}
+
+function variableContext(server: ConfiguredServer, inputs: Map<string, McpInput>): VariableContext {
+  return {
+    ...(vscode.workspace.workspaceFolders?.[0] ? { workspaceFolder: vscode.workspace.workspaceFolders[0].uri.fsPath } : {}),
+    userHome: os.homedir(),
+    env: process.env,
+    // Asked now, kept only in the child's definition (or the gate's route): never in settings or the log.
+    input: (id) =>
+      Promise.resolve(
+        vscode.window.showInputBox({ title: `${server.name}: ${id}`, prompt: inputs.get(id)?.description ?? `Value of \${input:${id}}`, password: inputs.get(id)?.password ?? true, ignoreFocusOut: true }),
+      ),
+  };
+}
+
 async function resolveInputs(server: ConfiguredServer, inputs: Map<string, McpInput>): Promise<StdioServerDefinition | undefined> {
   const { bridge } = loadMcpModule();
   try {
-    return await bridge.resolveServer(server, {
-      ...(vscode.workspace.workspaceFolders?.[0] ? { workspaceFolder: vscode.workspace.workspaceFolders[0].uri.fsPath } : {}),
-      userHome: os.homedir(),
-      env: process.env,
-      // Asked now, kept only in the child's definition: never in settings or the log.
-      input: (id) =>
-        Promise.resolve(
-          vscode.window.showInputBox({ title: `${server.name}: ${id}`, prompt: inputs.get(id)?.description ?? `Value of \${input:${id}}`, password: inputs.get(id)?.password ?? true, ignoreFocusOut: true }),
-        ),
-    });
+    return await bridge.resolveServer(server, variableContext(server, inputs));
+  } catch (err) {
+    void vscode.window.showWarningMessage(`MCP Tunnel: ${(err as Error).message}`);
+    return undefined;
+  }
+}
+
+/**
+ * An http server's configured headers go to it only if the user ticks them (none is ticked at
+ * first): `given` (tests, keybindings) names them instead of the pick. Undefined: cancelled.
+ */
+async function pickHeaders(server: ConfiguredServer, inputs: Map<string, McpInput>, host: string, given: string[] | undefined): Promise<Record<string, string> | undefined> {
+  const names = Object.keys(server.headers ?? {});
+  if (names.length === 0) return {};
+  let ticked = given?.filter((n) => names.includes(n));
+  if (!ticked) {
+    const picked = await vscode.window.showQuickPick(
+      names.map((n) => {
+        const v = server.headers?.[n] ?? '';
+        // A variable reference says where the value comes from; a literal value is not shown.
+        return { label: n, description: v.includes('${') ? v : '•••• (a value written in the file)' };
+      }),
+      { title: `Share ${server.name}: send its headers?`, placeHolder: `Tick the headers MCP Tunnel adds to each request toward ${host} (clients never see them). None: share without them.`, canPickMany: true, ignoreFocusOut: true },
+    );
+    if (!picked) return undefined;
+    ticked = picked.map((p) => p.label);
+  }
+  if (ticked.length === 0) return {};
+  try {
+    return await loadMcpModule().bridge.resolveHeaders(server, ticked, variableContext(server, inputs));
   } catch (err) {
     void vscode.window.showWarningMessage(`MCP Tunnel: ${(err as Error).message}`);
     return undefined;
@@ -135,8 +304,12 @@ async function resolveInputs(server: ConfiguredServer, inputs: Map<string, McpIn
 
 export function registerShareServerCommands(deps: ShareServerDeps): vscode.Disposable[] {
   return [
-    // Optional argument: a server's name (keybindings, tests) instead of the pick.
-    vscode.commands.registerCommand(SHARE_MCP_SERVER, async (name?: unknown) => {
+    ...watchDefinitions(deps),
+    // Optional argument: a share id or its tree row.
+    vscode.commands.registerCommand(RESTART_SHARE, (arg?: unknown) => restartShare(deps, arg)),
+    // Optional arguments: a server's name (keybindings, tests) instead of the pick, and for an
+    // http server `{ headers: [names] }`: which configured headers to send it (instead of asking).
+    vscode.commands.registerCommand(SHARE_MCP_SERVER, async (name?: unknown, opts?: unknown) => {
       const found = await findServers(deps);
       for (const p of found.problems) deps.log.warn(p);
       let server: ConfiguredServer | undefined;
@@ -174,10 +347,13 @@ export function registerShareServerCommands(deps: ShareServerDeps): vscode.Dispo
         }
         const v = validateTarget({ host: url.hostname.replace(/^\[|\]$/g, ''), port: url.port || (url.protocol === 'https:' ? '443' : '80'), path: url.pathname || '/' });
         if (!v.ok) return void vscode.window.showWarningMessage(`MCP Tunnel: ${v.message}`);
-        return deps.sharePort(v.target);
+        const given = (opts as { headers?: unknown } | undefined)?.headers;
+        const headers = await pickHeaders(server, found.inputs, url.host, Array.isArray(given) ? given.filter((g): g is string => typeof g === 'string') : undefined);
+        if (!headers) return undefined;
+        return deps.sharePort(v.target, Object.keys(headers).length ? headers : undefined);
       }
       const def = await resolveInputs(server, found.inputs);
-      return def ? shareStdio(deps, def) : undefined;
+      return def ? shareStdio(deps, def, { name: server.name, source: server.source, written: written(server) }) : undefined;
     }),
     // Optional argument: the command line (tests, keybindings).
     vscode.commands.registerCommand(SHARE_COMMAND, async (line?: unknown) => {

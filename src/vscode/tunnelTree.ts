@@ -157,8 +157,9 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
         description: `stdio${primary.detail ? ` · ${primary.detail}` : ''}`,
         tooltip: `${primary.command}\nRuns on this machine, one process per client session (ends after idle). Notifications that travel only on the GET stream arrive late through a quick tunnel (cloudflared#1449); POST streams flow.`,
         icon: 'terminal',
-        contextValue: 'copyable',
+        contextValue: 'copyable stdioShare',
         value: primary.command,
+        shareId: primary.id,
       });
     } else {
       const local = joinUrl(localUrlOf(target), target.path);
@@ -217,7 +218,7 @@ function shareNode(sh: ShareSnapshot, tunnelUrl: string | null): TunnelTreeRow {
       : { id: `${sh.id}:access`, label: 'Access', description: 'Open: anyone with the URL', icon: 'unlock', color: 'problemsWarningIcon.foreground', shareId: sh.id },
     { id: `${sh.id}:traffic`, label: 'Traffic', description: traffic + last, icon: 'pulse', shareId: sh.id },
   ];
-  if (sh.command) children.unshift({ id: `${sh.id}:runs`, label: 'Runs', description: `${sh.detail ? `${sh.detail} · ` : ''}${sh.command}`, tooltip: `${sh.command}\nstdio, one process per client session. GET-stream notifications arrive late through a quick tunnel (cloudflared#1449).`, icon: 'terminal', contextValue: 'copyable', value: sh.command, shareId: sh.id });
+  if (sh.command) children.unshift({ id: `${sh.id}:runs`, label: 'Runs', description: `${sh.detail ? `${sh.detail} · ` : ''}${sh.command}`, tooltip: `${sh.command}\nstdio, one process per client session. GET-stream notifications arrive late through a quick tunnel (cloudflared#1449).`, icon: 'terminal', contextValue: 'copyable stdioShare', value: sh.command, shareId: sh.id });
   if (sh.problem) children.push({ id: `${sh.id}:problem`, label: 'Problem', description: sh.problem, icon: 'warning', color: 'problemsWarningIcon.foreground', shareId: sh.id });
   const icon = sh.reachable === false ? 'warning' : sh.access === 'open' ? 'unlock' : 'lock';
   return {
@@ -227,7 +228,7 @@ function shareNode(sh: ShareSnapshot, tunnelUrl: string | null): TunnelTreeRow {
     tooltip: `${sh.name}: ${shown}\n${traffic}${last}${sh.problem ? `\n${sh.problem}` : ''}`,
     icon,
     ...(sh.reachable === false || sh.access === 'open' ? { color: 'problemsWarningIcon.foreground' } : {}),
-    contextValue: sh.access === 'secret' ? 'share shareWithSecret' : 'share',
+    contextValue: ['share', ...(sh.access === 'secret' ? ['shareWithSecret'] : []), ...(sh.kind === 'stdio' ? ['stdioShare'] : [])].join(' '),
     ...(sh.mcp_url ? { value: sh.mcp_url } : {}),
     shareId: sh.id,
     children,

@@ -3,7 +3,7 @@ import * as vscode from 'vscode';
 import { INSTALL_URL, readVersion } from '../core/cloudflared';
 import { validateTarget } from '../core/target';
 import { ALLOW_HOST_HINT } from './config';
-import { shareUrlPrefix } from '../core/shares/shares';
+import { shareUrlPrefix, type ShareOptions } from '../core/shares/shares';
 import { maskSharePath } from '../core/format';
 import { TunnelBusyError, isLive, joinUrl, localUrlOf, type AccessMode, type TunnelError, type TunnelState, type TunnelTarget } from '../core/tunnelState';
 import type { CommandDeps } from './commands';
@@ -21,13 +21,13 @@ function phase(s: TunnelState): string | undefined {
 }
 
 /** Starts (or restarts) with a cancellable progress notification, then reports the outcome. */
-export async function runStart(deps: CommandDeps, target: TunnelTarget, restart: boolean): Promise<TunnelState | undefined> {
+export async function runStart(deps: CommandDeps, target: TunnelTarget, restart: boolean, options: ShareOptions = {}): Promise<TunnelState | undefined> {
   const { controller } = deps;
   let outcome: TunnelState;
   try {
     // Another share on a live tunnel is only a route: no progress to watch, and no Cancel that
     // would stop the tunnel (and every other share) with it.
-    outcome = !restart && isLive(controller.state) ? await controller.start(target) : await vscode.window.withProgress(
+    outcome = !restart && isLive(controller.state) ? await controller.start(target, options) : await vscode.window.withProgress(
       { location: vscode.ProgressLocation.Notification, title: 'MCP Tunnel', cancellable: true },
       async (progress, token) => {
         const cancel = token.onCancellationRequested(() => void controller.stop());
@@ -37,7 +37,7 @@ export async function runStart(deps: CommandDeps, target: TunnelTarget, restart:
         });
         progress.report({ message: `Starting a tunnel to ${joinUrl(localUrlOf(target), target.path)}…` });
         try {
-          return await (restart ? controller.restart(target) : controller.start(target));
+          return await (restart ? controller.restart(target) : controller.start(target, options));
         } finally {
           sub.dispose();
           cancel.dispose();

@@ -239,7 +239,7 @@ suite('MCP Tunnel in VS Code', () => {
     }
   });
 
-  test('Share MCP Server… shares a stdio server from .vscode/mcp.json through the bridge: reachable only with its secret, its tools listed through the tunnel; Stop Share ends its processes', async () => {
+  test('Share MCP Server… shares a stdio server from .vscode/mcp.json through the bridge: reachable only with its secret, its tools listed through the tunnel; a changed definition is shown and Restart Share runs it under the same link; Stop Share ends its processes', async () => {
     const id = await vscode.commands.executeCommand<string | undefined>('mcpTunnel.shareMcpServer', 'everything');
     assert.ok(id, 'a share id');
     const share = api.controller.listShares().find((s) => s.id === id);
@@ -265,8 +265,56 @@ suite('MCP Tunnel in VS Code', () => {
     assert.match(list.body, /"echo"/);
     await waitFor(() => /1 session/.test(api.controller.listShares().find((s) => s.id === id)?.detail ?? '') || undefined, 5000, 'the session counted on the share');
     assert.ok(api.tree.rows().some((r) => /everything/.test(r.label ?? '') || /everything/.test(String(r.description ?? ''))), 'the tree names it');
+
+    // Its definition changes in mcp.json: the share says so; Restart Share runs the new one under the same link.
+    const mcpJson = path.join(vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? '', '.vscode', 'mcp.json');
+    const original = fs.readFileSync(mcpJson, 'utf8');
+    try {
+      fs.writeFileSync(mcpJson, original.replace('"type": "stdio",', '"type": "stdio", "env": { "MCPT_SUITE_REVISION": "2" },'));
+      await waitFor(() => /changed in Workspace .*restart to apply/.test(api.controller.listShares().find((s) => s.id === id)?.detail ?? '') || undefined, 10_000, 'the share to say its definition changed');
+      assert.equal(await vscode.commands.executeCommand('mcpTunnel.restartShare', id), true);
+      const restarted = api.controller.listShares().find((s) => s.id === id);
+      assert.equal(restarted?.mcp_url, share.mcp_url, 'the same link');
+      assert.doesNotMatch(restarted?.detail ?? '', /changed/);
+      const old = await request(fake.publicPort, mcpPath, { method: 'POST', headers: { ...headers, 'mcp-session-id': session }, body: JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'tools/list' }) });
+      assert.equal(old.status, 404, 'the old session ended with the old server: clients initialize again');
+      const again = await request(fake.publicPort, mcpPath, { method: 'POST', headers, body: init });
+      assert.equal(again.status, 200, again.body);
+      const env = await request(fake.publicPort, mcpPath, { method: 'POST', headers: { ...headers, 'mcp-session-id': String(again.headers['mcp-session-id'] ?? '') }, body: JSON.stringify({ jsonrpc: '2.0', id: 4, method: 'tools/call', params: { name: 'get-env', arguments: {} } }) });
+      assert.match(env.body, /MCPT_SUITE_REVISION/, 'the new definition runs');
+    } finally {
+      fs.writeFileSync(mcpJson, original);
+    }
     await vscode.commands.executeCommand('mcpTunnel.stopShare', id);
     assert.equal(api.controller.state.status, 'stopped', 'its last share stopped the tunnel');
+  });
+
+  test("Share MCP Server… with an http server from mcp.json: its configured headers reach it only when ticked, and never the client", async () => {
+    const seen: Array<string | undefined> = [];
+    const keyed = http.createServer((req, res) => {
+      seen.push(req.headers['x-api-key'] as string | undefined);
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+    });
+    await new Promise<void>((r) => keyed.listen(0, '127.0.0.1', r));
+    const port = (keyed.address() as AddressInfo).port;
+    const mcpJson = path.join(vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? '', '.vscode', 'mcp.json');
+    const original = fs.readFileSync(mcpJson, 'utf8');
+    try {
+      fs.writeFileSync(mcpJson, original.replace('"servers": {', `"servers": { "keyed": { "type": "http", "url": "http://127.0.0.1:${port}/mcp", "headers": { "X-Api-Key": "suite-key-1" } },`));
+      const state = await vscode.commands.executeCommand<{ status: string } | undefined>('mcpTunnel.shareMcpServer', 'keyed', { headers: ['X-Api-Key'] });
+      assert.equal(state?.status, 'active', JSON.stringify(api.controller.state));
+      const share = api.controller.listShares().find((s) => s.local_url === `http://127.0.0.1:${port}`);
+      assert.ok(share?.mcp_url);
+      const fake = JSON.parse(fs.readFileSync(path.join(process.env['FAKE_CLOUDFLARED_STATE_DIR'] ?? os.tmpdir(), `${api.controller.snapshot().pid}.json`), 'utf8')) as { publicPort: number };
+      const r = await request(fake.publicPort, new URL(share.mcp_url).pathname, { headers: { 'x-api-key': 'from-the-internet' } });
+      assert.equal(r.status, 200, r.body);
+      assert.deepEqual(seen, ['suite-key-1'], 'the configured header, in place of the client\'s');
+    } finally {
+      fs.writeFileSync(mcpJson, original);
+      await vscode.commands.executeCommand('mcpTunnel.stop');
+      keyed.closeAllConnections();
+      keyed.close();
+    }
   });
 
   test('access "open": the plain URL works for anyone; the status bar and the tree warn; nothing to rotate', async () => {

@@ -1,7 +1,7 @@
 /** Reading the user's mcp.json (JSON with comments), substituting variables, splitting a typed command line. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { readMcpConfig, resolveServer, splitCommandLine, VariableError } from '../../src/bridge/mcpConfig';
+import { readMcpConfig, resolveHeaders, resolveServer, splitCommandLine, VariableError } from '../../src/bridge/mcpConfig';
 
 const MCP_JSON = `{
   // the user's servers
@@ -9,7 +9,7 @@ const MCP_JSON = `{
   "servers": {
     "fs": { "type": "stdio", "command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem", "\${workspaceFolder}", "\${userHome}/notes"] },
     "weather": { "command": "node", "args": ["build/index.js"], "env": { "API_KEY": "\${input:api-key}", "REGION": "\${env:REGION}", "AGAIN": "\${input:api-key}" } },
-    "remote": { "type": "http", "url": "http://localhost:3000/mcp" },
+    "remote": { "type": "http", "url": "http://localhost:3000/mcp", "headers": { "X-Api-Key": "\${input:api-key}", "X-Team": "docs", "bad": 1 } },
     "broken": { "type": "stdio" },
     "odd": 42,
   },
@@ -41,6 +41,18 @@ describe('mcp.json', () => {
     await assert.rejects(resolveServer(c.servers[1], { ...ctx, input: () => Promise.resolve(undefined) }), (e: unknown) => e instanceof VariableError && /cancelled.*api-key/.test(e.message));
     await assert.rejects(resolveServer(c.servers[0], { ...ctx, workspaceFolder: undefined }), /no folder is open/);
     await assert.rejects(resolveServer({ ...c.servers[0], args: ['${command:x}'] }, ctx), /cannot fill in/);
+  });
+
+  it("an http server's headers: read as written (strings only), resolved only for the names asked", async () => {
+    const remote = readMcpConfig(MCP_JSON, 'Workspace').servers.find((s) => s.name === 'remote');
+    assert.ok(remote);
+    assert.deepEqual(remote.headers, { 'X-Api-Key': '${input:api-key}', 'X-Team': 'docs' });
+    const asked: string[] = [];
+    const ctx = { userHome: '/home/me', env: {}, input: (id: string) => (asked.push(id), Promise.resolve('k-1')) };
+    assert.deepEqual(await resolveHeaders(remote, ['X-Team'], ctx), { 'X-Team': 'docs' });
+    assert.deepEqual(asked, [], 'an input only for a header that is sent');
+    assert.deepEqual(await resolveHeaders(remote, ['X-Api-Key', 'X-Team', 'Missing'], ctx), { 'X-Api-Key': 'k-1', 'X-Team': 'docs' });
+    assert.deepEqual(asked, ['api-key']);
   });
 
   it('splits a typed command line like a shell (quotes, escapes), and refuses an open quote', () => {

@@ -17,7 +17,7 @@ after(async () => {
 interface Origin {
   name: string;
   port: number;
-  seen: { url: string; authorization?: string | undefined; referer?: string | undefined }[];
+  seen: { url: string; authorization?: string | undefined; referer?: string | undefined; apiKey?: string | undefined }[];
   /** Open SSE responses (for cut checks). */
   streams: http.ServerResponse[];
   close(): Promise<void>;
@@ -26,7 +26,7 @@ interface Origin {
 async function origin(name: string): Promise<Origin> {
   const o: Origin = { name, port: 0, seen: [], streams: [], close: () => Promise.resolve() };
   const server = http.createServer((req, res) => {
-    o.seen.push({ url: req.url ?? '', authorization: req.headers.authorization, referer: req.headers.referer });
+    o.seen.push({ url: req.url ?? '', authorization: req.headers.authorization, referer: req.headers.referer, apiKey: req.headers['x-api-key'] as string | undefined });
     if (req.url?.endsWith('/sse')) {
       res.writeHead(200, { 'content-type': 'text/event-stream' });
       res.write(`data: ${name}\n\n`);
@@ -161,6 +161,42 @@ describe('routing gate', () => {
     await new Promise((r) => setTimeout(r, 100));
     assert.equal(bClosed, false, "the other share's stream stays open");
     assert.equal(gate.rotateRoute('nope'), undefined);
+  });
+
+  it("setRouteOrigin: the same secret now reaches the new origin with the new Authorization; the old origin's streams are cut; unknown → false; a bad origin throws", async () => {
+    const a = await origin('a');
+    const b = await origin('b');
+    const gate = await gateFor(a, { originAuthorization: 'Bearer old-token' });
+    const sa = gate.routeSecretPath('a')!;
+    const stream = await sse(gate, `${sa}/sse`);
+    assert.equal(gate.setRouteOrigin('a', { host: '127.0.0.1', port: b.port }, 'Bearer new-token'), true);
+    await stream.closed;
+    assert.equal(gate.routeSecretPath('a'), sa, 'the secret is kept');
+    assert.equal(originOf(await get(gate, `${sa}/mcp`)), 'b');
+    assert.equal(b.seen.at(-1)?.authorization, 'Bearer new-token');
+    assert.equal(gate.setRouteOrigin('nope', { host: '127.0.0.1', port: b.port }), false);
+    assert.throws(() => gate.setRouteOrigin('a', { host: '127.0.0.1', port: 0 }), RangeError);
+    assert.equal(originOf(await get(gate, `${sa}/mcp`)), 'b', 'a refused change leaves the route as it was');
+  });
+
+  it("originHeaders: a share's configured headers reach its origin only (replacing the client's), never another share's, never the log; bad or reserved names are refused", async () => {
+    const a = await origin('a');
+    const b = await origin('b');
+    const logged: string[] = [];
+    const gate = await gateFor(a, { originHeaders: { Authorization: 'Bearer origin-key-1', 'X-Api-Key': 'k-123' }, log: (_l, m) => void logged.push(m) });
+    gate.addRoute({ id: 'b', origin: { host: '127.0.0.1', port: b.port } });
+    const sa = gate.routeSecretPath('a')!;
+    assert.equal(originOf(await get(gate, `${sa}/mcp`, { 'x-api-key': 'from-the-client' })), 'a');
+    assert.deepEqual([a.seen.at(-1)?.authorization, a.seen.at(-1)?.apiKey], ['Bearer origin-key-1', 'k-123']);
+    // The bearer form: the client's Authorization is the secret, stripped; the origin's own is sent.
+    assert.equal(originOf(await get(gate, '/mcp', { authorization: `Bearer ${sa.slice(1)}` })), 'a');
+    assert.equal(a.seen.at(-1)?.authorization, 'Bearer origin-key-1');
+    assert.equal(originOf(await get(gate, `${gate.routeSecretPath('b')!}/mcp`)), 'b');
+    assert.deepEqual([b.seen.at(-1)?.authorization, b.seen.at(-1)?.apiKey], [undefined, undefined], "another share's origin gets none of them");
+    assert.ok(!logged.some((m) => m.includes('origin-key-1') || m.includes('k-123')), 'never logged');
+    assert.throws(() => gate.addRoute({ id: 'c', origin: { host: '127.0.0.1', port: b.port }, originHeaders: { Host: 'evil' } }), /cannot be set/);
+    assert.throws(() => gate.addRoute({ id: 'd', origin: { host: '127.0.0.1', port: b.port }, originHeaders: { 'bad name': 'x' } }), /not a valid HTTP header name/);
+    assert.throws(() => gate.addRoute({ id: 'e', origin: { host: '127.0.0.1', port: b.port }, originHeaders: { 'x-k': 'a\r\nInjected: 1' } }), /one line/);
   });
 
   it("remove one share: its secret gets 401 (even beside an open share, which never sees it) and its streams are cut", async () => {

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { createServer } from 'node:net';
+import * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
@@ -164,6 +165,64 @@ describe('shares on one tunnel (fake cloudflared)', { concurrency: false }, () =
     assert.deepEqual(closed, ['two']);
     await c.stop();
     assert.deepEqual(closed, ['two', 'one']);
+  });
+
+  it('replaceOrigin: a stdio share runs a new definition under the same id and secret (links keep working, they reach the new origin); the old origin is closed; an unknown share closes the newcomer', async () => {
+    const closed: string[] = [];
+    const origin = (key: string): ShareOrigin => ({ kind: 'stdio', name: 'srv', commandLine: `run ${key}`, key, detail: () => undefined, close: () => Promise.resolve(void closed.push(key)) });
+    const c = make();
+    assert.equal((await c.start(t(a), { origin: origin('v1') })).status, 'active');
+    const before = c.listShares()[0];
+    assert.ok(before?.mcp_url);
+    const fake = await waitFor(() => readFakeState(work, c.snapshot().pid!), 3000, 'fake state');
+    assert.match((await get(fake.publicPort, publicPath(before.mcp_url))).body, new RegExp(`localhost:${a.port}`));
+
+    assert.equal(c.replaceOrigin(before.id, t(b), origin('v2')), true);
+    assert.deepEqual(closed, ['v1'], 'the old origin is closed');
+    const after = c.listShares()[0];
+    assert.equal(after?.id, before.id);
+    assert.equal(after?.mcp_url, before.mcp_url, 'the same link');
+    assert.equal(after?.command, 'run v2');
+    assert.equal(after?.local_url, `http://localhost:${b.port}`);
+    assert.match((await get(fake.publicPort, publicPath(before.mcp_url))).body, new RegExp(`localhost:${b.port}`), 'the link now reaches the new origin');
+
+    assert.equal(c.replaceOrigin('sh-unknown', t(a), origin('v3')), false);
+    assert.deepEqual(closed, ['v1', 'v3']);
+    await c.stop();
+    assert.deepEqual(closed, ['v1', 'v3', 'v2']);
+  });
+
+  it("originHeaders: sent to that share's server on every request, kept by restart(), never to another share", async () => {
+    const seen: Array<[number, string | undefined]> = [];
+    const servers = await Promise.all([0, 1].map(async (i) => {
+      const srv = http.createServer((req, res) => {
+        seen.push([i, req.headers['x-api-key'] as string | undefined]);
+        res.writeHead(200).end('ok');
+      });
+      await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+      return srv;
+    }));
+    try {
+      const [p0, p1] = servers.map((srv) => (srv.address() as AddressInfo).port);
+      const c = make();
+      await c.start({ host: '127.0.0.1', port: p0, path: '/mcp' }, { originHeaders: { 'X-Api-Key': 'k-0' } });
+      await c.start({ host: '127.0.0.1', port: p1, path: '/mcp' });
+      const hit = async () => {
+        const fake = await waitFor(() => readFakeState(work, c.snapshot().pid!), 3000, 'fake state');
+        for (const sh of c.listShares()) await get(fake.publicPort, publicPath(sh.mcp_url), { 'x-api-key': 'from-client' });
+      };
+      await hit();
+      assert.deepEqual(seen.splice(0), [[0, 'k-0'], [1, 'from-client']]);
+      assert.equal((await c.restart()).status, 'active');
+      await waitFor(() => (c.listShares().length === 2 ? true : undefined), 3000, 'both shares back');
+      await hit();
+      assert.deepEqual(seen.splice(0), [[0, 'k-0'], [1, 'from-client']], 'kept across restart()');
+    } finally {
+      for (const srv of servers) {
+        srv.closeAllConnections();
+        srv.close();
+      }
+    }
   });
 
   it('a share whose local server is not running is still created, and says so', async () => {

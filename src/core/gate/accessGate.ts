@@ -66,6 +66,8 @@ export interface AccessGateOptions {
   name?: string;
   /** The first route's `GateRouteOptions.originAuthorization`. */
   originAuthorization?: string;
+  /** The first route's `GateRouteOptions.originHeaders`. */
+  originHeaders?: Record<string, string>;
 }
 
 export interface AccessGateRejection {
@@ -94,6 +96,12 @@ export interface GateRouteOptions {
    * token, so only the gate can drive it). Never logged.
    */
   originAuthorization?: string;
+  /**
+   * Headers set on every request toward this origin (replacing the client's of the same name),
+   * e.g. a local server's own API key. Names must be HTTP tokens and not hop-by-hop or framing
+   * fields; values one line. Never logged.
+   */
+  originHeaders?: Record<string, string>;
 }
 
 export interface GateRouteStats {
@@ -139,6 +147,11 @@ export interface AccessGate {
   removeRoute(id: string): boolean;
   /** A new secret for one route (its streams cut, the others untouched); undefined if unknown. */
   rotateRoute(id: string): string | undefined;
+  /**
+   * Points a route at another origin (a stdio share's new bridge), its secret and counters kept;
+   * its open streams are cut (they belonged to the old origin). False if unknown; throws on a bad origin.
+   */
+  setRouteOrigin(id: string, origin: { host: string; port: number }, originAuthorization?: string): boolean;
   /** `/<secret>` of a secret route; undefined for open or unknown routes. Never log it. */
   routeSecretPath(id: string): string | undefined;
   /** The path prefix an open route is addressed by: '' for the primary open route, `/<name>` otherwise. */
@@ -428,6 +441,7 @@ interface Route {
   digestHex: string;
   name: string;
   originAuthorization?: string;
+  originHeaders?: Array<[string, string]>;
   /** Bumped by each revocation: exchanges of older generations are cut. */
   generation: number;
   passed: number;
@@ -443,6 +457,21 @@ function checkOrigin(origin: { host: string; port: number }): void {
   if (!origin.host || !Number.isInteger(origin.port) || origin.port < 1 || origin.port > 65535) {
     throw new RangeError(`The access gate needs an origin host and a port from 1 to 65535, got ${origin.host}:${origin.port}.`);
   }
+}
+
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** Fields the gate itself owns (framing, hop-by-hop, routing): never set from a share's headers. */
+const RESERVED_HEADERS = new Set(['host', 'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'te', 'trailer', 'proxy-connection', 'expect', 'x-forwarded-host', 'x-forwarded-proto']);
+
+/** Lower-cased, checked `originHeaders`; throws a RangeError naming the bad one (never its value). */
+function checkOriginHeaders(headers: Record<string, string>): Array<[string, string]> {
+  return Object.entries(headers).map(([name, value]) => {
+    const lower = name.toLowerCase();
+    if (!HEADER_NAME.test(name)) throw new RangeError(`"${name}" is not a valid HTTP header name.`);
+    if (RESERVED_HEADERS.has(lower)) throw new RangeError(`The header "${name}" cannot be set for a share (the gate sets it).`);
+    if (typeof value !== 'string' || /[\r\n\0]/.test(value)) throw new RangeError(`The value of the header "${name}" must be one line of text.`);
+    return [lower, value];
+  });
 }
 
 function checkSecret(secret: string): void {
@@ -538,6 +567,11 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     return undefined;
   };
 
+  const originFields = (origin: { host: string; port: number }): Pick<Route, 'host' | 'port' | 'url' | 'hostHeader'> => {
+    const h = hostForUrl(origin.host);
+    return { host: origin.host, port: origin.port, url: `http://${h}:${origin.port}`, hostHeader: `${h}:${origin.port}` };
+  };
+
   const addRoute = (o: GateRouteOptions): Route => {
     checkOrigin(o.origin);
     if (routes.has(o.id)) throw new RangeError(`The access gate already has a route "${o.id}".`);
@@ -548,18 +582,15 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     const name = o.name ?? `s-${randomBytes(3).toString('hex')}`;
     if (!ROUTE_NAME.test(name)) throw new RangeError(`A share's public name must be 1 to 40 of a-z 0-9 - (got "${name}").`);
     if (byName.has(name)) throw new RangeError(`Another share already has the public name "${name}".`);
-    const h = hostForUrl(o.origin.host);
     const route: Route = {
       id: o.id,
-      host: o.origin.host,
-      port: o.origin.port,
-      url: `http://${h}:${o.origin.port}`,
-      hostHeader: `${h}:${o.origin.port}`,
+      ...originFields(o.origin),
       access: o.access ?? 'secret',
       secret,
       digestHex,
       name,
       ...(o.originAuthorization !== undefined ? { originAuthorization: o.originAuthorization } : {}),
+      ...(o.originHeaders ? { originHeaders: checkOriginHeaders(o.originHeaders) } : {}),
       generation: 0,
       passed: 0,
       errors: 0,
@@ -612,6 +643,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     ...(options.secret !== undefined ? { secret: options.secret } : {}),
     ...(options.name !== undefined ? { name: options.name } : {}),
     ...(options.originAuthorization !== undefined ? { originAuthorization: options.originAuthorization } : {}),
+    ...(options.originHeaders ? { originHeaders: options.originHeaders } : {}),
   });
   const firstRoute = (): Route | undefined => routes.get(first0.id) ?? routes.values().next().value;
 
@@ -628,6 +660,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     // The secret never reaches the origin; another Authorization (the origin's own) does.
     if (stripBearer) delete headers['authorization'];
     if (route.originAuthorization !== undefined) headers['authorization'] = route.originAuthorization;
+    if (route.originHeaders) for (const [name, value] of route.originHeaders) headers[name] = value;
     for (const name of ['referer', 'origin']) {
       const v = headers[name];
       if (typeof v !== 'string') continue;
@@ -1040,6 +1073,17 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       log('info', `access gate: share ${id}'s secret rotated; the old one no longer works`);
       revoke(r, 'secret rotated');
       return r.secret;
+    },
+    setRouteOrigin: (id, origin, originAuthorization) => {
+      const r = routes.get(id);
+      if (!r) return false;
+      checkOrigin(origin);
+      Object.assign(r, originFields(origin), { failing: false });
+      if (originAuthorization !== undefined) r.originAuthorization = originAuthorization;
+      else delete r.originAuthorization;
+      revoke(r, `share ${id} points elsewhere`);
+      log('info', `access gate: share ${id} -> ${r.url}`);
+      return true;
     },
     routeSecretPath: (id) => {
       const r = routes.get(id);

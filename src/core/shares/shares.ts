@@ -40,6 +40,12 @@ export interface ShareOptions {
    * is not used (the same key is shared already, or a stop came first).
    */
   origin?: ShareOrigin;
+  /**
+   * Headers the gate adds to every request toward this share's local server (an http server's
+   * configured `headers` in mcp.json, e.g. its API key), replacing the client's of the same name.
+   * Clients never see them; never logged. Ignored when the target is shared already.
+   */
+  originHeaders?: Record<string, string>;
 }
 
 /** Whether a share's local server answers: unknown until probed or used. */
@@ -48,7 +54,8 @@ export type ShareHealth = { ok: true } | { ok: false; message: string };
 export interface Share {
   /** `sh-<8 hex>`: stable for the share's life; the gate's route id. */
   readonly id: string;
-  readonly target: TunnelTarget & { access: AccessMode };
+  /** Changes only when a stdio share's definition changes (`ShareRegistry.replaceOrigin`). */
+  target: TunnelTarget & { access: AccessMode };
   readonly createdAt: number;
   /** An open share's path prefix when another open share is the primary (`/<publicName>/…`). */
   readonly publicName: string;
@@ -57,6 +64,8 @@ export interface Share {
   health: ShareHealth | undefined;
   /** Set for a stdio share (the bridge): closed when the share ends. */
   origin: ShareOrigin | undefined;
+  /** See `ShareOptions.originHeaders`. Never logged. */
+  originHeaders?: Record<string, string>;
 }
 
 /** Plain JSON for MCP, the CLI and tests. `mcp_url` carries the share's secret, like `tunnel://url`. */
@@ -146,7 +155,7 @@ export class ShareRegistry {
     return this.list().find((s) => sameTarget({ ...s.target, access: undefined }, { ...target, access: undefined }) && s.target.access !== target.access);
   }
 
-  add(target: TunnelTarget & { access: AccessMode }, secret?: string, origin?: ShareOrigin): Share {
+  add(target: TunnelTarget & { access: AccessMode }, secret?: string, origin?: ShareOrigin, originHeaders?: Record<string, string>): Share {
     const share: Share = {
       id: `sh-${randomBytes(4).toString('hex')}`,
       target,
@@ -155,6 +164,7 @@ export class ShareRegistry {
       secret: target.access === 'secret' ? (secret ?? randomBytes(32).toString('base64url')) : undefined,
       health: undefined,
       origin,
+      ...(originHeaders && Object.keys(originHeaders).length ? { originHeaders } : {}),
     };
     this.shares.set(share.id, share);
     const sub = origin?.onDidChange?.(() => this.touched(share.id));
@@ -184,6 +194,24 @@ export class ShareRegistry {
       closeOrigin(share);
     }
     this._onDidChange.fire();
+  }
+
+  /**
+   * Gives a stdio share another origin and target (its definition changed), id and secret kept.
+   * Returns the old origin, which the caller closes once the route points at the new one.
+   */
+  replaceOrigin(id: string, origin: ShareOrigin, target: TunnelTarget & { access: AccessMode }): ShareOrigin | undefined {
+    const share = this.shares.get(id);
+    if (!share) return undefined;
+    const old = share.origin;
+    this.unsubscribe(id);
+    share.target = target;
+    share.origin = origin;
+    share.health = undefined;
+    const sub = origin.onDidChange?.(() => this.touched(id));
+    if (sub) this.originSubs.set(id, sub);
+    this._onDidChange.fire();
+    return old;
   }
 
   /** Takes the shares' origins out (for a restart that brings them back): clear() then leaves them running. */
