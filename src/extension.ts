@@ -10,7 +10,7 @@ import { createShareSecretStore } from './vscode/shareSecrets';
 import { shareKey } from './core/shares/shares';
 import { readConfig, SECTION, type ConfigProblem, type TunnelConfig } from './vscode/config';
 import { TunnelLog } from './vscode/log';
-import { registerShareServerCommands } from './vscode/shareServer';
+import { registerShareServerCommands, shareForAgent, type ShareServerDeps } from './vscode/shareServer';
 import { PROVIDER_ID, TunnelMcpProvider } from './vscode/mcpProvider';
 import { QrPanel } from './vscode/qrView';
 import { TunnelStatusBar } from './vscode/statusBar';
@@ -122,22 +122,23 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
       qr.update(share && mcpUrlFor(share, true), 'The tunnel URL changed.');
     }),
   );
+  const shareDeps: ShareServerDeps = {
+    controller: ctl,
+    log,
+    stateDir: context.globalStorageUri.fsPath,
+    // globalStorage/<extension id> sits in the profile folder, beside the user's mcp.json.
+    userMcpJson: () => path.join(path.dirname(path.dirname(context.globalStorageUri.fsPath)), 'mcp.json'),
+    // With headers for the origin: not through the public Start Tunnel command (whose arguments other extensions may pass).
+    sharePort: async (target, originHeaders) => (originHeaders ? runStart(commandDeps, { ...target, access: config.target.access }, false, { originHeaders }) : vscode.commands.executeCommand('mcpTunnel.start', target)),
+  };
   const commandDeps = { controller: ctl, log, defaultTarget: () => config.target, recheckCloudflared: async () => void (await checkCloudflared()), qr, secrets: context.secrets, allowedHosts: () => config.allowedHosts };
   context.subscriptions.push(
     ...registerCommands(commandDeps),
-    ...registerShareServerCommands({
-      controller: ctl,
-      log,
-      stateDir: context.globalStorageUri.fsPath,
-      // globalStorage/<extension id> sits in the profile folder, beside the user's mcp.json.
-      userMcpJson: () => path.join(path.dirname(path.dirname(context.globalStorageUri.fsPath)), 'mcp.json'),
-      // With headers for the origin: not through the public Start Tunnel command (whose arguments other extensions may pass).
-      sharePort: async (target, originHeaders) => (originHeaders ? runStart(commandDeps, { ...target, access: config.target.access }, false, { originHeaders }) : vscode.commands.executeCommand('mcpTunnel.start', target)),
-    }),
+    ...registerShareServerCommands(shareDeps),
   );
 
   const version = (context.extension.packageJSON as { version?: string }).version ?? '0.0.0';
-  const mcp = new TunnelMcpProvider(ctl, version, () => config, log);
+  const mcp = new TunnelMcpProvider(ctl, version, () => config, log, (name) => shareForAgent(shareDeps, name));
   context.subscriptions.push(mcp, vscode.lm.registerMcpServerDefinitionProvider(PROVIDER_ID, mcp));
 
   context.subscriptions.push(

@@ -9,7 +9,7 @@ import type { TunnelApi } from '../core/tunnelState';
 import { createTunnelMcpServer, type TunnelMcpServerOptions } from './tunnelMcpServer';
 
 export { createTunnelMcpServer, MCP_SERVER_NAME, RESOURCE_URIS, SHARE_URI_PREFIX, TOOL_NAMES } from './tunnelMcpServer';
-export type { McpLogLevel, ResourceUri, TunnelMcpServerOptions } from './tunnelMcpServer';
+export type { AgentShareResult, McpLogLevel, ResourceUri, TunnelMcpServerOptions } from './tunnelMcpServer';
 export { startHttpHost, isLoopbackHostHeader, isLoopbackOrigin, MCP_PATH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SESSIONS } from './httpHost';
 export type { HttpHost, HttpHostOptions } from './httpHost';
 /** The stdio bridge rides in this bundle (it shares the SDK). */

@@ -54,8 +54,19 @@ export interface TunnelMcpServerOptions {
   openAccess?: 'ask' | 'allow' | 'refuse';
   /** The fix named when `open` is refused, e.g. "restart mcp-tunnel with --allow-open". */
   openRefusedFix?: string;
+  /**
+   * Registers `share_mcp_server`: shares a server from the user's mcp.json by name (a stdio
+   * server runs on this machine, so the host decides: its setting, the user's consent naming the
+   * command line, the check). Not given (the CLI): no such tool.
+   */
+  shareServer?: (name: string) => Promise<AgentShareResult>;
   log?: (level: McpLogLevel, message: string) => void;
 }
+
+/** What the host's `shareServer` answers: the new (or existing) share, or why not and what to do. */
+export type AgentShareResult =
+  | { ok: true; share_id: string; name: string; command: string | null; tools: number | null; mcp_url: string | null }
+  | { ok: false; message: string };
 
 /** `serverInfo.name`: VS Code lists the tools as `mcp_<name>_<tool>`. */
 export const MCP_SERVER_NAME = 'mcp-tunnel';
@@ -116,6 +127,16 @@ const listSharesOutput = {
 const stopOutput = {
   status: statusSchema,
   message: z.string().describe('What happened.'),
+};
+const shareServerInput = {
+  name: z.unknown().meta({ type: 'string', description: "The server's name in the user's mcp.json (workspace .vscode/mcp.json, user mcp.json, or the mcp setting)." }),
+};
+const shareServerOutput = {
+  share_id: z.string().describe('The share, for stop_tunnel({share_id}) and list_shares.'),
+  name: z.string(),
+  command: z.string().nullable().describe('What runs on the user\'s machine (stdio servers), one process per client session.'),
+  tools: z.number().int().nullable().describe('Tools the server listed when it was checked.'),
+  mcp_url: z.string().nullable().describe('Public MCP URL of this share (carries its secret; treat it like a password).'),
 };
 const stopInput = {
   share_id: z
@@ -348,6 +369,37 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
       });
     },
   );
+
+  const shareServer = options.shareServer;
+  if (shareServer) {
+    server.registerTool(
+      'share_mcp_server',
+      {
+        title: 'Share an MCP server from mcp.json',
+        description:
+          "Share one of the user's configured MCP servers (by its name in mcp.json) on the tunnel, with its own secret link. " +
+          'A stdio server runs on the user\'s machine through the built-in bridge, so this is off unless the user turned on the machine setting ' +
+          'mcpTunnel.mcp.allowStdioShares, and each share then waits for the user to confirm it in a dialog naming the command line. ' +
+          'An http server on this machine is shared like start_tunnel. Returns the share and its mcp_url.',
+        inputSchema: shareServerInput,
+        outputSchema: shareServerOutput,
+        annotations: { title: 'Share an MCP server', readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
+      },
+      async (args): Promise<CallToolResult> => {
+        if (typeof args.name !== 'string' || args.name.trim() === '') return errorResult("Invalid name: give the server's name as written in mcp.json.");
+        let r: AgentShareResult;
+        try {
+          r = await shareServer(args.name);
+        } catch (err) {
+          return errorResult(`Could not share ${JSON.stringify(args.name)}: ${errorText(err)}`);
+        }
+        log('info', `share_mcp_server ${JSON.stringify(args.name)} -> ${r.ok ? r.share_id : 'refused'}`);
+        if (!r.ok) return errorResult(r.message);
+        const { ok: _ok, ...out } = r;
+        return structuredResult(out);
+      },
+    );
+  }
 
   server.registerTool(
     'get_tunnel_status',

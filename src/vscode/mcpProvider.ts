@@ -24,6 +24,8 @@ export class TunnelMcpProvider implements vscode.McpServerDefinitionProvider<vsc
     private readonly version: string,
     private readonly config: () => TunnelConfig,
     private readonly log: TunnelLog,
+    /** `share_mcp_server` (see shareServer.ts's shareForAgent): the setting, the consent, the check. */
+    private readonly shareServer?: (name: string) => Promise<McpModule.AgentShareResult>,
   ) {}
 
   provideMcpServerDefinitions(): vscode.McpHttpServerDefinition[] {
@@ -47,6 +49,7 @@ export class TunnelMcpProvider implements vscode.McpServerDefinitionProvider<vsc
           howToAllowHost: ALLOW_HOST_HINT,
           confirmStart: (t) => this.confirmStart(t),
           openAccess: 'ask',
+          ...(this.shareServer ? { shareServer: this.shareServer } : {}),
           log: (level, message) => this.log.write({ level, message: `[mcp] ${message}` }),
         },
         log: (level, message) => this.log.write({ level, message: `[mcp] ${message}` }),

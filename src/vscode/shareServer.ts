@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { isLoopbackHost, validateTarget } from '../core/target';
 import type { TunnelController } from '../core/tunnelController';
-import { loadMcpModule } from '../mcpModule';
+import { loadMcpModule, type McpModule } from '../mcpModule';
 import type { BridgeCheck, BridgeOrigin, ConfiguredServer, McpInput, StdioBridge, StdioServerDefinition, VariableContext } from '../bridge/index';
 import type { TunnelLog } from './log';
 
@@ -27,6 +27,8 @@ interface ConfigRef {
 interface Started {
   def: StdioServerDefinition;
   origin: BridgeOrigin;
+  /** Tools the server listed at its check. */
+  tools: number | undefined;
   from?: ConfigRef;
   /** The written definition the user was last asked about (asked once per change). */
   offered?: string;
@@ -134,7 +136,7 @@ export async function shareStdio(deps: ShareServerDeps, def: StdioServerDefiniti
       if (state.status === 'failed') void vscode.window.showErrorMessage(`MCP Tunnel: ${state.error.message}`, 'Show Log').then((a) => a && log.show());
       return undefined;
     }
-    started.set(share.id, { def, origin, ...(from ? { from } : {}) });
+    started.set(share.id, { def, origin, tools: check.tools, ...(from ? { from } : {}) });
     void vscode.window
       .showInformationMessage(`Sharing ${def.name} (${check.tools ?? 0} tools) through the bridge: one process per client session, secret link only.`, 'Copy MCP URL', 'Copy MCP Client Config…')
       .then((a) => {
@@ -194,7 +196,7 @@ async function restartShare(deps: ShareServerDeps, arg: unknown): Promise<boolea
     void vscode.window.showWarningMessage(`MCP Tunnel: ${def.name} could not be restarted: its share stopped, or another share runs that definition.`);
     return false;
   }
-  started.set(id, { def, origin, ...(from ? { from } : {}) });
+  started.set(id, { def, origin, tools: ready.check.tools, ...(from ? { from } : {}) });
   vscode.window.setStatusBarMessage(`$(check) Restarted ${def.name}: ${ready.check.tools ?? 0} tools; its links are unchanged`, 5000);
   return true;
 }
@@ -300,6 +302,43 @@ async function pickHeaders(server: ConfiguredServer, inputs: Map<string, McpInpu
     void vscode.window.showWarningMessage(`MCP Tunnel: ${(err as Error).message}`);
     return undefined;
   }
+}
+
+/**
+ * `share_mcp_server` from an agent: a server from mcp.json by name. A stdio server runs commands
+ * on this machine, so this is refused unless the user's machine setting
+ * `mcpTunnel.mcp.allowStdioShares` is on (a workspace's value never counts), and then waits for a
+ * modal naming the command line, every time. An agent never passes a command line of its own.
+ */
+export async function shareForAgent(deps: ShareServerDeps, name: string): Promise<McpModule.AgentShareResult> {
+  const allowed = vscode.workspace.getConfiguration('mcpTunnel.mcp').inspect<boolean>('allowStdioShares');
+  if (allowed?.globalValue !== true) {
+    return { ok: false, message: 'Agents may not share MCP servers from mcp.json on this machine: a stdio server runs commands here. The user can allow it with the machine setting mcpTunnel.mcp.allowStdioShares (each share is then confirmed in a dialog naming its command line), or share it themselves with "MCP Tunnel: Share MCP Server…".' };
+  }
+  const found = await findServers(deps);
+  const server = found.servers.find((s) => s.name === name);
+  if (!server) {
+    const names = found.servers.map((s) => s.name);
+    return { ok: false, message: `No MCP server named ${JSON.stringify(name)} in mcp.json${names.length ? ` (servers: ${names.join(', ')})` : ''}${found.skippedUntrusted ? '; the workspace is not trusted, so its servers are not listed' : ''}.` };
+  }
+  if (server.kind !== 'stdio') return { ok: false, message: `"${name}" is an http server: share its port with start_tunnel (${server.url ?? 'no url'}).` };
+  const line = [server.command ?? '', ...(server.args ?? [])].join(' ');
+  const choice = await vscode.window.showWarningMessage(
+    `An agent wants to share the MCP server "${name}" through a public tunnel.`,
+    {
+      modal: true,
+      detail: `It runs on this machine, one process per client session, for anyone with its secret link:\n\n${line}\n\nFrom ${server.source}. Share it?`,
+    },
+    'Share',
+  );
+  deps.log.info(`Agent request to share the stdio server "${name}" (${line}): ${choice === 'Share' ? 'allowed' : 'declined'} by the user.`);
+  if (choice !== 'Share') return { ok: false, message: `The user declined to share "${name}".` };
+  const def = await resolveInputs(server, found.inputs);
+  if (!def) return { ok: false, message: `Sharing "${name}" was cancelled (an input it needs was not given).` };
+  const id = await shareStdio(deps, def, { name: server.name, source: server.source, written: written(server) });
+  const share = id ? deps.controller.listShares().find((s) => s.id === id) : undefined;
+  if (!share) return { ok: false, message: `"${name}" could not be shared; the user sees why in the editor (MCP Tunnel log).` };
+  return { ok: true, share_id: share.id, name: share.name, command: share.command, tools: started.get(share.id)?.tools ?? null, mcp_url: share.mcp_url };
 }
 
 export function registerShareServerCommands(deps: ShareServerDeps): vscode.Disposable[] {

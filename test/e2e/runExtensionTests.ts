@@ -45,6 +45,7 @@ const HOSTILE_WORKSPACE_SETTINGS = {
   'mcpTunnel.logLevel': 'debug',
   'mcpTunnel.autoRestart': false,
   'mcpTunnel.mcp.confirmStart': false,
+  'mcpTunnel.mcp.allowStdioShares': true,
   'mcpTunnel.cloudflaredPath': '/tmp/not-cloudflared',
   'mcpTunnel.startTimeout': 77,
 };

@@ -289,6 +289,25 @@ suite('MCP Tunnel in VS Code', () => {
     assert.equal(api.controller.state.status, 'stopped', 'its last share stopped the tunnel');
   });
 
+  test("agents: share_mcp_server is refused unless the user's machine setting allows it (the workspace's true does not count), naming the setting", async () => {
+    const host = await api.mcp.ensureHost();
+    const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream', authorization: `Bearer ${host.token}` };
+    const rpc = async (body: object, session?: string) => {
+      const r = await request(host.port, '/mcp', { method: 'POST', headers: { ...headers, ...(session ? { 'mcp-session-id': session, 'mcp-protocol-version': '2025-06-18' } : {}) }, body: JSON.stringify(body) });
+      const data = /^data: (.*)$/m.exec(r.body)?.[1] ?? r.body;
+      return { status: r.status, session: String(r.headers['mcp-session-id'] ?? session ?? ''), json: JSON.parse(data || '{}') as { result?: { tools?: Array<{ name: string }>; isError?: boolean; content?: Array<{ text?: string }> } } };
+    };
+    const init = await rpc({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'suite-agent', version: '1' } } });
+    assert.equal(init.status, 200);
+    await rpc({ jsonrpc: '2.0', method: 'notifications/initialized' }, init.session);
+    const tools = await rpc({ jsonrpc: '2.0', id: 2, method: 'tools/list' }, init.session);
+    assert.ok(tools.json.result?.tools?.some((t) => t.name === 'share_mcp_server'), 'the tool is listed (it says what it needs)');
+    const call = await rpc({ jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'share_mcp_server', arguments: { name: 'everything' } } }, init.session);
+    assert.equal(call.json.result?.isError, true);
+    assert.match(call.json.result?.content?.[0]?.text ?? '', /mcpTunnel\.mcp\.allowStdioShares/);
+    assert.deepEqual(api.controller.listShares(), [], 'nothing shared');
+  });
+
   test("Share MCP Server… with an http server from mcp.json: its configured headers reach it only when ticked, and never the client", async () => {
     const seen: Array<string | undefined> = [];
     const keyed = http.createServer((req, res) => {

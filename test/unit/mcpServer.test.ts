@@ -440,3 +440,33 @@ function streamClientTransport(input: PassThrough, output: PassThrough): Transpo
   };
   return t;
 }
+
+void describe('share_mcp_server', () => {
+  void it('exists only when the host provides shareServer; passes the name; a refusal is an error result with its reason; a share comes back structured', async () => {
+    const without = await connect();
+    assert.ok(!(await without.client.listTools()).tools.some((t) => t.name === 'share_mcp_server'), 'the CLI host has no such tool');
+    const asked: string[] = [];
+    const { client } = await connect(new FakeController(), {
+      shareServer: (name) => {
+        asked.push(name);
+        return Promise.resolve(
+          name === 'fs'
+            ? { ok: true, share_id: 'sh-0000abcd', name: 'fs', command: 'npx -y @modelcontextprotocol/server-filesystem /tmp', tools: 14, mcp_url: 'https://x.trycloudflare.com/s3cr3t/mcp' }
+            : { ok: false, message: 'Agents may not share MCP servers from mcp.json on this machine: … mcpTunnel.mcp.allowStdioShares …' },
+        );
+      },
+    });
+    const tool = (await client.listTools()).tools.find((t) => t.name === 'share_mcp_server');
+    assert.match(tool?.description ?? '', /mcpTunnel\.mcp\.allowStdioShares/, 'the agent is told what it needs');
+    const ok = await call(client, 'share_mcp_server', { name: 'fs' });
+    assert.equal(ok.isError, undefined);
+    assert.deepEqual(structured(ok), { share_id: 'sh-0000abcd', name: 'fs', command: 'npx -y @modelcontextprotocol/server-filesystem /tmp', tools: 14, mcp_url: 'https://x.trycloudflare.com/s3cr3t/mcp' });
+    const refused = await call(client, 'share_mcp_server', { name: 'other' });
+    assert.equal(refused.isError, true);
+    assert.match(text(refused), /allowStdioShares/);
+    const bad = await call(client, 'share_mcp_server', { name: 42 });
+    assert.equal(bad.isError, true);
+    assert.match(text(bad), /Invalid name/);
+    assert.deepEqual(asked, ['fs', 'other']);
+  });
+});
