@@ -23,13 +23,13 @@ function alive(pid: number): boolean {
     return false;
   }
 }
-async function waitFor<T>(fn: () => T | undefined | false, ms = 10_000, what = 'condition'): Promise<T> {
+async function waitFor<T>(fn: () => T | undefined | false | Promise<T | undefined | false>, ms = 10_000, what = 'condition'): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
-    const v = fn();
+    const v = await fn();
     if (v !== undefined && v !== false) return v;
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 200));
   }
 }
 function request(port: number, p: string, init: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
@@ -282,6 +282,29 @@ suite('MCP Tunnel in VS Code', () => {
       assert.equal(again.status, 200, again.body);
       const env = await request(fake.publicPort, mcpPath, { method: 'POST', headers: { ...headers, 'mcp-session-id': String(again.headers['mcp-session-id'] ?? '') }, body: JSON.stringify({ jsonrpc: '2.0', id: 4, method: 'tools/call', params: { name: 'get-env', arguments: {} } }) });
       assert.match(env.body, /MCPT_SUITE_REVISION/, 'the new definition runs');
+    } finally {
+      fs.writeFileSync(mcpJson, original);
+    }
+
+    // VS Code's own MCP client, configured with what Copy MCP Client Config gives (the URL's public
+    // host played by the fake cloudflared's public port), lists the shared server's tools.
+    await vscode.commands.executeCommand('mcpTunnel.copyShareClientConfig', id, 'vscode');
+    const copied = JSON.parse(await vscode.env.clipboard.readText()) as { servers: Record<string, { type: string; url: string; headers?: Record<string, string> }> };
+    const [entryName, entry] = Object.entries(copied.servers)[0] ?? [];
+    assert.ok(entryName && entry, JSON.stringify(copied));
+    assert.equal(entry.headers?.['Authorization'], `Bearer ${secret}`, 'the secret as a bearer header');
+    const before = api.controller.listShares().find((s) => s.id === id)?.requests ?? 0;
+    try {
+      // Only this server in the file, so every `…_echo` tool VS Code lists comes through the tunnel.
+      fs.writeFileSync(mcpJson, JSON.stringify({ servers: { [entryName]: { ...entry, url: entry.url.replace(/^https:\/\/[^/]+/, `http://127.0.0.1:${fake.publicPort}`) } } }, null, 2));
+      const echo = await waitFor(async () => {
+        await vscode.commands.executeCommand('workbench.mcp.startServer', '*', { autoTrustChanges: true, waitForLiveTools: true });
+        return vscode.lm.tools.find((t) => t.name.endsWith('_echo'));
+      }, 30_000, "VS Code's MCP client to list the shared server's tools");
+      assert.ok(vscode.lm.tools.filter((t) => !t.name.includes('mcp-tunnel')).length >= 10, vscode.lm.tools.map((t) => t.name).join(', '));
+      assert.match(echo.name, /^mcp_/);
+      const after = api.controller.listShares().find((s) => s.id === id);
+      assert.ok((after?.requests ?? 0) >= before + 2, `VS Code's initialize and tools/list went through the gate (${before} -> ${after?.requests})`);
     } finally {
       fs.writeFileSync(mcpJson, original);
     }
