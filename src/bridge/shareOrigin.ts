@@ -24,6 +24,8 @@ export function bridgeOrigin(bridge: StdioBridge, check: BridgeCheck): BridgeOri
     commandLine: bridge.commandLine,
     key: stdioShareKey(bridge.server),
     ...(bridge.accessToken ? { authorization: `Bearer ${bridge.accessToken}` } : {}),
+    // In this process the gate calls the bridge directly; the token guards its loopback port.
+    handler: (req, res) => bridge.handle(req, res),
     detail: () => {
       const n = bridge.sessionCount();
       const parts = [check.tools !== undefined ? `${check.tools} tool${check.tools === 1 ? '' : 's'}` : undefined, `${n} session${n === 1 ? '' : 's'}`];

@@ -73,6 +73,11 @@ export interface StdioBridge {
   readonly commandLine: string;
   /** The bearer token every request needs (see `accessToken`), or undefined if none. Never log it. */
   readonly accessToken: string | undefined;
+  /**
+   * The in-process entry: the gate in this process hands a request (already checked, its path
+   * without the secret) straight to the bridge, with no loopback hop and so no token.
+   */
+  handle(req: IncomingMessage, res: ServerResponse): void;
   /** Live sessions. */
   sessionCount(): number;
   /** The live sessions, oldest first: id and the PID of its child. */
@@ -492,12 +497,8 @@ export async function startStdioBridge(options: StdioBridgeOptions): Promise<Std
 
   const token = options.accessToken === null ? undefined : (options.accessToken ?? randomBytes(32).toString('base64url'));
   const tokenDigest = token !== undefined ? createHash('sha256').update(`Bearer ${token}`).digest() : undefined;
-  const server = createServer({ requestTimeout: 0, keepAliveTimeout: 95_000 }, (req, res) => {
-    if (tokenDigest && !timingSafeEqual(createHash('sha256').update(header(req, 'authorization') ?? '').digest(), tokenDigest)) {
-      sendJson(res, 401, JSON.stringify({ error: 'Unauthorized: this bridge answers only its access gate.' }), { 'www-authenticate': 'Bearer' });
-      req.resume();
-      return;
-    }
+  /** One request, already past the gate (in-process) or the token check (loopback). */
+  const serve = (req: IncomingMessage, res: ServerResponse): void => {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const pathname = q < 0 ? url : url.slice(0, q);
@@ -532,6 +533,14 @@ export async function startStdioBridge(options: StdioBridgeOptions): Promise<Std
         res.end();
         req.resume();
     }
+  };
+  const server = createServer({ requestTimeout: 0, keepAliveTimeout: 95_000 }, (req, res) => {
+    if (tokenDigest && !timingSafeEqual(createHash('sha256').update(header(req, 'authorization') ?? '').digest(), tokenDigest)) {
+      sendJson(res, 401, JSON.stringify({ error: 'Unauthorized: this bridge answers only its access gate.' }), { 'www-authenticate': 'Bearer' });
+      req.resume();
+      return;
+    }
+    serve(req, res);
   });
   server.on('connection', (sock: Socket) => {
     sock.setNoDelay(true);
@@ -606,6 +615,7 @@ export async function startStdioBridge(options: StdioBridgeOptions): Promise<Std
     listSessions: () => [...sessions.values()].map((x) => ({ id: x.id, pid: x.child.pid })),
     childCount: () => [...children].filter((c) => c.alive).length,
     check,
+    handle: serve,
     onDidChange: changed.event,
     close: () => {
       closing ??= (async () => {

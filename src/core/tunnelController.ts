@@ -338,7 +338,7 @@ export class TunnelController implements TunnelApi {
     }
     const full = { ...target, access: share.target.access };
     const old = this.registry.replaceOrigin(id, origin, full);
-    run.gate?.setRouteOrigin(id, { host: full.host, port: full.port }, origin.authorization);
+    run.gate?.setRouteOrigin(id, { host: full.host, port: full.port }, { ...(origin.authorization ? { originAuthorization: origin.authorization } : {}), ...(origin.handler ? { handler: origin.handler } : {}) });
     void old?.close().catch(() => undefined);
     const store = this.options.shareSecretStore;
     if (store && share.secret) void store.set(shareKey(full, origin), share.secret).catch((err: unknown) => this.log('warn', `Could not store the share secret under the new definition: ${(err as Error).message}`));
@@ -386,6 +386,7 @@ export class TunnelController implements TunnelApi {
       ...(share.secret ? { secret: share.secret } : {}),
       ...(share.origin?.authorization ? { originAuthorization: share.origin.authorization } : {}),
       ...(share.originHeaders ? { originHeaders: share.originHeaders } : {}),
+      ...(share.origin?.handler ? { handler: share.origin.handler } : {}),
       name: share.publicName,
     });
   }
@@ -636,6 +637,7 @@ export class TunnelController implements TunnelApi {
           name: first.publicName,
           ...(first.origin?.authorization ? { originAuthorization: first.origin.authorization } : {}),
           ...(first.originHeaders ? { originHeaders: first.originHeaders } : {}),
+          ...(first.origin?.handler ? { handler: first.origin.handler } : {}),
           origin: { host: first.target.host, port: first.target.port },
           hostHeader: this.options.hostHeader,
           log: (level, message) => this.log(level, `[gate] ${message}`),

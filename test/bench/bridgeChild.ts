@@ -1,7 +1,7 @@
 /**
  * Our stdio bridge in its own process, as the peers run in theirs: `startStdioBridge` on the
- * server the bench names (argv: command, args…), and the access gate in front of it with the
- * bridge's token as the route's origin Authorization, as a stdio share runs in the extension host.
+ * server the bench names (argv: command, args…), and the access gate in front of it handing
+ * requests to the bridge in-process, as a stdio share runs in the extension host.
  * Sends `{ bridgePort, token, gatePort, secret }` over IPC; exits when the bench goes away.
  */
 import { startStdioBridge } from '../../src/bridge/stdioBridge';
@@ -12,7 +12,8 @@ async function main(): Promise<void> {
   if (!command) throw new Error('usage: bridgeChild <command> [args…]');
   const bridge = await startStdioBridge({ server: { name: 'bench', command, args }, log: () => undefined });
   const token = bridge.accessToken ?? '';
-  const gate = await startAccessGate({ origin: { host: '127.0.0.1', port: bridge.port }, originAuthorization: `Bearer ${token}` });
+  // As a stdio share runs: the gate hands requests to the bridge in-process (no loopback hop).
+  const gate = await startAccessGate({ origin: { host: '127.0.0.1', port: bridge.port }, handler: (req, res) => bridge.handle(req, res) });
   const secret = gate.routeSecretPath(gate.routeIds()[0] ?? '')?.slice(1) ?? '';
   process.send?.({ bridgePort: bridge.port, token, gatePort: gate.port, secret });
   process.on('disconnect', () => {

@@ -169,7 +169,7 @@ describe('routing gate', () => {
     const gate = await gateFor(a, { originAuthorization: 'Bearer old-token' });
     const sa = gate.routeSecretPath('a')!;
     const stream = await sse(gate, `${sa}/sse`);
-    assert.equal(gate.setRouteOrigin('a', { host: '127.0.0.1', port: b.port }, 'Bearer new-token'), true);
+    assert.equal(gate.setRouteOrigin('a', { host: '127.0.0.1', port: b.port }, { originAuthorization: 'Bearer new-token' }), true);
     await stream.closed;
     assert.equal(gate.routeSecretPath('a'), sa, 'the secret is kept');
     assert.equal(originOf(await get(gate, `${sa}/mcp`)), 'b');
@@ -197,6 +197,42 @@ describe('routing gate', () => {
     assert.throws(() => gate.addRoute({ id: 'c', origin: { host: '127.0.0.1', port: b.port }, originHeaders: { Host: 'evil' } }), /cannot be set/);
     assert.throws(() => gate.addRoute({ id: 'd', origin: { host: '127.0.0.1', port: b.port }, originHeaders: { 'bad name': 'x' } }), /not a valid HTTP header name/);
     assert.throws(() => gate.addRoute({ id: 'e', origin: { host: '127.0.0.1', port: b.port }, originHeaders: { 'x-k': 'a\r\nInjected: 1' } }), /one line/);
+  });
+
+  it('an in-process handler route: gets the path without the secret and no secret in Authorization; its streams are cut on rotate; a throwing handler is a 502; no upgrades', async () => {
+    const a = await origin('a');
+    const seen: Array<{ url: string | undefined; authorization: string | undefined }> = [];
+    const open: http.ServerResponse[] = [];
+    const gate = await gateFor(a);
+    gate.addRoute({
+      id: 'h',
+      origin: { host: '127.0.0.1', port: 1 },
+      handler: (req, res) => {
+        seen.push({ url: req.url, authorization: req.headers.authorization });
+        if (req.url?.endsWith('/boom')) throw new Error('handler broke');
+        if (req.url?.endsWith('/sse')) {
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          res.write('data: h\n\n');
+          open.push(res);
+          return;
+        }
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ origin: 'h', url: req.url }));
+      },
+    });
+    const sh = gate.routeSecretPath('h')!;
+    assert.equal(originOf(await get(gate, `${sh}/mcp?x=1`)), 'h');
+    assert.equal(originOf(await get(gate, '/mcp', { authorization: `Bearer ${sh.slice(1)}` })), 'h');
+    assert.deepEqual(seen, [{ url: '/mcp?x=1', authorization: undefined }, { url: '/mcp', authorization: undefined }]);
+    assert.equal(gate.routeStats('h')?.passed, 2);
+    const stream = await sse(gate, `${sh}/sse`);
+    gate.rotateRoute('h');
+    await stream.closed;
+    const next = gate.routeSecretPath('h')!;
+    const boom = await get(gate, `${next}/boom`);
+    assert.equal(boom.status, 502);
+    assert.match(boom.body, /not answering: handler broke|handler broke/);
+    assert.equal((await get(gate, `${next}/mcp`, { connection: 'Upgrade', upgrade: 'websocket' })).status, 400);
+    assert.equal(originOf(await get(gate, `${gate.routeSecretPath('a')!}/mcp`)), 'a', 'the proxied share beside it is unchanged');
   });
 
   it("remove one share: its secret gets 401 (even beside an open share, which never sees it) and its streams are cut", async () => {

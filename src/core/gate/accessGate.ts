@@ -68,7 +68,16 @@ export interface AccessGateOptions {
   originAuthorization?: string;
   /** The first route's `GateRouteOptions.originHeaders`. */
   originHeaders?: Record<string, string>;
+  /** The first route's `GateRouteOptions.handler`. */
+  handler?: GateHandler;
 }
+
+/**
+ * An origin in this process (the stdio bridge): the gate calls it with the request as an origin
+ * would see it (its path without the secret, the headers the gate sends) and the client's
+ * response, with no loopback HTTP hop in between.
+ */
+export type GateHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
 export interface AccessGateRejection {
   /** `CF-Connecting-IP` when present (cloudflared sets it), else the socket address. */
@@ -102,6 +111,8 @@ export interface GateRouteOptions {
    * fields; values one line. Never logged.
    */
   originHeaders?: Record<string, string>;
+  /** Serve this route in-process instead of proxying to `origin` (which stays its address for messages). */
+  handler?: GateHandler;
 }
 
 export interface GateRouteStats {
@@ -151,7 +162,7 @@ export interface AccessGate {
    * Points a route at another origin (a stdio share's new bridge), its secret and counters kept;
    * its open streams are cut (they belonged to the old origin). False if unknown; throws on a bad origin.
    */
-  setRouteOrigin(id: string, origin: { host: string; port: number }, originAuthorization?: string): boolean;
+  setRouteOrigin(id: string, origin: { host: string; port: number }, options?: { originAuthorization?: string; handler?: GateHandler }): boolean;
   /** `/<secret>` of a secret route; undefined for open or unknown routes. Never log it. */
   routeSecretPath(id: string): string | undefined;
   /** The path prefix an open route is addressed by: '' for the primary open route, `/<name>` otherwise. */
@@ -442,6 +453,7 @@ interface Route {
   name: string;
   originAuthorization?: string;
   originHeaders?: Array<[string, string]>;
+  handler?: GateHandler;
   /** Bumped by each revocation: exchanges of older generations are cut. */
   generation: number;
   passed: number;
@@ -591,6 +603,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       name,
       ...(o.originAuthorization !== undefined ? { originAuthorization: o.originAuthorization } : {}),
       ...(o.originHeaders ? { originHeaders: checkOriginHeaders(o.originHeaders) } : {}),
+      ...(o.handler ? { handler: o.handler } : {}),
       generation: 0,
       passed: 0,
       errors: 0,
@@ -644,6 +657,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     ...(options.name !== undefined ? { name: options.name } : {}),
     ...(options.originAuthorization !== undefined ? { originAuthorization: options.originAuthorization } : {}),
     ...(options.originHeaders ? { originHeaders: options.originHeaders } : {}),
+    ...(options.handler ? { handler: options.handler } : {}),
   });
   const firstRoute = (): Route | undefined => routes.get(first0.id) ?? routes.values().next().value;
 
@@ -784,7 +798,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
     gate(
       req,
-      (route, path, stripBearer, knowsSecret) => proxyRequest(req, res, route, path, stripBearer, knowsSecret, expectsContinue),
+      (route, path, stripBearer, knowsSecret) => (route.handler ? handOver(req, res, route, route.handler, path, stripBearer, knowsSecret, expectsContinue) : proxyRequest(req, res, route, path, stripBearer, knowsSecret, expectsContinue)),
       (status) => {
         // An unread body is not worth reading: close the connection after the answer.
         const extra: OutgoingHttpHeaders = hasBody && !req.complete ? { connection: 'close' } : {};
@@ -793,6 +807,25 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       },
       (cb) => res.once('close', cb),
     );
+  };
+
+  /** An in-process origin: the same request an origin would get (path, headers), and the client's response. */
+  const handOver = (req: IncomingMessage, res: ServerResponse, route: Route, handler: GateHandler, path: string, stripBearer: boolean, knowsSecret: boolean, expectsContinue: boolean): void => {
+    req.headers = originHeaders(req, route, stripBearer, knowsSecret) as IncomingHttpHeaders;
+    req.url = path;
+    const untrack = track(route, () => res.destroy());
+    res.once('close', () => {
+      untrack();
+      if (res.statusCode >= 500) route.errors++;
+    });
+    if (expectsContinue) res.writeContinue();
+    try {
+      handler(req, res);
+      originAnswered(route);
+    } catch (err) {
+      const message = originFailed(route, err);
+      sendJson(res, 502, JSON.stringify({ error: message }), { connection: 'close' });
+    }
   };
 
   const proxyRequest = (req: IncomingMessage, res: ServerResponse, route: Route, path: string, stripBearer: boolean, knowsSecret: boolean, expectsContinue: boolean): void => {
@@ -879,7 +912,10 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     socket.on('error', () => socket.destroy());
     gate(
       req,
-      (route, path, stripBearer, knowsSecret) => proxyUpgrade(req, socket, head, route, path, stripBearer, knowsSecret),
+      (route, path, stripBearer, knowsSecret) =>
+        route.handler
+          ? rawResponse(socket, 400, 'Bad Request', JSON.stringify({ error: 'This share does not take WebSocket upgrades.' }))
+          : proxyUpgrade(req, socket, head, route, path, stripBearer, knowsSecret),
       (status) => {
         if (status === 401) rawResponse(socket, 401, 'Unauthorized', UNAUTHORIZED_BODY, ['WWW-Authenticate: Bearer realm="MCP Tunnel"']);
         else rawResponse(socket, 429, 'Too Many Requests', TOO_MANY_BODY, ['Retry-After: 5']);
@@ -1074,13 +1110,15 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       revoke(r, 'secret rotated');
       return r.secret;
     },
-    setRouteOrigin: (id, origin, originAuthorization) => {
+    setRouteOrigin: (id, origin, o = {}) => {
       const r = routes.get(id);
       if (!r) return false;
       checkOrigin(origin);
       Object.assign(r, originFields(origin), { failing: false });
-      if (originAuthorization !== undefined) r.originAuthorization = originAuthorization;
+      if (o.originAuthorization !== undefined) r.originAuthorization = o.originAuthorization;
       else delete r.originAuthorization;
+      if (o.handler) r.handler = o.handler;
+      else delete r.handler;
       revoke(r, `share ${id} points elsewhere`);
       log('info', `access gate: share ${id} -> ${r.url}`);
       return true;

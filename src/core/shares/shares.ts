@@ -5,6 +5,7 @@
  * UI, the MCP server and the CLI read; it holds no process and no socket.
  */
 import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import { Emitter, type Disposable, type Event } from '../events';
 import { canonicalHost, sameTarget } from '../target';
@@ -19,6 +20,11 @@ export interface ShareOrigin {
   kind: 'stdio';
   /** What the user calls it (`filesystem`). */
   name: string;
+  /**
+   * Serves the share in this process (the bridge's `handle`): the gate hands requests straight to
+   * it, with no loopback hop. The target stays its loopback address (for messages and tests).
+   */
+  handler?: (req: IncomingMessage, res: ServerResponse) => void;
   /** The command line it runs, for the UI and agents. */
   commandLine: string;
   /** Stable identity of what it runs: the same key twice is the same share; a named tunnel stores its secret under it. */
