@@ -50,6 +50,7 @@ const DOCS_PICKS: Record<string, string> = {
   'e2e-09-open-warning': 'open-warning.png',
   'e2e-06d-two-shares': 'two-shares.png',
   'e2e-06e-stdio-share': 'stdio-share.png',
+  'e2e-06f-vscode-mcp-client': 'vscode-mcp-client.png',
 };
 
 const log = (msg: string): void => console.log(`[e2e] ${msg}`);
@@ -431,7 +432,7 @@ async function fakeState(ctx: Ctx, pid: number): Promise<{ publicPort: number; u
 
 async function scenarioUserPath(ctx: Ctx): Promise<string[]> {
   const notes: string[] = [];
-  const { page } = await serverA(ctx);
+  const { page, server: vscodeServer } = await serverA(ctx);
 
   // Stopped: status bar item and the welcome view.
   check(STOPPED.test(await statusText(page)), `status bar shows the stopped item, got "${await statusText(page)}"`);
@@ -642,6 +643,39 @@ async function scenarioUserPath(ctx: Ctx): Promise<string[]> {
   await clearNotifications(page);
   await shot(page, 'e2e-06e-stdio-share');
   notes.push(`Share MCP Server…: everything from .vscode/mcp.json, "${stdioRows.get('Runs')}"`);
+
+  // VS Code's own MCP client, given the stdio share's client config (the user's mcp.json; the URL's
+  // public host played by the fake's public port), lists the server's tools through the tunnel.
+  await runCommandOpeningPick(page, 'MCP Tunnel: Copy MCP Client Config of Share…');
+  await pickQuickItem(page, 'everything');
+  await pickQuickItem(page, 'VS Code (mcp.json)');
+  const shareConfig = await waitUntil(async () => {
+    const c = await readClipboard();
+    return c !== configText && c.includes('"servers"') ? c : undefined;
+  }, "the stdio share's client config on the clipboard");
+  const [entryName, entry] = Object.entries((JSON.parse(shareConfig) as { servers: Record<string, { url: string; headers?: Record<string, string> }> }).servers)[0] ?? [];
+  check(entryName && entry?.headers?.['Authorization']?.startsWith('Bearer '), `the share's config carries its secret as a header, got:\n${shareConfig}`);
+  const userMcpJson = path.join(vscodeServer.dirs.userData, 'User', 'mcp.json');
+  fs.writeFileSync(userMcpJson, JSON.stringify({ servers: { [entryName ?? 'tunneled']: { ...entry, url: entry?.url.replace(/^https:\/\/[^/]+/, `http://127.0.0.1:${state.publicPort}`) } } }, null, 2));
+  const started = await waitUntil(async () => {
+    const line = await invokeViaHelper(ctx, page, 'MCP Tunnel E2E: Start MCP Servers');
+    return line.ok && (line.text ?? '').split(',').filter((n) => n.endsWith('_echo')).length >= 2 ? line : undefined;
+  }, "VS Code's MCP client to list the tunneled server's tools beside the workspace's own", 60_000);
+  const sessionRows = await waitUntil(async () => {
+    const r = await treeRows(sidebar);
+    return /1 session\b/.test(r.get('Runs') ?? '') ? r : undefined;
+  }, "VS Code's MCP session on the stdio share", 30_000);
+  await clearNotifications(page);
+  await runCommandOpeningPick(page, 'MCP: List Servers');
+  const tunneledRow = page.locator('.quick-input-widget .quick-input-list .monaco-list-row').filter({ has: page.locator('.label-name', { hasText: entryName ?? 'tunneled' }) }).first();
+  await tunneledRow.waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  const rowText = (await tunneledRow.innerText()).split('\n').join(' ');
+  check(/Running/i.test(rowText), `VS Code lists the tunneled server as running, got "${rowText}"`);
+  await shot(page, 'e2e-06f-vscode-mcp-client');
+  await page.keyboard.press('Escape');
+  // The user's mcp.json goes back as it was (VS Code drops the server) before the tunnel stops.
+  fs.rmSync(userMcpJson, { force: true });
+  notes.push(`VS Code's MCP client through the tunnel: "${rowText}", ${(started.text ?? '').split(',').filter((n) => n.endsWith('_echo')).join(', ')}; share "${sessionRows.get('Runs')}"`);
 
   // Stop.
   await runCommand(page, 'MCP Tunnel: Stop Tunnel');

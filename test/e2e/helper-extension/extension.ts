@@ -3,6 +3,8 @@
 //   MCP Tunnel E2E: Invoke Tool             -> start_tunnel { port: $MCP_TUNNEL_E2E_ORIGIN_PORT }
 //   MCP Tunnel E2E: Get Tunnel Status Tool  -> get_tunnel_status {}
 //   MCP Tunnel E2E: Stop Tunnel Tool        -> stop_tunnel {}
+//   MCP Tunnel E2E: Start MCP Servers       -> workbench.mcp.startServer '*' (trusting them, as the
+//                                              user would), then records the tools VS Code lists
 // Each result (or error) is appended as one JSON line to $MCP_TUNNEL_E2E_TOOL_RESULTS (if set) and
 // written to the "MCP Tunnel E2E" output channel; errors are also shown as a notification.
 // TypeScript (so `npm run lint` and `tsc` cover it); the e2e bundles it to extension.js with esbuild
@@ -52,6 +54,14 @@ export function activate(context: vscode.ExtensionContext): void {
     vscode.commands.registerCommand('mcpTunnelE2E.invokeTool', () => invoke('start_tunnel', { port: Number(process.env['MCP_TUNNEL_E2E_ORIGIN_PORT'] ?? 8002) })),
     vscode.commands.registerCommand('mcpTunnelE2E.getStatus', () => invoke('get_tunnel_status', {})),
     vscode.commands.registerCommand('mcpTunnelE2E.stopTunnel', () => invoke('stop_tunnel', {})),
+    vscode.commands.registerCommand('mcpTunnelE2E.startMcpServers', async () => {
+      try {
+        await vscode.commands.executeCommand('workbench.mcp.startServer', '*', { autoTrustChanges: true, waitForLiveTools: true });
+        record({ tool: 'startMcpServers', ok: true, text: vscode.lm.tools.map((t) => t.name).join(',') });
+      } catch (err) {
+        record({ tool: 'startMcpServers', ok: false, error: err instanceof Error ? err.message : String(err) });
+      }
+    }),
   );
 }
 
