@@ -356,14 +356,17 @@ async function start(argvAll: string[]): Promise<number> {
         break;
       case 'failed':
         process.stderr.write(`Tunnel failed: ${s.error.message}\n`);
-        if (s.restartAt) process.stderr.write(`Restarting in ${Math.max(0, Math.round((s.restartAt - Date.now()) / 1000))} s (attempt ${s.restartAttempt}); the public URL will change.\n`);
+        break;
+      case 'restarting':
+        process.stderr.write(`Tunnel failed: ${s.error.message}\n`);
+        process.stderr.write(`Restarting in ${Math.max(0, Math.round((s.restartAt - Date.now()) / 1000))} s (attempt ${s.restartAttempt}); the public URL will change.\n`);
         break;
     }
   };
   controller.onDidChangeState((s) => {
     show(s);
     // A scheduled automatic restart keeps the CLI running; a final failure ends it.
-    if (s.status === 'failed' && !s.restartAt) {
+    if (s.status === 'failed') {
       exitCode ??= 1;
       finish(1);
     }

@@ -38,6 +38,8 @@ import {
   type TunnelState,
   type TunnelTarget,
   type AccessMode,
+  type FailedState,
+  type RestartingState,
 } from './tunnelState';
 
 export interface TunnelControllerOptions {
@@ -408,7 +410,7 @@ export class TunnelController implements TunnelApi {
     const run = this.run;
     if (!run) {
       this.registry.clear();
-      if (this._state.status === 'failed') this.setState({ status: 'stopped' });
+      if (this._state.status === 'failed' || this._state.status === 'restarting') this.setState({ status: 'stopped' });
       return Promise.resolve();
     }
     if (run.stopPromise) return run.stopPromise;
@@ -506,14 +508,14 @@ export class TunnelController implements TunnelApi {
     if (!this.restartTimer) return;
     clearTimeout(this.restartTimer);
     this.restartTimer = undefined;
-    if (this._state.status === 'failed' && this._state.restartAt) {
-      const { restartAt: _a, restartAttempt: _b, ...rest } = this._state;
-      this.setState(rest);
+    if (this._state.status === 'restarting') {
+      const { restartAt: _a, restartAttempt: _b, status: _s, ...rest } = this._state;
+      this.setState({ ...rest, status: 'failed' });
     }
   }
 
   /** After an unexpected exit of a live run: schedule a restart if the policy allows one. */
-  private maybeRestart(run: Run, failed: TunnelState & { status: 'failed' }): TunnelState {
+  private maybeRestart(run: Run, failed: FailedState): FailedState | RestartingState {
     const policy = this.options.autoRestart;
     if (!policy || this.disposed || !run.url) return failed;
     const now = Date.now();
@@ -530,12 +532,12 @@ export class TunnelController implements TunnelApi {
     // tunnel's URLs then stay the same).
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined;
-      if (this._state.status !== 'failed' || this.run) return;
+      if (this._state.status !== 'restarting' || this.run) return;
       void this.launch(run.target).then((state) => {
         this._onDidRestart.fire({ attempt, previousUrl, url: 'url' in state ? state.url : undefined, state });
       });
     }, delay);
-    return { ...failed, restartAt: now + delay, restartAttempt: attempt };
+    return { ...failed, status: 'restarting', restartAt: now + delay, restartAttempt: attempt };
   }
 
   // ---- internals ---------------------------------------------------------------------------
@@ -544,7 +546,7 @@ export class TunnelController implements TunnelApi {
     const prev = this._state;
     if (prev.status === next.status && JSON.stringify(prev) === JSON.stringify(next)) return;
     this._state = next;
-    if (next.status === 'failed') this._lastError = next.error;
+    if (next.status === 'failed' || next.status === 'restarting') this._lastError = next.error;
     this._onDidChangeState.fire(next);
   }
 
@@ -964,7 +966,7 @@ export class TunnelController implements TunnelApi {
       if (wasCurrent && !run.failure && run.startSettled && run.url) next = this.maybeRestart(run, next);
     }
     // The shares end with the tunnel, unless an automatic restart brings them back.
-    if (wasCurrent && !(next.status === 'failed' && next.restartAt)) this.registry.clear();
+    if (wasCurrent && next.status !== 'restarting') this.registry.clear();
     if (wasCurrent) this.setState(next);
     run.settleStart(wasCurrent ? this._state : next);
     run.markExited();

@@ -107,15 +107,25 @@ export interface StoppingState {
   /** The share path of the run being stopped (secret mode), so its MCP URL stays the true one. */
   sharePath?: string;
 }
-/** The last run failed; `error` says why. */
+/** The last run failed; `error` says why. Nothing will run until a start. */
 export interface FailedState {
   status: 'failed';
   target?: TunnelTarget;
   error: TunnelError;
-  /** Set while an automatic restart is scheduled (epoch ms). */
-  restartAt?: number;
-  /** Which automatic restart that will be (1-based). */
-  restartAttempt?: number;
+}
+/**
+ * A live tunnel died unexpectedly (`error` says how) and an automatic restart is scheduled: no
+ * process runs until `restartAt`; the shares (and their secrets) wait in the registry. A stop
+ * cancels it (→ stopped).
+ */
+export interface RestartingState {
+  status: 'restarting';
+  target?: TunnelTarget;
+  error: TunnelError;
+  /** When the restart runs (epoch ms). */
+  restartAt: number;
+  /** Which automatic restart it is (1-based). */
+  restartAttempt: number;
 }
 
 export type TunnelState =
@@ -125,7 +135,8 @@ export type TunnelState =
   | ActiveState
   | ReconnectingState
   | StoppingState
-  | FailedState;
+  | FailedState
+  | RestartingState;
 
 export type TunnelStatus = TunnelState['status'];
 
@@ -192,7 +203,7 @@ export function snapshotOf(s: TunnelState, now = Date.now(), lastError?: TunnelE
   const url = publicUrlOf(s) ?? null;
   const target = 'target' in s ? s.target : undefined;
   const connectedAt = 'connectedAt' in s ? s.connectedAt : undefined;
-  const err = s.status === 'failed' ? s.error : lastError;
+  const err = s.status === 'failed' || s.status === 'restarting' ? s.error : lastError;
   const locations = 'connections' in s ? [...new Set(s.connections.map((c) => c.location).filter((l): l is string => !!l))] : [];
   return {
     status: s.status,
@@ -209,7 +220,7 @@ export function snapshotOf(s: TunnelState, now = Date.now(), lastError?: TunnelE
     edge_locations: locations,
     metrics_address: ('metricsAddress' in s && s.metricsAddress) || null,
     last_error: err ? { code: err.code, message: err.message, exit_code: err.exitCode ?? null, signal: err.signal ?? null } : null,
-    restart_at: s.status === 'failed' && s.restartAt ? new Date(s.restartAt).toISOString() : null,
+    restart_at: s.status === 'restarting' ? new Date(s.restartAt).toISOString() : null,
     access: isLive(s) ? (sharePathOf(s) ? 'secret' : 'open') : null,
   };
 }

@@ -86,7 +86,7 @@ export type ResourceUri = (typeof RESOURCE_URIS)[keyof typeof RESOURCE_URIS];
 const ALL_URIS: readonly ResourceUri[] = Object.values(RESOURCE_URIS);
 
 // A Record literal must name every status exactly once, so this list cannot drift from TunnelStatus.
-const STATUS_SET: Record<TunnelStatus, true> = { stopped: true, starting: true, connecting: true, active: true, reconnecting: true, stopping: true, failed: true };
+const STATUS_SET: Record<TunnelStatus, true> = { stopped: true, starting: true, connecting: true, active: true, reconnecting: true, stopping: true, failed: true, restarting: true };
 const STATUSES = Object.keys(STATUS_SET) as [TunnelStatus, ...TunnelStatus[]];
 
 const statusSchema = z.enum(STATUSES).describe('Tunnel state: stopped, starting, connecting (URL known, not reachable yet), active, reconnecting, stopping or failed.');
@@ -344,9 +344,9 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
         });
       }
       const before = controller.state;
-      // A failed tunnel with an automatic restart due is about to run again: stopping cancels that.
-      const restartDue = before.status === 'failed' && before.restartAt !== undefined;
-      if (before.status === 'stopped' || (before.status === 'failed' && !restartDue)) {
+      // A tunnel with an automatic restart due is about to run again: stopping cancels that.
+      const restartDue = before.status === 'restarting';
+      if (before.status === 'stopped' || before.status === 'failed') {
         return structuredResult<StopOutput>({ status: before.status, message: 'No tunnel was running; nothing to stop.' });
       }
       const url = 'url' in before ? before.url : undefined;
@@ -610,6 +610,8 @@ function startMessage(s: TunnelSnapshot, where: string): string {
       return `The tunnel to ${where} lost its edge connection and is reconnecting; ${s.mcp_url ?? s.url ?? 'the URL'} will work again once it is back. Check get_tunnel_status.`;
     case 'failed':
       return `The tunnel to ${where} failed${s.last_error ? `: ${s.last_error.message}` : '.'}`;
+    case 'restarting':
+      return `The tunnel to ${where} stopped unexpectedly${s.last_error ? ` (${s.last_error.message})` : ''} and restarts by itself at ${s.restart_at ?? 'once'}; a quick tunnel then has a new URL. Check get_tunnel_status.`;
     default:
       return `The tunnel to ${where} did not start (it is ${s.status}); it was probably stopped while starting.`;
   }

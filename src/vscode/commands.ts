@@ -272,7 +272,7 @@ async function showActions(deps: CommandDeps): Promise<void> {
     if (n > 1) items.push({ label: '$(close) Stop Share…', description: `${n} shares on this tunnel`, command: CommandId.StopShare });
   }
   items.push({ label: '$(server-process) Share MCP Server…', description: 'one from your mcp.json (stdio servers through the built-in bridge)', command: 'mcpTunnel.shareMcpServer' as CommandId });
-  if (isLive(s) || s.status === 'failed') items.push({ label: '$(debug-restart) Restart Tunnel', command: CommandId.Restart });
+  if (isLive(s) || s.status === 'failed' || s.status === 'restarting') items.push({ label: '$(debug-restart) Restart Tunnel', command: CommandId.Restart });
   if (isLive(s)) items.push({ label: '$(debug-stop) Stop Tunnel', command: CommandId.Stop });
   items.push({ label: '$(output) Show Log', command: CommandId.ShowLog });
   const picked = await vscode.window.showQuickPick(items, { title: `MCP Tunnel — ${s.status}`, placeHolder: 'Choose an action' });

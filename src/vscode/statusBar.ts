@@ -94,9 +94,14 @@ export class TunnelStatusBar implements vscode.Disposable {
         label = 'MCP Tunnel: stopping';
         break;
       case 'failed':
-        item.text = s.restartAt ? '$(sync~spin) Tunnel: restarting…' : '$(error) Tunnel failed';
+        item.text = '$(error) Tunnel failed';
         item.backgroundColor = new vscode.ThemeColor('statusBarItem.errorBackground');
         label = `MCP Tunnel failed: ${s.error.message}`;
+        break;
+      case 'restarting':
+        item.text = '$(sync~spin) Tunnel: restarting…';
+        item.backgroundColor = new vscode.ThemeColor('statusBarItem.errorBackground');
+        label = `MCP Tunnel stopped unexpectedly and restarts (attempt ${s.restartAttempt}): ${s.error.message}`;
         break;
     }
     item.accessibilityInformation = { label, role: 'button' };
@@ -131,7 +136,7 @@ export class TunnelStatusBar implements vscode.Disposable {
       const m = this.controller.metrics;
       if (m) md.appendMarkdown(`Requests: ${m.totalRequests} · Errors: ${m.requestErrors} · In flight: ${m.concurrentRequests} · Responses: ${formatResponses(m.responsesByCode)}\n\n`);
     }
-    if (s.status === 'failed') md.appendMarkdown(`$(error) ${s.error.message}\n\n`);
+    if (s.status === 'failed' || s.status === 'restarting') md.appendMarkdown(`$(error) ${s.error.message}\n\n`);
     if (s.status === 'connecting') md.appendMarkdown(`The URL is issued but does not work until cloudflared connects to Cloudflare's edge.\n\n`);
     md.appendMarkdown('Click for actions.');
     this.item.tooltip = md;

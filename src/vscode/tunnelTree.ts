@@ -102,6 +102,7 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
       reconnecting: ['warning', 'problemsWarningIcon.foreground'],
       stopping: ['loading~spin'],
       failed: ['error', 'problemsErrorIcon.foreground'],
+      restarting: ['sync~spin', 'problemsWarningIcon.foreground'],
     };
     const [icon, color] = statusIcon[s.status] ?? ['circle-outline'];
     const statusText: Record<string, string> = {
@@ -111,9 +112,10 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
       reconnecting: 'Reconnecting…',
       stopping: 'Stopping…',
       failed: 'Failed',
+      restarting: s.status === 'restarting' ? `Restarting (attempt ${s.restartAttempt}) at ${new Date(s.restartAt).toLocaleTimeString()}` : 'Restarting',
     };
     rows.push({ id: 'status', label: 'Status', description: statusText[s.status] ?? s.status, icon, ...(color ? { color } : {}) });
-    if (s.status === 'failed') {
+    if (s.status === 'failed' || s.status === 'restarting') {
       rows.push({ id: 'error', label: 'Error', description: s.error.message, tooltip: [s.error.message, '', ...s.error.lastLines.slice(-8)].join('\n'), icon: 'info' });
     }
     const sharePath = sharePathOf(s);

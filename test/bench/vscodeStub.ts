@@ -240,6 +240,10 @@ export function createVscodeStub(options: StubOptions = {}): VscodeStub {
               missing,
             ),
           onDidChangeConfiguration: configEvent.event,
+          createFileSystemWatcher: () => {
+            const never = new EventEmitter<unknown>().event;
+            return { onDidChange: never, onDidCreate: never, onDidDelete: never, dispose: noop };
+          },
           isTrusted: true,
           workspaceFolders: undefined,
         },
@@ -266,6 +270,12 @@ export function createVscodeStub(options: StubOptions = {}): VscodeStub {
       TreeItem,
       Uri,
       McpHttpServerDefinition,
+      RelativePattern: class {
+        constructor(
+          readonly base: unknown,
+          readonly pattern: string,
+        ) {}
+      },
       TreeItemCollapsibleState: { None: 0, Collapsed: 1, Expanded: 2 },
       StatusBarAlignment: { Left: 1, Right: 2 },
       ProgressLocation: { SourceControl: 1, Window: 10, Notification: 15 },
