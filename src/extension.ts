@@ -10,7 +10,8 @@ import { createShareSecretStore } from './vscode/shareSecrets';
 import { shareKey } from './core/shares/shares';
 import { readConfig, SECTION, type ConfigProblem, type TunnelConfig } from './vscode/config';
 import { TunnelLog } from './vscode/log';
-import { registerShareServerCommands, shareForAgent, type ShareServerDeps } from './vscode/shareServer';
+import type { ShareServer, ShareServerDeps } from './vscode/shareServer';
+import { loadShareServer, SHARE_SERVER_COMMANDS } from './vscode/shareServerModule';
 import { PROVIDER_ID, TunnelMcpProvider } from './vscode/mcpProvider';
 import { QrPanel } from './vscode/qrView';
 import { TunnelStatusBar } from './vscode/statusBar';
@@ -134,11 +135,17 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
   const commandDeps = { controller: ctl, log, defaultTarget: () => config.target, recheckCloudflared: async () => void (await checkCloudflared()), qr, secrets: context.secrets, allowedHosts: () => config.allowedHosts };
   context.subscriptions.push(
     ...registerCommands(commandDeps),
-    ...registerShareServerCommands(shareDeps),
+  );
+  // Loaded on the first of its commands (or an agent's share_mcp_server), not at activation.
+  let shareServer: ShareServer | undefined;
+  const sharing = (): ShareServer => (shareServer ??= loadShareServer().createShareServer(shareDeps));
+  context.subscriptions.push(
+    ...SHARE_SERVER_COMMANDS.map((id) => vscode.commands.registerCommand(id, (...args: unknown[]) => sharing().handlers[id](...args))),
+    { dispose: () => shareServer?.dispose() },
   );
 
   const version = (context.extension.packageJSON as { version?: string }).version ?? '0.0.0';
-  const mcp = new TunnelMcpProvider(ctl, version, () => config, log, (name) => shareForAgent(shareDeps, name));
+  const mcp = new TunnelMcpProvider(ctl, version, () => config, log, (name) => sharing().shareForAgent(name));
   context.subscriptions.push(mcp, vscode.lm.registerMcpServerDefinitionProvider(PROVIDER_ID, mcp));
 
   context.subscriptions.push(

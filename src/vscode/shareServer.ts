@@ -12,9 +12,7 @@ import { loadMcpModule, type McpModule } from '../mcpModule';
 import type { BridgeCheck, BridgeOrigin, ConfiguredServer, McpInput, StdioBridge, StdioServerDefinition, VariableContext } from '../bridge/index';
 import type { TunnelLog } from './log';
 
-export const SHARE_MCP_SERVER = 'mcpTunnel.shareMcpServer';
-export const SHARE_COMMAND = 'mcpTunnel.shareCommand';
-export const RESTART_SHARE = 'mcpTunnel.restartShare';
+import { RESTART_SHARE, SHARE_COMMAND, SHARE_MCP_SERVER, type SHARE_SERVER_COMMANDS } from './shareServerModule';
 
 /** Where a share's definition came from in mcp.json, as written (to see it change). */
 interface ConfigRef {
@@ -310,7 +308,7 @@ async function pickHeaders(server: ConfiguredServer, inputs: Map<string, McpInpu
  * `mcpTunnel.mcp.allowStdioShares` is on (a workspace's value never counts), and then waits for a
  * modal naming the command line, every time. An agent never passes a command line of its own.
  */
-export async function shareForAgent(deps: ShareServerDeps, name: string): Promise<McpModule.AgentShareResult> {
+async function shareForAgent(deps: ShareServerDeps, name: string): Promise<McpModule.AgentShareResult> {
   const allowed = vscode.workspace.getConfiguration('mcpTunnel.mcp').inspect<boolean>('allowStdioShares');
   if (allowed?.globalValue !== true) {
     return { ok: false, message: 'Agents may not share MCP servers from mcp.json on this machine: a stdio server runs commands here. The user can allow it with the machine setting mcpTunnel.mcp.allowStdioShares (each share is then confirmed in a dialog naming its command line), or share it themselves with "MCP Tunnel: Share MCP Server…".' };
@@ -341,14 +339,26 @@ export async function shareForAgent(deps: ShareServerDeps, name: string): Promis
   return { ok: true, share_id: share.id, name: share.name, command: share.command, tools: started.get(share.id)?.tools ?? null, mcp_url: share.mcp_url };
 }
 
-export function registerShareServerCommands(deps: ShareServerDeps): vscode.Disposable[] {
-  return [
-    ...watchDefinitions(deps),
+/** What extension.ts registers (under SHARE_SERVER_COMMANDS) and hands the MCP host. */
+export interface ShareServer {
+  handlers: Record<(typeof SHARE_SERVER_COMMANDS)[number], (...args: unknown[]) => unknown>;
+  shareForAgent(name: string): Promise<McpModule.AgentShareResult>;
+  dispose(): void;
+}
+
+/**
+ * This module is its own bundle (dist/shareServer.js), loaded on the first of its commands (or an
+ * agent's share_mcp_server), not at activation; so are its mcp.json watchers, which matter only
+ * once something was shared from there.
+ */
+export function createShareServer(deps: ShareServerDeps): ShareServer {
+  const watchers = watchDefinitions(deps);
+  const handlers: ShareServer['handlers'] = {
     // Optional argument: a share id or its tree row.
-    vscode.commands.registerCommand(RESTART_SHARE, (arg?: unknown) => restartShare(deps, arg)),
+    [RESTART_SHARE]: (arg?: unknown) => restartShare(deps, arg),
     // Optional arguments: a server's name (keybindings, tests) instead of the pick, and for an
     // http server `{ headers: [names] }`: which configured headers to send it (instead of asking).
-    vscode.commands.registerCommand(SHARE_MCP_SERVER, async (name?: unknown, opts?: unknown) => {
+    [SHARE_MCP_SERVER]: async (name?: unknown, opts?: unknown) => {
       const found = await findServers(deps);
       for (const p of found.problems) deps.log.warn(p);
       let server: ConfiguredServer | undefined;
@@ -393,9 +403,9 @@ export function registerShareServerCommands(deps: ShareServerDeps): vscode.Dispo
       }
       const def = await resolveInputs(server, found.inputs);
       return def ? shareStdio(deps, def, { name: server.name, source: server.source, written: written(server) }) : undefined;
-    }),
+    },
     // Optional argument: the command line (tests, keybindings).
-    vscode.commands.registerCommand(SHARE_COMMAND, async (line?: unknown) => {
+    [SHARE_COMMAND]: async (line?: unknown) => {
       const { bridge } = loadMcpModule();
       const text =
         typeof line === 'string'
@@ -424,6 +434,13 @@ export function registerShareServerCommands(deps: ShareServerDeps): vscode.Dispo
       if (!command) return undefined;
       const cwd = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
       return shareStdio(deps, { name: bridge.defaultServerName(command, args), command, args, ...(cwd ? { cwd } : {}) });
-    }),
-  ];
+    },
+  };
+  return {
+    handlers,
+    shareForAgent: (name) => shareForAgent(deps, name),
+    dispose: () => {
+      for (const w of watchers) w.dispose();
+    },
+  };
 }
