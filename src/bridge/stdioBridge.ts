@@ -150,6 +150,8 @@ class Stream {
     this.sse = true;
     this.res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', 'x-accel-buffering': 'no', 'mcp-session-id': this.sessionId });
     this.res.flushHeaders();
+    // Responses that came before the switch (held for a JSON answer) go first, in their order.
+    for (const json of this.responses.splice(0)) this.res.write(`event: message\ndata: ${json}\n\n`);
     this.keepalive = setInterval(() => {
       if (!this.closed) this.res.write(': keep-alive\n\n');
     }, KEEPALIVE_MS);

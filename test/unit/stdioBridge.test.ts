@@ -165,6 +165,30 @@ describe('stdio bridge: clients of the 2026-07-28 revision (SDK 2.x)', () => {
   });
 });
 
+describe('stdio bridge: answers of a batch', () => {
+  it('a response that came before the switch to SSE is not lost: every id of the batch is answered once, in order of arrival', async () => {
+    // A server that answers a batch's first call, then sends a notification (the switch to SSE), then the second call.
+    const script = [
+      "let buf = '';",
+      "const out = (m) => process.stdout.write(JSON.stringify(m) + '\\n');",
+      "process.stdin.on('data', (c) => { buf += c; let i; while ((i = buf.indexOf('\\n')) >= 0) { const line = buf.slice(0, i); buf = buf.slice(i + 1); if (!line) continue; const m = JSON.parse(line);",
+      "  if (m.method === 'initialize') out({ jsonrpc: '2.0', id: m.id, result: { protocolVersion: m.params.protocolVersion, capabilities: { tools: {} }, serverInfo: { name: 'ordered', version: '1' } } });",
+      "  else if (m.method === 'first') out({ jsonrpc: '2.0', id: m.id, error: { code: -32601, message: 'Method not found' } });",
+      "  else if (m.method === 'second') { out({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: 'between' } }); out({ jsonrpc: '2.0', id: m.id, result: {} }); }",
+      '} });',
+    ].join('\n');
+    const b = await bridge({ server: { name: 'ordered', command: process.execPath, args: ['-e', script] }, warmSpare: false });
+    const init = await post(b, INIT);
+    const session = init.headers.get('mcp-session-id') ?? '';
+    const h = { 'mcp-session-id': session, 'mcp-protocol-version': '2025-11-25' };
+    const r = await post(b, [{ jsonrpc: '2.0', id: 'a', method: 'first' }, { jsonrpc: '2.0', id: 'b', method: 'second' }], h);
+    assert.equal(r.status, 200);
+    assert.match(r.headers.get('content-type') ?? '', /text\/event-stream/);
+    const ids = [...r.body.matchAll(/^data: (.*)$/gm)].map((m) => (JSON.parse(m[1] ?? '{}') as { id?: string }).id ?? 'notification');
+    assert.deepEqual(ids, ['a', 'notification', 'b']);
+  });
+});
+
 describe('stdio bridge: sessions, limits and the HTTP rules', () => {
   it('only its gate drives it: without its token 401 and nothing spawned; with it, a session', async () => {
     const b = await bridge({ accessToken: undefined, warmSpare: false });
