@@ -54,6 +54,9 @@ Options for start:
                        first share's)
   --json               one JSON object per state change instead of text, with
                        the shares
+  --inspect            one line per MCP call through the tunnel (time, share, client,
+                       country, method and tool, status, duration; with --json: a
+                       JSON object per call, bodies left out); secrets never shown
   --named              run a named tunnel (stable hostname) instead of a quick tunnel
   --hostname H         with --named: the hostname routed to the tunnel
   --token-file F       with --named: file holding the tunnel token
@@ -254,6 +257,7 @@ async function start(argvAll: string[]): Promise<number> {
       'max-sessions': { type: 'string' },
       'idle-timeout': { type: 'string' },
       'open-stdio': { type: 'boolean', default: false },
+      inspect: { type: 'boolean', default: false },
     },
     strict: true,
     allowPositionals: false,
@@ -363,6 +367,23 @@ async function start(argvAll: string[]): Promise<number> {
         break;
     }
   };
+  if (values.inspect) {
+    const names = new Map<string, string>();
+    controller.onDidChangeShares(() => {
+      for (const sh of controller.listShares()) names.set(sh.id, sh.name);
+    });
+    controller.recorder?.onDidRecord((c) => {
+      const { request_body: _q, response_body: _r, ...rest } = c;
+      if (json) {
+        out(JSON.stringify({ activity: { ...rest, at: new Date(c.at).toISOString() } }));
+        return;
+      }
+      const what = [c.method ?? c.http_method, c.name].filter(Boolean).join(' ');
+      const outcome = c.error_code !== null ? `error ${c.error_code}` : c.tool_error ? 'tool error' : String(c.status);
+      const who = [c.client ?? 'unknown client', c.country].filter(Boolean).join(' from ');
+      out(`${new Date(c.at).toLocaleTimeString()}  ${names.get(c.share_id) ?? c.share_id}  ${who}  ${what}  ${outcome}  ${c.duration_ms} ms${c.header_mismatch ? '  (Mcp-Method/Mcp-Name headers disagree with the body)' : ''}`);
+    });
+  }
   controller.onDidChangeState((s) => {
     show(s);
     // A scheduled automatic restart keeps the CLI running; a final failure ends it.

@@ -13,6 +13,7 @@ import {
 } from './cloudflared';
 import { CloudflaredLogParser, classifyFailure, type LogLevel, type LogLine, type ParsedLine } from './cloudflaredLog';
 import { Emitter, type Disposable, type Event } from './events';
+import { Recorder, type RecordedCall, type RecorderOptions } from './gate/recorder';
 import { startAccessGate, type AccessGate } from './gate/accessGate';
 import { MetricsPoller, readMetrics, readQuickTunnel } from './metrics';
 import { ensureStateDir, newRunId, reapOrphans, removeRun, runConfigPath, writeRunRecord, type ReapResult } from './supervisor/orphans';
@@ -72,6 +73,11 @@ export interface TunnelControllerOptions {
    * start makes a new secret. Either way an automatic restart keeps the secret it had.
    */
   shareSecretStore?: ShareSecretStore | undefined;
+  /**
+   * The inspector's recorder (what passed the gate, per share, as MCP calls; see gate/recorder.ts).
+   * Default: on, with its defaults; `false`: nothing is recorded.
+   */
+  inspector?: Omit<RecorderOptions, 'secrets'> | false;
   /**
    * Run a named tunnel (stable hostname routed to it in Cloudflare) instead of a quick tunnel.
    * The token is read at each start and never appears in argv or logs.
@@ -180,8 +186,8 @@ export class TunnelController implements TunnelApi {
   private _lastError: TunnelError | undefined;
   private _cloudflared: CloudflaredInfo | undefined;
   private run: Run | undefined;
-  private options: Required<Omit<TunnelControllerOptions, 'protocol' | 'baseEnv' | 'logLevel' | 'named' | 'access' | 'shareSecretStore'>> &
-    Pick<TunnelControllerOptions, 'protocol' | 'baseEnv' | 'logLevel' | 'named' | 'access' | 'shareSecretStore'>;
+  private options: Required<Omit<TunnelControllerOptions, 'protocol' | 'baseEnv' | 'logLevel' | 'named' | 'access' | 'shareSecretStore' | 'inspector'>> &
+    Pick<TunnelControllerOptions, 'protocol' | 'baseEnv' | 'logLevel' | 'named' | 'access' | 'shareSecretStore' | 'inspector'>;
   private disposed = false;
   /** Times of automatic restarts, for the policy's window. */
   private restarts: number[] = [];
@@ -205,6 +211,8 @@ export class TunnelController implements TunnelApi {
   readonly onDidChangeMetrics: Event<TunnelMetrics | undefined> = this._onDidChangeMetrics.event;
   /** cloudflared's lines and the controller's own events, for a log channel. */
   readonly onDidLog: Event<TunnelLogEntry> = this._onDidLog.event;
+  /** The inspector's recorder; undefined when `inspector: false`. Its secrets are the runs'. */
+  readonly recorder: Recorder | undefined;
 
   constructor(options: TunnelControllerOptions) {
     this.options = {
@@ -217,7 +225,18 @@ export class TunnelController implements TunnelApi {
       autoRestart: DEFAULT_RESTART_POLICY,
       ...options,
     };
+    const inspector = this.options.inspector;
+    this.recorder = inspector === false ? undefined : new Recorder({ ...inspector, secrets: () => this.run?.secrets ?? [] });
   }
+
+  /** The calls the inspector recorded (oldest first): one share's, or every share's. */
+  activity(shareId?: string): RecordedCall[] {
+    return this.recorder?.list(shareId) ?? [];
+  }
+
+  /** A call was recorded (never fires without the inspector). */
+  readonly onDidRecordActivity: Event<void> = (listener, thisArgs, disposables) =>
+    this.recorder ? this.recorder.onDidRecord(() => listener(undefined), thisArgs, disposables) : { dispose: () => undefined };
 
   get state(): TunnelState {
     return this._state;
@@ -292,6 +311,8 @@ export class TunnelController implements TunnelApi {
     this.cancelRestart();
     const first = (secret: string | undefined): Promise<TunnelState> => {
       this.registry.clear();
+      // A new tunnel: the last one's calls stay visible until now.
+      this.recorder?.clear();
       const share = this.registry.add(full, secret, origin, options.originHeaders);
       this.probe(share);
       return this.launch(full);
@@ -501,6 +522,7 @@ export class TunnelController implements TunnelApi {
       this._onDidLog.dispose();
       this._onDidRestart.dispose();
       this.registry.dispose();
+      this.recorder?.dispose();
     });
   }
 
@@ -643,6 +665,7 @@ export class TunnelController implements TunnelApi {
           origin: { host: first.target.host, port: first.target.port },
           hostHeader: this.options.hostHeader,
           log: (level, message) => this.log(level, `[gate] ${message}`),
+          ...(this.recorder ? { onPass: (req, res, info) => this.recorder?.tap(req, res, info) } : {}),
         });
         for (const sh of rest) this.routeShare(run, sh);
       } catch (err) {

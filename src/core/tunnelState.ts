@@ -275,6 +275,10 @@ export interface TunnelApi {
   watchMetrics(): import('./events').Disposable;
   /** Read the metrics once now, for a reader that does not watch them. */
   refreshMetrics(): Promise<void>;
+  /** What the inspector recorded (oldest first): one share's calls, or every share's. */
+  activity(shareId?: string): import('./gate/recorder').RecordedCall[];
+  /** A call was recorded. */
+  readonly onDidRecordActivity: import('./events').Event<void>;
 }
 
 /** `start()` was asked for a target while a different one is live. */

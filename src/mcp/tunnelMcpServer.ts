@@ -79,7 +79,17 @@ export const RESOURCE_URIS = {
   config: 'tunnel://config',
   metrics: 'tunnel://metrics',
   shares: 'tunnel://shares',
+  activity: 'tunnel://activity',
 } as const;
+/** Calls a tunnel://activity read returns at most (the newest). */
+const ACTIVITY_LIMIT = 100;
+
+/** `tunnel://shares/<id>/activity` → `<id>`. */
+function shareActivityId(uri: string): string | undefined {
+  const m = /^tunnel:\/\/shares\/([^/]+)\/activity$/.exec(uri);
+  return m?.[1];
+}
+
 /** One share: `tunnel://shares/<id>` (a resource template). */
 export const SHARE_URI_PREFIX = 'tunnel://shares/';
 export type ResourceUri = (typeof RESOURCE_URIS)[keyof typeof RESOURCE_URIS];
@@ -222,6 +232,13 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
   const log = (level: McpLogLevel, message: string): void => options.log?.(level, message);
   const allowedHosts = (): readonly string[] => (typeof options.allowedHosts === 'function' ? options.allowedHosts() : (options.allowedHosts ?? []));
   const openAccess = options.openAccess ?? (options.confirmStart ? 'ask' : 'refuse');
+  /** tunnel://activity (or one share's): the newest calls, without their bodies. */
+  const activityView = (shareId?: string): Record<string, unknown> => {
+    const all = controller.activity(shareId);
+    const calls = all.slice(-ACTIVITY_LIMIT).map(({ request_body: _q, response_body: _r, ...rest }) => ({ ...rest, at: new Date(rest.at).toISOString() }));
+    return { ...(shareId ? { share_id: shareId } : {}), recorded: all.length, calls };
+  };
+
   /** What list_shares returns and tunnel://shares holds. */
   const sharesView = (): ListSharesOutput => {
     const s = controller.snapshot();
@@ -472,6 +489,7 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
       };
     },
     [RESOURCE_URIS.shares]: () => sharesView(),
+    [RESOURCE_URIS.activity]: () => activityView(),
     [RESOURCE_URIS.metrics]: () => {
       const s = controller.snapshot();
       const m = controller.metrics;
@@ -497,6 +515,11 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
     [RESOURCE_URIS.config]: { name: 'config', title: 'Tunnel configuration', description: 'How the tunnel runs as JSON: target, local URL, cloudflared version and path, metrics address, allowed hosts.' },
     [RESOURCE_URIS.metrics]: { name: 'metrics', title: 'Tunnel metrics', description: 'Traffic through the tunnel as JSON: requests, errors, concurrent requests, responses by status code, edge locations.' },
     [RESOURCE_URIS.shares]: { name: 'shares', title: 'Shares', description: 'Every share on the tunnel as JSON: id, local server, access, public mcp_url (with its secret), requests, errors, reachable. tunnel://shares/{id} is one of them.' },
+    [RESOURCE_URIS.activity]: {
+      name: 'activity',
+      title: 'Activity (inspector)',
+      description: `Who called what through the tunnel, newest last (at most ${ACTIVITY_LIMIT}): time, share, client (from its initialize), country, method, tool / resource / prompt, status, JSON-RPC error code, duration. Bodies are left out (secrets are redacted anyway). tunnel://shares/{id}/activity is one share's.`,
+    },
   };
 
   for (const uri of ALL_URIS) {
@@ -508,6 +531,18 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
     });
   }
   const shareById = (id: string) => controller.listShares().find((x) => x.id === id);
+  server.registerResource(
+    'share-activity',
+    new ResourceTemplate(`${SHARE_URI_PREFIX}{id}/activity`, {
+      list: () => ({ resources: controller.listShares().map((x) => ({ uri: `${SHARE_URI_PREFIX}${x.id}/activity`, name: `activity of ${x.name}`, mimeType: 'application/json' })) }),
+    }),
+    { title: "One share's activity", description: 'The calls through one share (see tunnel://activity).', mimeType: 'application/json' },
+    (uri, variables): ReadResourceResult => {
+      const id = String(variables['id'] ?? '');
+      if (!shareById(id)) throw new McpError(ErrorCode.InvalidParams, `No share ${JSON.stringify(id)} on the tunnel; read tunnel://shares for the list.`);
+      return { contents: [{ uri: uri.href, mimeType: 'application/json', text: JSON.stringify(activityView(id), null, 2) }] };
+    },
+  );
   server.registerResource(
     'share',
     new ResourceTemplate(`${SHARE_URI_PREFIX}{id}`, {
@@ -538,7 +573,9 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
   };
 
   const fingerprint = (uri: string): string => {
-    const value = uri.startsWith(SHARE_URI_PREFIX) ? (shareById(uri.slice(SHARE_URI_PREFIX.length)) ?? { gone: true }) : readers[uri as ResourceUri]();
+    const activityOf = shareActivityId(uri);
+    const value =
+      activityOf !== undefined ? activityView(activityOf) : uri.startsWith(SHARE_URI_PREFIX) ? (shareById(uri.slice(SHARE_URI_PREFIX.length)) ?? { gone: true }) : readers[uri as ResourceUri]();
     const { uptime_seconds: _uptime, read_at: _readAt, ...rest } = value as Record<string, unknown>;
     return JSON.stringify(rest);
   };
@@ -558,8 +595,17 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
       controller.onDidChangeState(() => notify([...ALL_URIS, ...shareUris()])),
       controller.onDidChangeMetrics(() => notify([RESOURCE_URIS.metrics, RESOURCE_URIS.shares, ...shareUris()])),
       controller.onDidChangeShares(() => notify([...ALL_URIS, ...shareUris()])),
+      // Calls can come by the thousand: at most one round of updates per 250 ms.
+      controller.onDidRecordActivity(() => {
+        activityTimer ??= setTimeout(() => {
+          activityTimer = undefined;
+          notify([RESOURCE_URIS.activity, ...shareUris().filter((u) => shareActivityId(u) !== undefined)]);
+        }, 250);
+      }),
+      { dispose: () => activityTimer && clearTimeout(activityTimer) },
     ];
   };
+  let activityTimer: NodeJS.Timeout | undefined;
   const detach = (): void => {
     for (const d of listeners ?? []) d.dispose();
     listeners = undefined;
@@ -567,8 +613,10 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
   const knownUri = (raw: string): string => {
     const uri = raw.replace(/\/+$/, '');
     if ((ALL_URIS as readonly string[]).includes(uri)) return uri;
+    const activityOf = shareActivityId(uri);
+    if (activityOf !== undefined && shareById(activityOf)) return uri;
     if (uri.startsWith(SHARE_URI_PREFIX) && shareById(uri.slice(SHARE_URI_PREFIX.length))) return uri;
-    throw new McpError(ErrorCode.InvalidParams, `Unknown resource ${JSON.stringify(raw)}; subscribable resources: ${ALL_URIS.join(', ')} and ${SHARE_URI_PREFIX}<id> of a live share.`);
+    throw new McpError(ErrorCode.InvalidParams, `Unknown resource ${JSON.stringify(raw)}; subscribable resources: ${ALL_URIS.join(', ')}, ${SHARE_URI_PREFIX}<id> and ${SHARE_URI_PREFIX}<id>/activity of a live share.`);
   };
 
   server.server.setRequestHandler(SubscribeRequestSchema, (request) => {

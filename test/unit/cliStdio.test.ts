@@ -124,11 +124,11 @@ describe('mcp-tunnel start --stdio', { concurrency: false }, () => {
     assert.deepEqual(readdirSync(path.join(work, 'state')).filter((f) => f.startsWith('child-')), [], 'no child run records left');
   });
 
-  it('server-filesystem, driven by @modelcontextprotocol/inspector-cli through the public URL: secret in the path or as a bearer header; refused without', async () => {
+  it('server-filesystem, driven by @modelcontextprotocol/inspector-cli through the public URL: secret in the path or as a bearer header; refused without; --inspect prints its calls', async () => {
     const files = path.join(work, 'files');
     mkdirSync(files, { recursive: true });
     writeFileSync(path.join(files, 'note.txt'), 'shared through the bridge\n');
-    const r = cli(['start', '--stdio', '--cloudflared', FAKE_CLOUDFLARED, '--', process.execPath, FILESYSTEM, files]);
+    const r = cli(['start', '--stdio', '--inspect', '--cloudflared', FAKE_CLOUDFLARED, '--', process.execPath, FILESYSTEM, files]);
     await waitFor(() => (/Press Ctrl\+C/.test(r.out()) ? true : undefined), 20_000, 'active');
     const mcpUrl = /Public MCP URL:\s+(\S+)/.exec(r.out())?.[1];
     const fake = readFakeState(work, Number(/PID (\d+)/.exec(r.out())?.[1]));
@@ -148,6 +148,13 @@ describe('mcp-tunnel start --stdio', { concurrency: false }, () => {
     const refused = await inspector([`${local}/mcp`, '--transport', 'http', '--method', 'tools/list']);
     assert.notEqual(refused.code, 0, 'no secret: the inspector gets nothing');
     assert.match(refused.out + refused.err, /Unauthorized: this tunnel is protected by a share secret/, "the inspector shows why");
+    // --inspect: one line per call, naming the client (from its initialize), the tool and the outcome; never a secret.
+    const calls = await waitFor(() => {
+      const lines = r.out().split('\n').filter((l) => /tools\/(list|call)/.test(l));
+      return lines.some((l) => /read_text_file/.test(l)) ? lines : undefined;
+    }, 5000, 'the --inspect lines');
+    assert.ok(calls.some((l) => /inspector-cli [\d.]+ from [A-Z]{2}\s+tools\/call read_text_file\s+200\s+[\d.]+ ms/.test(l)), calls.join('\n'));
+    assert.ok(calls.every((l) => !l.includes(secret)), 'no secret in the --inspect lines');
     r.child.kill('SIGINT');
     assert.equal(await r.exit, 0, r.err());
   });

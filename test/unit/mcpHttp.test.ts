@@ -91,19 +91,6 @@ void describe('startHttpHost', () => {
     assert.match(host.token, /^[A-Za-z0-9_-]{43}$/);
   });
 
-  void it('serves the 2.x SDK client (2026-07-28 revision), in its default and its auto (probe first) negotiation', async () => {
-    const sdk2 = await import('@modelcontextprotocol/client');
-    for (const versionNegotiation of [undefined, { mode: 'auto' as const }]) {
-      const client = new sdk2.Client({ name: 'modern-agent', version: '2' }, { capabilities: {}, ...(versionNegotiation ? { versionNegotiation } : {}) });
-      await client.connect(new sdk2.StreamableHTTPClientTransport(new URL(host.url), { requestInit: { headers: { Authorization: `Bearer ${host.token}` } } }));
-      const tools = await client.listTools();
-      assert.ok(tools.tools.some((t) => t.name === 'get_tunnel_status'), `tools with ${JSON.stringify(versionNegotiation)}`);
-      const r = await client.callTool({ name: 'get_tunnel_status', arguments: {} });
-      assert.match(JSON.stringify(r), /"status"/);
-      await client.close();
-    }
-  });
-
   void it('serves a real SDK client: tools, resources and notifications over the GET back-channel', async () => {
     const { client, transport, connected } = connectClient(host);
     await connected;
@@ -264,3 +251,20 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
     }),
   ]);
 }
+
+void describe('startHttpHost and the 2026-07-28 revision', () => {
+  void it('serves the 2.x SDK client (2026-07-28 revision), in its default and its auto (probe first) negotiation', async () => {
+    const host = await startHttpHost(new FakeController(), { serverOptions: { version: '0.1.0-test' } });
+    after(() => host.close());
+    const sdk2 = await import('@modelcontextprotocol/client');
+    for (const versionNegotiation of [undefined, { mode: 'auto' as const }]) {
+      const client = new sdk2.Client({ name: 'modern-agent', version: '2' }, { capabilities: {}, ...(versionNegotiation ? { versionNegotiation } : {}) });
+      await client.connect(new sdk2.StreamableHTTPClientTransport(new URL(host.url), { requestInit: { headers: { Authorization: `Bearer ${host.token}` } } }));
+      const tools = await client.listTools();
+      assert.ok(tools.tools.some((t) => t.name === 'get_tunnel_status'), `tools with ${JSON.stringify(versionNegotiation)}`);
+      const r = await client.callTool({ name: 'get_tunnel_status', arguments: {} });
+      assert.match(JSON.stringify(r), /"status"/);
+      await client.close();
+    }
+  });
+});

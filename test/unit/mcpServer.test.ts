@@ -318,10 +318,10 @@ void describe('createTunnelMcpServer', () => {
     await client.close();
   });
 
-  void it('lists and reads the five JSON resources', async () => {
+  void it('lists and reads the six JSON resources', async () => {
     const { client } = await connect();
     const { resources } = await client.listResources();
-    assert.deepEqual(resources.map((r) => r.uri).sort(), ['tunnel://config', 'tunnel://metrics', 'tunnel://shares', 'tunnel://status', 'tunnel://url']);
+    assert.deepEqual(resources.map((r) => r.uri).sort(), ['tunnel://activity', 'tunnel://config', 'tunnel://metrics', 'tunnel://shares', 'tunnel://status', 'tunnel://url']);
     for (const r of resources) assert.equal(r.mimeType, 'application/json');
 
     const stopped = await readJson(client, 'tunnel://url');
@@ -468,5 +468,33 @@ void describe('share_mcp_server', () => {
     assert.equal(bad.isError, true);
     assert.match(text(bad), /Invalid name/);
     assert.deepEqual(asked, ['fs', 'other']);
+  });
+});
+
+void describe('tunnel://activity', () => {
+  void it("lists the recorded calls without bodies (all, and one share's); a subscriber is told when calls come", async () => {
+    const controller = new FakeController();
+    const { client } = await connect(controller);
+    await call(client, 'start_tunnel');
+    const shareId = controller.listShares()[0]?.id ?? '';
+    const updates: string[] = [];
+    client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => void updates.push(n.params.uri));
+    await client.subscribeResource({ uri: 'tunnel://activity' });
+    await client.subscribeResource({ uri: `tunnel://shares/${shareId}/activity` });
+    const call1 = { id: 'a-1', at: Date.parse('2026-12-02T10:00:00Z'), share_id: shareId, link: 'share secret', client: 'claude-ai 1.2', remote_ip: '203.0.113.7', country: 'DE', http_method: 'POST', status: 200, method: 'tools/call', name: 'echo', error_code: null, tool_error: false, duration_ms: 1.5, bytes_in: 90, bytes_out: 120, events: null, session: 's', header_mismatch: false, request_body: '{"secret-ish":"body"}', response_body: '{}', request_truncated_from: null, response_truncated_from: null };
+    controller.recorded.push(call1, { ...call1, id: 'a-2', share_id: 'sh-other', name: 'get-env' });
+    controller.activityEmitter.fire();
+    await new Promise((r) => setTimeout(r, 400));
+    assert.deepEqual(updates.sort(), ['tunnel://activity', `tunnel://shares/${shareId}/activity`].sort(), 'one update each, after the debounce');
+    const all = await readJson(client, 'tunnel://activity');
+    assert.equal(all['recorded'], 2);
+    const calls = all['calls'] as Array<Record<string, unknown>>;
+    assert.deepEqual(calls.map((c) => c['name']), ['echo', 'get-env']);
+    assert.equal(calls[0]?.['at'], '2026-12-02T10:00:00.000Z');
+    assert.ok(!('request_body' in (calls[0] ?? {})) && !('response_body' in (calls[0] ?? {})), 'no bodies');
+    const one = await readJson(client, `tunnel://shares/${shareId}/activity`);
+    assert.deepEqual((one['calls'] as Array<Record<string, unknown>>).map((c) => c['id']), ['a-1']);
+    await assert.rejects(client.readResource({ uri: 'tunnel://shares/sh-nope/activity' }), /No share "sh-nope"/);
+    await client.close();
   });
 });

@@ -70,6 +70,11 @@ export interface AccessGateOptions {
   originHeaders?: Record<string, string>;
   /** The first route's `GateRouteOptions.handler`. */
   handler?: GateHandler;
+  /**
+   * Called for every request the gate lets through, before its origin sees it (the inspector's
+   * recorder taps it here). Not for WebSocket upgrades. A throw is ignored.
+   */
+  onPass?: (req: IncomingMessage, res: ServerResponse, info: { shareId: string; link: string }) => void;
 }
 
 /**
@@ -794,11 +799,24 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     return message;
   };
 
+  const tapped = (req: IncomingMessage, res: ServerResponse, route: Route): void => {
+    if (!options.onPass) return;
+    try {
+      options.onPass(req, res, { shareId: route.id, link: route.access === 'open' ? 'open' : 'share secret' });
+    } catch {
+      // the recorder never breaks an exchange
+    }
+  };
+
   const handleRequest = (req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void => {
     const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
     gate(
       req,
-      (route, path, stripBearer, knowsSecret) => (route.handler ? handOver(req, res, route, route.handler, path, stripBearer, knowsSecret, expectsContinue) : proxyRequest(req, res, route, path, stripBearer, knowsSecret, expectsContinue)),
+      (route, path, stripBearer, knowsSecret) => {
+        tapped(req, res, route);
+        if (route.handler) handOver(req, res, route, route.handler, path, stripBearer, knowsSecret, expectsContinue);
+        else proxyRequest(req, res, route, path, stripBearer, knowsSecret, expectsContinue);
+      },
       (status) => {
         // An unread body is not worth reading: close the connection after the answer.
         const extra: OutgoingHttpHeaders = hasBody && !req.complete ? { connection: 'close' } : {};

@@ -2,6 +2,7 @@
  * A TunnelApi whose states the test drives: `start()` walks starting → connecting → active with a
  * fake URL (or stops at `connecting`, or fails, as `nextOutcome` says). Real Emitter, real snapshotOf.
  */
+import type { RecordedCall } from '../../../src/core/gate/recorder';
 import { Emitter } from '../../../src/core/events';
 import { shareName, type ShareSnapshot } from '../../../src/core/shares/shares';
 import { sameTarget } from '../../../src/core/target';
@@ -35,6 +36,12 @@ export class FakeController implements TunnelApi {
   readonly onDidChangeMetrics = this.metricsEmitter.event;
   readonly sharesEmitter = new Emitter<void>();
   readonly onDidChangeShares = this.sharesEmitter.event;
+  readonly activityEmitter = new Emitter<void>();
+  readonly onDidRecordActivity = this.activityEmitter.event;
+  recorded: RecordedCall[] = [];
+  activity(shareId?: string): RecordedCall[] {
+    return this.recorded.filter((c) => shareId === undefined || c.share_id === shareId);
+  }
   /** How the next `start()` ends. */
   nextOutcome: FakeOutcome = 'active';
   /** If set, `start()` waits for it after `starting` (to observe in-flight starts). */

@@ -1,0 +1,358 @@
+/**
+ * The inspector's recorder: what passed the gate, per share, as MCP calls — who (the MCP client
+ * from `initialize`, else the User-Agent), from where (Cloudflare's `Cf-Connecting-Ip` /
+ * `Cf-Ipcountry`, as cloudflared reports them), which method and tool / resource / prompt, the
+ * outcome (HTTP status, JSON-RPC error code), how long, how many bytes, and the bodies (bounded,
+ * redacted). A batch is split into its calls; an SSE response is one entry with its events.
+ * Both MCP revisions: 2025 bodies, and 2026-07-28's `Mcp-Method` / `Mcp-Name` headers, checked
+ * against the body.
+ *
+ * Secrets never get in: share secrets (the gate's, live and retired) are replaced before anything
+ * is stored; `Bearer …` values and the values of keys named like authorization, cookie, token,
+ * secret, password or API key are redacted; request headers are not kept (only the User-Agent).
+ *
+ * Bounded: a ring of `maxEntries` per share; bodies kept up to `maxBodyBytes` each (then cut, with
+ * the full size noted); nothing parsed beyond that.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Emitter, type Event } from '../events';
+
+export interface RecordedCall {
+  /** `a-<n>`: unique in this recorder. */
+  id: string;
+  /** Epoch ms when the request arrived. */
+  at: number;
+  share_id: string;
+  /** Which link (secret) was used: its label; `open` for an open share. */
+  link: string;
+  /** MCP client `name version` from its initialize (remembered per session), else the User-Agent. */
+  client: string | null;
+  /** As cloudflared reports it (Cf-Connecting-Ip / Cf-Ipcountry); null when absent. */
+  remote_ip: string | null;
+  country: string | null;
+  http_method: string;
+  status: number;
+  /** JSON-RPC method, `GET stream`, or null when the body is not JSON-RPC. */
+  method: string | null;
+  /** tools/call's tool, resources/*'s URI, prompts/get's prompt. */
+  name: string | null;
+  /** The JSON-RPC error code of the answer, if it is an error. */
+  error_code: number | null;
+  /** The tool result said isError. */
+  tool_error: boolean;
+  duration_ms: number;
+  bytes_in: number;
+  bytes_out: number;
+  /** SSE responses: how many events. */
+  events: number | null;
+  session: string | null;
+  /** The 2026-07-28 headers disagreed with the body (Mcp-Method / Mcp-Name). */
+  header_mismatch: boolean;
+  /** Redacted, at most maxBodyBytes; null when capture is off. */
+  request_body: string | null;
+  response_body: string | null;
+  /** Set when a body was cut: its full size in bytes. */
+  request_truncated_from: number | null;
+  response_truncated_from: number | null;
+}
+
+export interface RecorderOptions {
+  /** Entries kept per share (a ring). Default 500. */
+  maxEntries?: number;
+  /** Bytes of each body kept. Default 64 KiB. */
+  maxBodyBytes?: number;
+  /** Keep bodies at all. Default true. */
+  captureBodies?: boolean;
+  /** Every secret the gate holds or held (to replace in anything stored). */
+  secrets?: () => readonly string[];
+  now?: () => number;
+}
+
+export interface NewClient {
+  share_id: string;
+  link: string;
+  client: string;
+  country: string | null;
+  remote_ip: string | null;
+}
+
+/** What the gate knows of an exchange it let through. */
+export interface ExchangeInfo {
+  shareId: string;
+  link: string;
+}
+
+const SENSITIVE_KEY = /authori[sz]ation|cookie|token|secret|passw(or)?d|api[-_]?key|credential/i;
+
+export class Recorder {
+  private readonly rings = new Map<string, RecordedCall[]>();
+  /** `share session` → client, from initialize. */
+  private readonly clients = new Map<string, string>();
+  /** `share client` pairs seen (for the new-client event); bounded. */
+  private readonly seen = new Set<string>();
+  private next = 1;
+  private readonly maxEntries: number;
+  private readonly maxBody: number;
+  private readonly capture: boolean;
+  private readonly _onDidRecord = new Emitter<RecordedCall>();
+  private readonly _onDidSeeClient = new Emitter<NewClient>();
+  /** After each recorded call. */
+  readonly onDidRecord: Event<RecordedCall> = this._onDidRecord.event;
+  /** The first call of a client (by name) on a share. */
+  readonly onDidSeeClient: Event<NewClient> = this._onDidSeeClient.event;
+
+  constructor(private readonly options: RecorderOptions = {}) {
+    this.maxEntries = Math.max(1, options.maxEntries ?? 500);
+    this.maxBody = Math.max(0, options.maxBodyBytes ?? 64 * 1024);
+    this.capture = options.captureBodies ?? true;
+  }
+
+  /** The recorded calls, oldest first: of one share, or of all (by time). */
+  list(shareId?: string): RecordedCall[] {
+    if (shareId !== undefined) return [...(this.rings.get(shareId) ?? [])];
+    return [...this.rings.values()].flat().sort((a, b) => a.at - b.at);
+  }
+
+  /** Forget a share's calls (it stopped). */
+  forget(shareId: string): void {
+    this.rings.delete(shareId);
+    for (const k of [...this.clients.keys()]) if (k.startsWith(`${shareId} `)) this.clients.delete(k);
+  }
+
+  clear(): void {
+    this.rings.clear();
+    this.clients.clear();
+  }
+
+  dispose(): void {
+    this._onDidRecord.dispose();
+    this._onDidSeeClient.dispose();
+  }
+
+  /**
+   * Watches one exchange the gate let through (before the origin sees it): its request body as it
+   * is read, its response as it is written; records it when the response is done or cut.
+   */
+  tap(req: IncomingMessage, res: ServerResponse, info: ExchangeInfo): void {
+    const started = this.now();
+    const t0 = performance.now();
+    const inBody = new Capture(this.maxBody);
+    const outBody = new Capture(this.maxBody);
+    // Observe 'data' as it is emitted (pipe() and 'data' listeners alike), without changing the flow.
+    const emit = req.emit.bind(req);
+    req.emit = ((event: string | symbol, ...args: unknown[]): boolean => {
+      if (event === 'data') inBody.add(args[0]);
+      return emit(event, ...args);
+    }) as typeof req.emit;
+    // writeHead(status, headers) does not keep what it sends (getHeader() then knows nothing): note it.
+    const sent: Record<string, unknown> = {};
+    const writeHead = res.writeHead.bind(res) as (...a: unknown[]) => ServerResponse;
+    res.writeHead = ((...args: unknown[]): ServerResponse => {
+      const h = args.find((a, i) => i > 0 && typeof a === 'object' && a !== null);
+      if (h && !Array.isArray(h)) for (const [k, v] of Object.entries(h)) sent[k.toLowerCase()] = v;
+      return writeHead(...args);
+    });
+    const write = res.write.bind(res) as (...a: unknown[]) => boolean;
+    const end = res.end.bind(res) as (...a: unknown[]) => ServerResponse;
+    res.write = ((chunk: unknown, ...rest: unknown[]): boolean => {
+      outBody.add(chunk);
+      return write(chunk, ...rest);
+    }) as typeof res.write;
+    res.end = ((chunk?: unknown, ...rest: unknown[]): ServerResponse => {
+      if (chunk !== undefined && typeof chunk !== 'function') outBody.add(chunk);
+      return end(chunk, ...rest);
+    }) as typeof res.end;
+    res.once('close', () => {
+      try {
+        this.finish(req, res, info, started, performance.now() - t0, inBody, outBody, (name) => res.getHeader(name) ?? sent[name]);
+      } catch {
+        // a recorder fault never touches the exchange
+      }
+    });
+  }
+
+  private now(): number {
+    return (this.options.now ?? Date.now)();
+  }
+
+  private finish(req: IncomingMessage, res: ServerResponse, info: ExchangeInfo, at: number, durationMs: number, inBody: Capture, outBody: Capture, header: (name: string) => unknown): void {
+    const headers = req.headers;
+    const session = str(header('mcp-session-id')) ?? str(headers['mcp-session-id']) ?? null;
+    const contentType = str(header('content-type')) ?? '';
+    const sse = contentType.includes('text/event-stream');
+    const reqText = inBody.text();
+    const resText = outBody.text();
+    const calls = reqText !== undefined && !inBody.cut ? parseJsonRpc(reqText) : [];
+    const answers = resText !== undefined && !outBody.cut ? (sse ? parseSse(resText) : parseJsonRpc(resText)) : [];
+    const events = sse && resText !== undefined ? (resText.match(/^data:/gm) ?? []).length : null;
+    const clientKey = `${info.shareId} ${session ?? ''}`;
+    const init = calls.find((c) => c.method === 'initialize');
+    if (init && session !== null) {
+      const ci = obj(obj(init.params)['clientInfo']);
+      const name = str(ci['name']);
+      if (name) this.remember(clientKey, `${name}${str(ci['version']) ? ` ${str(ci['version'])}` : ''}`);
+    }
+    const ua = str(headers['user-agent']) ?? null;
+    const client = (session !== null ? this.clients.get(clientKey) : undefined) ?? clientFromInit(init) ?? ua;
+    const headerMethod = str(headers['mcp-method']);
+    const headerName = str(headers['mcp-name']);
+    const base = {
+      at,
+      share_id: info.shareId,
+      link: info.link,
+      client,
+      remote_ip: str(headers['cf-connecting-ip'])?.trim() ?? null,
+      country: str(headers['cf-ipcountry'])?.trim() ?? null,
+      http_method: req.method ?? 'GET',
+      status: res.statusCode,
+      duration_ms: Math.round(durationMs * 100) / 100,
+      session,
+      events,
+    };
+    const bodies = {
+      request_body: this.capture && reqText !== undefined ? this.redact(reqText) : null,
+      response_body: this.capture && resText !== undefined ? this.redact(resText) : null,
+      request_truncated_from: inBody.cut ? inBody.size : null,
+      response_truncated_from: outBody.cut ? outBody.size : null,
+    };
+    const rows: Array<Pick<RecordedCall, 'method' | 'name' | 'error_code' | 'tool_error' | 'header_mismatch'>> = [];
+    if (calls.length === 0) {
+      rows.push({ method: req.method === 'GET' ? 'GET stream' : req.method === 'DELETE' ? 'DELETE session' : (headerMethod ?? null), name: headerName ?? null, error_code: null, tool_error: false, header_mismatch: false });
+    }
+    for (const c of calls) {
+      const answer = c.id !== undefined ? answers.find((a) => a.id !== undefined && c.id !== undefined && sameId(a.id, c.id)) : undefined;
+      const name = nameOf(c);
+      rows.push({
+        method: c.method ?? null,
+        name,
+        error_code: answer?.error ? (typeof obj(answer.error)['code'] === 'number' ? (obj(answer.error)['code'] as number) : null) : null,
+        tool_error: c.method === 'tools/call' && obj(answer?.result)['isError'] === true,
+        // 2026-07-28: the headers name the (single) call; they must agree with the body.
+        header_mismatch: calls.length === 1 && ((headerMethod !== undefined && headerMethod !== c.method) || (headerName !== undefined && name !== null && headerName !== name)),
+      });
+    }
+    const bytes = { bytes_in: inBody.size, bytes_out: outBody.size };
+    for (const [i, row] of rows.entries()) {
+      // A batch's bytes and bodies belong to its first row only (the others point at it by time).
+      const entry: RecordedCall = { id: `a-${this.next++}`, ...base, ...row, ...(i === 0 ? bytes : { bytes_in: 0, bytes_out: 0 }), ...(i === 0 ? bodies : { request_body: null, response_body: null, request_truncated_from: null, response_truncated_from: null }) };
+      this.push(entry);
+    }
+    if (client) this.maybeNewClient(info, client, base.country, base.remote_ip);
+  }
+
+  private remember(key: string, client: string): void {
+    this.clients.set(key, client);
+    if (this.clients.size > 10_000) this.clients.delete(this.clients.keys().next().value as string);
+  }
+
+  private maybeNewClient(info: ExchangeInfo, client: string, country: string | null, ip: string | null): void {
+    const key = `${info.shareId} ${client}`;
+    if (this.seen.has(key)) return;
+    this.seen.add(key);
+    if (this.seen.size > 10_000) this.seen.delete(this.seen.values().next().value as string);
+    this._onDidSeeClient.fire({ share_id: info.shareId, link: info.link, client, country, remote_ip: ip });
+  }
+
+  private push(entry: RecordedCall): void {
+    let ring = this.rings.get(entry.share_id);
+    if (!ring) this.rings.set(entry.share_id, (ring = []));
+    ring.push(entry);
+    if (ring.length > this.maxEntries) ring.splice(0, ring.length - this.maxEntries);
+    this._onDidRecord.fire(entry);
+  }
+
+  /** Secrets out of a body: the gate's, then Bearer values, then sensitive keys' values. */
+  redact(text: string): string {
+    let out = text;
+    for (const s of this.options.secrets?.() ?? []) if (s) out = out.split(s).join('<secret>');
+    out = out.replace(/(Bearer\s+)[A-Za-z0-9._~+/=-]{8,}/gi, '$1<redacted>');
+    out = out.replace(/("([^"\\]*)"\s*:\s*)"((?:[^"\\]|\\.)*)"/g, (m, head: string, key: string) => (SENSITIVE_KEY.test(key) ? `${head}"<redacted>"` : m));
+    return out;
+  }
+}
+
+/** Keeps the first `max` bytes of a stream of chunks and counts them all. */
+class Capture {
+  size = 0;
+  cut = false;
+  private readonly parts: Buffer[] = [];
+  private kept = 0;
+  constructor(private readonly max: number) {}
+
+  add(chunk: unknown): void {
+    const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk instanceof Uint8Array ? chunk : undefined;
+    if (!b) return;
+    this.size += b.length;
+    if (this.kept >= this.max) {
+      if (b.length > 0) this.cut = true;
+      return;
+    }
+    const take = Math.min(b.length, this.max - this.kept);
+    if (take < b.length) this.cut = true;
+    this.parts.push(Buffer.from(b.subarray(0, take)));
+    this.kept += take;
+  }
+
+  text(): string | undefined {
+    return this.size === 0 ? undefined : Buffer.concat(this.parts).toString('utf8');
+  }
+}
+
+interface RpcMessage {
+  id?: string | number | null;
+  method?: string;
+  params?: unknown;
+  result?: unknown;
+  error?: unknown;
+}
+
+function parseJsonRpc(text: string): RpcMessage[] {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return [];
+  }
+  const list = Array.isArray(v) ? v : [v];
+  return list.filter((m): m is RpcMessage => typeof m === 'object' && m !== null);
+}
+
+/** The JSON-RPC messages of an SSE body (`data:` lines of each event, joined). */
+function parseSse(text: string): RpcMessage[] {
+  const out: RpcMessage[] = [];
+  for (const block of text.split(/\r?\n\r?\n/)) {
+    const data = block
+      .split(/\r?\n/)
+      .filter((l) => l.startsWith('data:'))
+      .map((l) => l.slice(5).replace(/^ /, ''))
+      .join('\n');
+    if (data) out.push(...parseJsonRpc(data));
+  }
+  return out;
+}
+
+function nameOf(c: RpcMessage): string | null {
+  const p = obj(c.params);
+  if (c.method === 'tools/call' || c.method === 'prompts/get') return str(p['name']) ?? null;
+  if (c.method?.startsWith('resources/')) return str(p['uri']) ?? null;
+  return null;
+}
+
+function clientFromInit(init: RpcMessage | undefined): string | undefined {
+  const ci = obj(obj(init?.params)['clientInfo']);
+  const name = str(ci['name']);
+  return name ? `${name}${str(ci['version']) ? ` ${str(ci['version'])}` : ''}` : undefined;
+}
+
+function sameId(a: string | number | null, b: string | number | null): boolean {
+  return a === b || (a !== null && b !== null && `${a}` === `${b}`);
+}
+
+function obj(v: unknown): Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+}
+
+function str(v: unknown): string | undefined {
+  if (Array.isArray(v)) return str(v[0]);
+  return typeof v === 'string' ? v : typeof v === 'number' ? String(v) : undefined;
+}
