@@ -32,6 +32,13 @@ export interface MpcTunnelExtensionApi {
 
 let controller: TunnelController | undefined;
 
+/** The inspector's bounds, from the (machine-scoped) settings at activation. */
+function inspectorOptions(): { maxEntries: number; captureBodies: boolean } {
+  const cfg = vscode.workspace.getConfiguration(SECTION);
+  const n = cfg.get<number>('inspector.maxEntries', 500);
+  return { maxEntries: Number.isInteger(n) && n >= 10 && n <= 100_000 ? n : 500, captureBodies: cfg.get<boolean>('inspector.captureBodies', true) !== false };
+}
+
 export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionApi {
   const log = new TunnelLog();
   let { config, problems } = readConfig();
@@ -60,8 +67,22 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
     named: namedTunnel(),
     access: config.target.access,
     shareSecretStore: shareSecretStore(),
+    inspector: inspectorOptions(),
   });
   controller = ctl;
+  // A new client on a share: who, from where, through which link; stopping it is one click.
+  const newClients = ctl.recorder?.onDidSeeClient((c) => {
+    if (vscode.workspace.getConfiguration(SECTION).get<boolean>('inspector.notifyNewClients', true) === false) return;
+    const share = ctl.listShares().find((x) => x.id === c.share_id);
+    if (!share) return;
+    void vscode.window
+      .showInformationMessage(`MCP Tunnel: ${c.client} connected to ${share.name}${c.country ? ` from ${c.country}` : ''} via its ${c.link}.`, 'Stop Share', "Don't Show Again")
+      .then((a) => {
+        if (a === 'Stop Share') void vscode.commands.executeCommand('mcpTunnel.stopShare', c.share_id);
+        if (a === "Don't Show Again") void vscode.workspace.getConfiguration(SECTION).update('inspector.notifyNewClients', false, vscode.ConfigurationTarget.Global);
+      });
+  });
+  if (newClients) context.subscriptions.push(newClients);
   context.subscriptions.push(
     ctl.onDidRestart((e) => {
       if (e.state.status !== 'active' && e.state.status !== 'connecting') return;

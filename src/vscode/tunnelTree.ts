@@ -1,5 +1,6 @@
 /** The tree view: one row per fact of the tunnel. Subscribes to the controller; refreshes are debounced. */
 import * as vscode from 'vscode';
+import type { RecordedCall } from '../core/gate/recorder';
 import { formatResponses, formatUptime, maskSharePath, msUntilNextUptimeChange } from '../core/format';
 import { isLive, joinUrl, localUrlOf, sharePathOf, type CloudflaredInfo, type TunnelApi, type TunnelTarget } from '../core/tunnelState';
 import { shareUrlPrefix, type ShareSnapshot } from '../core/shares/shares';
@@ -17,6 +18,8 @@ export interface TunnelTreeRow {
   value?: string;
   /** The share this row is (or belongs to): what the share commands act on. */
   shareId?: string;
+  /** Rows with children start expanded unless this is set. */
+  collapsed?: boolean;
   /** Rows under this one (shown expanded). */
   children?: TunnelTreeRow[];
 }
@@ -41,10 +44,18 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
       controller.onDidChangeState(() => this.refresh()),
       controller.onDidChangeMetrics(() => this.refresh()),
       controller.onDidChangeShares(() => this.refresh()),
+      // Calls may come by the hundred per second: the Activity rows redraw at most twice a second.
+      controller.onDidRecordActivity(() => {
+        this.activityPending ??= setTimeout(() => {
+          this.activityPending = undefined;
+          this.refresh();
+        }, 500);
+      }),
     );
   }
 
   private metricsWatch: { dispose(): void } | undefined;
+  private activityPending: NodeJS.Timeout | undefined;
 
   /** The view is shown or hidden: its metrics rows are what makes the controller poll. */
   setVisible(visible: boolean): void {
@@ -65,7 +76,7 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
   }
 
   getTreeItem(row: TunnelTreeRow): vscode.TreeItem {
-    const item = new vscode.TreeItem(row.label, row.children?.length ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.None);
+    const item = new vscode.TreeItem(row.label, row.children?.length ? (row.collapsed ? vscode.TreeItemCollapsibleState.Collapsed : vscode.TreeItemCollapsibleState.Expanded) : vscode.TreeItemCollapsibleState.None);
     item.id = row.id;
     item.description = row.description;
     item.tooltip = row.tooltip ?? `${row.label}: ${row.description}`;
@@ -181,7 +192,11 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
     }
     // One tunnel, several shares: each with its own node (the rows above describe the first).
     const shares = isLive(s) ? this.controller.listShares() : [];
-    if (shares.length > 1) rows.push({ id: 'shares', label: 'Shares', description: `${shares.length} on this tunnel`, icon: 'layers', children: shares.map((sh) => shareNode(sh, snap.url)) });
+    if (shares.length > 1) rows.push({ id: 'shares', label: 'Shares', description: `${shares.length} on this tunnel`, icon: 'layers', children: shares.map((sh) => shareNode(sh, snap.url, this.controller.activity(sh.id))) });
+    else if (shares[0]) {
+      const activity = activityNode(shares[0].id, this.controller.activity(shares[0].id));
+      if (activity) rows.push(activity);
+    }
     return rows;
   }
 
@@ -201,6 +216,7 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
   dispose(): void {
     this.setVisible(false);
     if (this.pending) clearTimeout(this.pending);
+    if (this.activityPending) clearTimeout(this.activityPending);
     if (this.tick) clearTimeout(this.tick);
     for (const d of this.subs) d.dispose();
     this._onDidChangeTreeData.dispose();
@@ -208,7 +224,7 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
 }
 
 /** A share: its name and state, and under it the rows a user acts on. */
-function shareNode(sh: ShareSnapshot, tunnelUrl: string | null): TunnelTreeRow {
+function shareNode(sh: ShareSnapshot, tunnelUrl: string | null, calls: readonly RecordedCall[]): TunnelTreeRow {
   const secretPath = sh.access === 'secret' ? shareUrlPrefix(tunnelUrl, sh) : undefined;
   const shown = sh.mcp_url ? maskSharePath(sh.mcp_url, secretPath) : 'no URL yet';
   const traffic = `${sh.requests} request${sh.requests === 1 ? '' : 's'} · ${sh.errors} error${sh.errors === 1 ? '' : 's'}`;
@@ -221,6 +237,8 @@ function shareNode(sh: ShareSnapshot, tunnelUrl: string | null): TunnelTreeRow {
     { id: `${sh.id}:traffic`, label: 'Traffic', description: traffic + last, icon: 'pulse', shareId: sh.id },
   ];
   if (sh.command) children.unshift({ id: `${sh.id}:runs`, label: 'Runs', description: `${sh.detail ? `${sh.detail} · ` : ''}${sh.command}`, tooltip: `${sh.command}\nstdio, one process per client session. GET-stream notifications arrive late through a quick tunnel (cloudflared#1449).`, icon: 'terminal', contextValue: 'copyable stdioShare', value: sh.command, shareId: sh.id });
+  const activity = activityNode(sh.id, calls);
+  if (activity) children.push(activity);
   if (sh.problem) children.push({ id: `${sh.id}:problem`, label: 'Problem', description: sh.problem, icon: 'warning', color: 'problemsWarningIcon.foreground', shareId: sh.id });
   const icon = sh.reachable === false ? 'warning' : sh.access === 'open' ? 'unlock' : 'lock';
   return {
@@ -233,6 +251,43 @@ function shareNode(sh: ShareSnapshot, tunnelUrl: string | null): TunnelTreeRow {
     contextValue: ['share', ...(sh.access === 'secret' ? ['shareWithSecret'] : []), ...(sh.kind === 'stdio' ? ['stdioShare'] : [])].join(' '),
     ...(sh.mcp_url ? { value: sh.mcp_url } : {}),
     shareId: sh.id,
+    children,
+  };
+}
+
+/** What a recorded call was, in a few words: `tools/call echo`. */
+function callLabel(c: RecordedCall): string {
+  return [c.method ?? c.http_method, c.name].filter(Boolean).join(' ');
+}
+
+/** The inspector's last calls on a share, newest first (the Activity node); none before the first call. */
+function activityNode(shareId: string, calls: readonly RecordedCall[]): TunnelTreeRow | undefined {
+  const last = calls[calls.length - 1];
+  if (!last) return undefined;
+  const children = calls
+    .slice(-5)
+    .reverse()
+    .map((c): TunnelTreeRow => {
+      const failed = c.error_code !== null || c.tool_error || c.status >= 400;
+      const outcome = c.error_code !== null ? `error ${c.error_code}` : c.tool_error ? 'tool error' : String(c.status);
+      const who = [c.client ?? 'unknown client', c.country].filter(Boolean).join(' · ');
+      return {
+        id: `${shareId}:activity:${c.id}`,
+        label: `${new Date(c.at).toLocaleTimeString()}  ${callLabel(c)}`,
+        description: `${outcome} · ${who} · ${c.duration_ms} ms`,
+        tooltip: `${callLabel(c)}\n${outcome}, ${c.duration_ms} ms, ${c.bytes_in} B in / ${c.bytes_out} B out\n${who}${c.remote_ip ? ` (${c.remote_ip})` : ''}\nvia ${c.link}${c.header_mismatch ? '\nThe Mcp-Method / Mcp-Name headers disagree with the body.' : ''}`,
+        icon: failed ? 'error' : 'arrow-small-right',
+        ...(failed ? { color: 'problemsErrorIcon.foreground' } : {}),
+        shareId,
+      };
+    });
+  return {
+    id: `${shareId}:activity`,
+    label: 'Activity',
+    description: `${calls.length} call${calls.length === 1 ? '' : 's'} · last ${callLabel(last)}${last.client ? ` by ${last.client}` : ''}`,
+    icon: 'history',
+    collapsed: true,
+    shareId,
     children,
   };
 }

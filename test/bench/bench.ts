@@ -353,7 +353,7 @@ async function memSamples(host: Host, n: number, gapMs: number): Promise<MemSamp
 // 5. Gate vs direct under load, SSE
 
 interface Target {
-  name: 'direct' | 'gate' | 'proxy' | 'gate100';
+  name: 'direct' | 'gate' | 'proxy' | 'gate100' | 'inspect';
   port: number;
   headers: Record<string, string>;
 }
@@ -555,14 +555,19 @@ async function main(): Promise<void> {
       // The same gate code with 100 shares (routes) on it, the request for the last one added.
       const g100 = await host.rpc<{ port: number; secret: string }>({ cmd: 'startGate', originPort: origin.port, routes: 100 });
       const gate100: Target = { name: 'gate100', port: g100.port, headers: { authorization: `Bearer ${g100.secret}` } };
+      // The same gate with the inspector's recorder tapping every exchange.
+      const gi = await host.rpc<{ port: number; secret: string }>({ cmd: 'startGate', originPort: origin.port, inspect: true });
+      const inspect: Target = { name: 'inspect', port: gi.port, headers: { authorization: `Bearer ${gi.secret}` } };
       log(`gate vs direct (and a bare Node proxy, and a gate with 100 shares) at saturation: ${CFG.loadRounds} rounds × ${CFG.loadMs / 1000} s per target, ${CFG.connections} connections…`);
-      for (const t of [direct, gate, proxy, gate100]) await loadRound(t, undefined, CFG.warmupMs);
+      for (const t of [direct, gate, proxy, gate100, inspect]) await loadRound(t, undefined, CFG.warmupMs);
       for (let r = 0; r < CFG.loadRounds; r++) {
-        const order = [direct, gate, proxy, gate100].map((_, i, a) => a[(i + r) % a.length]);
+        const order = [direct, gate, proxy, gate100, inspect].map((_, i, a) => a[(i + r) % a.length]);
         for (const t of order) if (t) rounds.push(await loadRound(t, t.name === 'gate' ? host : undefined, CFG.loadMs, undefined, '/json', t.name === 'direct' ? undefined : host));
       }
       markLoad('load-saturation');
       rate = Math.max(100, Math.round((median(rounds.filter((r) => r.target === 'gate').map((r) => r.result.rps)) * CFG.rateFraction) / 100) * 100);
+      log('inspector: 10 000 MCP calls recorded, the heap they add…');
+      raw['inspectorFill'] = await host.rpc<{ recorded: number; heapDelta: number }>({ cmd: 'fillRecorder', port: gi.port, secret: gi.secret, calls: 10_000 });
       log(`gate vs direct at a fixed ${rate} req/s over ${CFG.connections} connections: ${CFG.loadRounds} rounds…`);
       for (let r = 0; r < CFG.loadRounds; r++) {
         for (const t of r % 2 === 0 ? [gate, proxy, direct] : [direct, proxy, gate]) rounds.push(await loadRound(t, t.name === 'gate' ? host : undefined, CFG.loadMs, rate, '/json', t.name === 'direct' ? undefined : host));
@@ -702,6 +707,10 @@ async function main(): Promise<void> {
       const g1 = median(rps(sat('gate')));
       const g100 = median(rps(sat('gate100')));
       rows.push({ id: '5b″', figure: '  gate with 100 shares vs 1 share, saturated', unit: 'req/s', value: S(rps(sat('gate100'))), reference: { label: '1 share', value: g1 }, ratio: g100 / g1, ratioKind: 'ratio', target: '≥ 0.95× (cost ≤ 1.05×)', met: g100 / g1 >= 1 / 1.05, note: 'the same gate code with 100 routes, the request for the last one added: one SHA-256 and one Map lookup per request, whatever the number of shares' });
+      const gi1 = median(rps(sat('inspect')));
+      rows.push({ id: '5b‴', figure: '  gate with the inspector vs without, saturated', unit: 'req/s', value: S(rps(sat('inspect'))), reference: { label: 'no inspector', value: g1 }, ratio: gi1 / g1, ratioKind: 'ratio', target: '≥ 0.9×', met: gi1 / g1 >= 0.9, note: 'the same gate with the recorder tapping each exchange (bodies kept up to 64 KB, parsed as JSON-RPC, redacted, a ring of 10 000)' });
+      const fill = raw['inspectorFill'] as { recorded: number; heapDelta: number } | undefined;
+      if (fill) rows.push({ id: '5b⁗', figure: `  heap added by ${fill.recorded} recorded MCP calls`, unit: 'MB', value: S([fill.heapDelta / MB]), target: '≤ 10 MB', met: fill.heapDelta / MB <= 10, note: 'tools/call requests of ~200 B and their JSON answers, bodies kept, through the gate with the inspector; heapUsed after gc, before and after' });
       rows.push({ id: '5b′', figure: `  host CPU per request at ${rate} req/s: gate`, unit: 'µs', value: S(cpuOf('gate')), reference: { label: 'bare proxy', value: median(cpuOf('proxy')) }, ratio: median(cpuOf('gate')) / median(cpuOf('proxy')), ratioKind: 'ratio', note: "process.cpuUsage() of the host process over each fixed-rate round, divided by the requests: unlike throughput, hardly moved by the other processes' load" });
       rows.push({ id: '5c', figure: '  bare Node reverse proxy, saturated', unit: 'req/s', value: S(sp), reference: { label: 'direct', value: median(rps(sat('direct'))) }, ratio: median(sp) / median(rps(sat('direct'))), ratioKind: 'ratio' });
       const work = (t: Target['name']) => of(t).filter((r) => r.kind === 'work');

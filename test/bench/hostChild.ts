@@ -7,6 +7,7 @@
 import { Agent, createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startAccessGate, type AccessGate } from '../../src/core/gate/accessGate';
+import { Recorder } from '../../src/core/gate/recorder';
 import type { TunnelApi } from '../../src/core/tunnelState';
 import { createVscodeStub, fakeContext, installVscodeStub } from './vscodeStub';
 
@@ -16,7 +17,8 @@ export type HostRequest =
   | { cmd: 'cpu' }
   | { cmd: 'sampleStart'; intervalMs: number }
   | { cmd: 'sampleStop' }
-  | { cmd: 'startGate'; originPort: number; routes?: number }
+  | { cmd: 'startGate'; originPort: number; routes?: number; inspect?: boolean }
+  | { cmd: 'fillRecorder'; port: number; secret: string; calls: number }
   | { cmd: 'startBareProxy'; originPort: number }
   | { cmd: 'startTunnel'; host: string; port: number; path: string }
   | { cmd: 'startMcpHost' }
@@ -41,6 +43,7 @@ let gate: AccessGate | undefined;
 /** Gates with many routes (the 100-share comparison). */
 const gates: AccessGate[] = [];
 let bareProxy: Server | undefined;
+let recorder: Recorder | undefined;
 let bare: { port: number; close(): Promise<void> } | undefined;
 let sampler: NodeJS.Timeout | undefined;
 let samples: MemSample[] = [];
@@ -92,13 +95,49 @@ async function handle(req: HostRequest): Promise<unknown> {
       return samples;
     case 'startGate': {
       // `routes` shares on one gate, all to the origin; the secret returned is the last one's.
-      const g = await startAccessGate({ origin: { host: '127.0.0.1', port: req.originPort } });
+      // `inspect`: with the inspector's recorder tapping every exchange (10 000 calls kept).
+      const rec = req.inspect ? (recorder = new Recorder({ maxEntries: 10_000 })) : undefined;
+      const g = await startAccessGate({ origin: { host: '127.0.0.1', port: req.originPort }, ...(rec ? { onPass: (q, r, info) => rec.tap(q, r, info) } : {}) });
       for (let i = 1; i < (req.routes ?? 1); i++) g.addRoute({ id: `r${i}`, origin: { host: '127.0.0.1', port: req.originPort } });
       const ids = g.routeIds();
       const secret = g.routeSecretPath(ids[ids.length - 1] ?? '')?.slice(1) ?? '';
-      if (req.routes && req.routes > 1) gates.push(g);
+      if ((req.routes && req.routes > 1) || req.inspect) gates.push(g);
       else gate = g;
       return { port: g.port, secret };
+    }
+    case 'fillRecorder': {
+      // 10 000 MCP-sized calls (a tools/call body, a JSON answer) recorded: the heap they add.
+      const rec = need(recorder, 'startGate with inspect');
+      rec.clear();
+      const settle = async (): Promise<number> => {
+        await new Promise((r) => setTimeout(r, 100));
+        gc?.();
+        gc?.();
+        return process.memoryUsage().heapUsed;
+      };
+      const before = await settle();
+      const agent = new Agent({ keepAlive: true, maxSockets: 8 });
+      const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { message: 'x'.repeat(120) } } });
+      let sent = 0;
+      await Promise.all(
+        Array.from({ length: 8 }, async () => {
+          while (sent < req.calls) {
+            sent++;
+            await new Promise<void>((resolve, reject) => {
+              const q = request({ host: '127.0.0.1', port: req.port, method: 'POST', path: `/${req.secret}/mcp`, agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'user-agent': 'bench' } }, (res) => {
+                res.resume();
+                res.on('end', resolve);
+              });
+              q.on('error', reject);
+              q.end(body);
+            });
+          }
+        }),
+      );
+      agent.destroy();
+      const recorded = rec.list().length;
+      const after = await settle();
+      return { recorded, heapDelta: after - before };
     }
     case 'startBareProxy': {
       // The reference for the gate: the least a Node reverse proxy does (no checks, headers as is).

@@ -265,6 +265,11 @@ suite('MCP Tunnel in VS Code', () => {
     assert.match(list.body, /"echo"/);
     await waitFor(() => /1 session/.test(api.controller.listShares().find((s) => s.id === id)?.detail ?? '') || undefined, 5000, 'the session counted on the share');
     assert.ok(api.tree.rows().some((r) => /everything/.test(r.label ?? '') || /everything/.test(String(r.description ?? ''))), 'the tree names it');
+    // The inspector: the calls above, with the client from its initialize, under Activity.
+    const activity = await waitFor(() => api.tree.rows().find((r) => r.id === `${id}:activity`), 5000, 'the Activity row');
+    assert.match(String(activity.description), /^\d+ calls · last tools\/list by suite 1$/);
+    assert.ok((activity.children ?? []).some((c) => /tools\/list/.test(c.label ?? '') && /200 · suite 1/.test(String(c.description))), JSON.stringify(activity.children));
+    assert.ok(api.controller.activity(id).every((c) => !JSON.stringify(c).includes(secret)), 'no secret recorded');
 
     // Its definition changes in mcp.json: the share says so; Restart Share runs the new one under the same link.
     const mcpJson = path.join(vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? '', '.vscode', 'mcp.json');
