@@ -21,7 +21,7 @@ import { spawnProcess, type SpawnFn, type SpawnedProcess } from './supervisor/pr
 import { DEFAULT_RESTART_POLICY, decideRestart, type RestartPolicy } from './supervisor/restartPolicy';
 
 export { DEFAULT_RESTART_POLICY, type RestartPolicy } from './supervisor/restartPolicy';
-import { ShareRegistry, probeOrigin, shareKey, shareSnapshotOf, type Share, type ShareOptions, type ShareOrigin, type ShareSnapshot } from './shares/shares';
+import { ShareRegistry, probeOrigin, shareKey, shareName, shareSnapshotOf, type Share, type ShareLinkSnapshot, type ShareOptions, type ShareOrigin, type ShareSnapshot } from './shares/shares';
 export type { ShareOptions, ShareOrigin } from './shares/shares';
 import {
   TunnelBusyError,
@@ -335,7 +335,9 @@ export class TunnelController implements TunnelApi {
   listShares(): ShareSnapshot[] {
     const run = this.run;
     const url = run && !run.ended ? run.url : undefined;
-    return this.registry.list().map((sh) => shareSnapshotOf(sh, isLive(this._state) ? url : undefined, run?.gate?.routeOpenPrefix(sh.id), run?.gate?.routeStats(sh.id)));
+    return this.registry.list().map((sh) =>
+      shareSnapshotOf(sh, isLive(this._state) ? url : undefined, run?.gate?.routeOpenPrefix(sh.id), run?.gate?.routeStats(sh.id), new Set(run?.gate?.links(sh.id).map((l) => l.id) ?? [])),
+    );
   }
 
   /** The share a `start(target)` made or reused, if the tunnel carries it. */
@@ -412,6 +414,14 @@ export class TunnelController implements TunnelApi {
       ...(share.origin?.handler ? { handler: share.origin.handler } : {}),
       name: share.publicName,
     });
+    this.restoreLinks(run, share);
+  }
+
+  /** A share's links back on a new gate (a restart), the expired ones dropped. */
+  private restoreLinks(run: Run, share: Share): void {
+    const now = Date.now();
+    share.links = share.links.filter((l) => l.expiresAt === undefined || l.expiresAt > now);
+    for (const l of share.links) run.gate?.addLink(share.id, { id: l.id, label: l.label, secret: l.secret, ...(l.expiresAt !== undefined ? { expiresAt: l.expiresAt } : {}) });
   }
 
   /** Is anything listening behind the share? Shown on the share, never a failure of the tunnel. */
@@ -449,6 +459,37 @@ export class TunnelController implements TunnelApi {
    * streams included); the other shares are untouched. Returns the new `/<secret>` path, or
    * undefined when the share is open or no tunnel runs.
    */
+  /**
+   * A new link for one recipient of a secret share: its own secret (so its own MCP URL), a label,
+   * and maybe an expiry. Revoke it alone with `revokeLink`; at its expiry it stops by itself.
+   * Automatic restarts keep it (a quick tunnel's URL changes); undefined for an open or unknown share.
+   */
+  createLink(shareId: string, link: { label: string; expiresInMs?: number }): ShareLinkSnapshot | undefined {
+    const run = this.run;
+    const share = this.registry.get(shareId);
+    if (!run?.gate || run.ended || !share || share.target.access !== 'secret') return undefined;
+    const expiresAt = link.expiresInMs !== undefined ? Date.now() + link.expiresInMs : undefined;
+    const made = run.gate.addLink(shareId, { label: link.label, ...(expiresAt !== undefined ? { expiresAt } : {}) });
+    if (!made) return undefined;
+    share.links.push({ id: made.id, label: made.label, secret: made.secret, ...(expiresAt !== undefined ? { expiresAt } : {}) });
+    run.secrets.push(made.secret);
+    this.log('info', `New link "${made.label}" for ${share.origin ? share.origin.name : shareName(share.target)}${expiresAt !== undefined ? `, until ${new Date(expiresAt).toLocaleString()}` : ''}.`);
+    this.registry.touched(shareId);
+    return this.listShares().find((x) => x.id === shareId)?.links.find((l) => l.id === made.id);
+  }
+
+  /** Revokes one link: it gets 401 ("revoked") from now on and its open streams are cut. */
+  revokeLink(shareId: string, linkId: string): boolean {
+    const run = this.run;
+    const share = this.registry.get(shareId);
+    if (!share) return false;
+    const ok = run?.gate?.removeLink(shareId, linkId) ?? false;
+    share.links = share.links.filter((l) => l.id !== linkId);
+    if (ok) this.log('info', `Link revoked: it no longer works.`);
+    this.registry.touched(shareId);
+    return ok;
+  }
+
   rotateSecret(shareId?: string): string | undefined {
     const run = this.run;
     const share = shareId ? this.registry.get(shareId) : this.registry.primary();
@@ -667,11 +708,12 @@ export class TunnelController implements TunnelApi {
           log: (level, message) => this.log(level, `[gate] ${message}`),
           ...(this.recorder ? { onPass: (req, res, info) => this.recorder?.tap(req, res, info) } : {}),
         });
+        this.restoreLinks(run, first);
         for (const sh of rest) this.routeShare(run, sh);
       } catch (err) {
         return this.endRun(run, null, null, { code: 'spawn-failed', message: `The access gate could not start: ${(err as Error).message}`, lastLines: [] });
       }
-      for (const sh of this.registry.list()) if (sh.secret) run.secrets.push(sh.secret);
+      for (const sh of this.registry.list()) run.secrets.push(...(sh.secret ? [sh.secret] : []), ...sh.links.map((l) => l.secret));
       const gate = run.gate;
       gate.onDidChangeOriginHealth((h) => {
         if (run !== this.run) return;

@@ -38,7 +38,17 @@ export const enum CommandId {
   CopyShareClientConfig = 'mcpTunnel.copyShareClientConfig',
   ShowShareQr = 'mcpTunnel.showShareQr',
   RotateShareSecret = 'mcpTunnel.rotateShareSecret',
+  CreateShareLink = 'mcpTunnel.createShareLink',
+  RevokeShareLink = 'mcpTunnel.revokeShareLink',
 }
+
+/** The expiries a link may have (Create Link…), and `mcpTunnel.links.defaultExpiry`'s values. */
+export const LINK_EXPIRIES: ReadonlyArray<{ id: string; label: string; ms: number | undefined }> = [
+  { id: '1h', label: '1 hour', ms: 3_600_000 },
+  { id: '24h', label: '24 hours', ms: 86_400_000 },
+  { id: '7d', label: '7 days', ms: 7 * 86_400_000 },
+  { id: 'never', label: 'Never', ms: undefined },
+];
 
 export interface CommandDeps {
   controller: TunnelController;
@@ -176,6 +186,57 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
         if (a) void vscode.commands.executeCommand(CommandId.CopyShareMcpUrl, share.id);
       });
       return true;
+    },
+    // Optional arguments (tests, keybindings): the share, and `{ label, expiry: '1h' | '24h' | '7d' | 'never' }`.
+    [CommandId.CreateShareLink]: async (arg?: unknown, opts?: unknown) => {
+      const share = await pickShare(deps, arg, 'Create Link', (x) => x.access === 'secret');
+      if (!share) return undefined;
+      const given = (opts ?? {}) as { label?: unknown; expiry?: unknown };
+      const label =
+        typeof given.label === 'string'
+          ? given.label
+          : await vscode.window.showInputBox({
+              title: `Create Link for ${share.name}`,
+              prompt: 'Who is it for? The label names this link in the view and the inspector; the link gets its own secret, revocable alone.',
+              placeHolder: 'Alice, claude.ai, my phone…',
+              ignoreFocusOut: true,
+              validateInput: (v) => (v.trim() ? undefined : 'Give it a name.'),
+            });
+      if (!label?.trim()) return undefined;
+      const def = vscode.workspace.getConfiguration('mcpTunnel.links').get<string>('defaultExpiry', '24h');
+      let expiry = LINK_EXPIRIES.find((e) => e.id === given.expiry);
+      if (!expiry) {
+        const ordered = [...LINK_EXPIRIES].sort((a, b) => (a.id === def ? -1 : b.id === def ? 1 : 0));
+        const picked = await vscode.window.showQuickPick(
+          ordered.map((e) => ({ label: e.label, description: e.id === def ? 'default (mcpTunnel.links.defaultExpiry)' : '', e })),
+          { title: `Link "${label.trim()}" expires after`, placeHolder: 'After that it gets 401 and its open streams are cut.' },
+        );
+        expiry = picked?.e;
+      }
+      if (!expiry) return undefined;
+      const link = controller.createLink(share.id, { label: label.trim(), ...(expiry.ms !== undefined ? { expiresInMs: expiry.ms } : {}) });
+      if (!link) return void vscode.window.showWarningMessage('MCP Tunnel: links need a running secret share.');
+      void vscode.window
+        .showInformationMessage(`Link "${link.label}" for ${share.name}${link.expires_at ? `, until ${new Date(link.expires_at).toLocaleString()}` : ', without expiry'}: its own secret, revocable alone.`, 'Copy MCP URL')
+        .then((a) => {
+          if (a) void copy(link.mcp_url, `MCP URL of link "${link.label}"`);
+        });
+      return link.id;
+    },
+    // Optional argument: the link's tree row, or `{ shareId, linkId }`; else a pick of every link.
+    [CommandId.RevokeShareLink]: async (arg?: unknown) => {
+      const a = (arg ?? {}) as { shareId?: unknown; linkId?: unknown };
+      let target = typeof a.shareId === 'string' && typeof a.linkId === 'string' ? { shareId: a.shareId, linkId: a.linkId } : undefined;
+      if (!target) {
+        const all = controller.listShares().flatMap((sh) => sh.links.map((l) => ({ label: l.label, description: sh.name, detail: l.expires_at ? `until ${new Date(l.expires_at).toLocaleString()}` : 'no expiry', shareId: sh.id, linkId: l.id })));
+        if (all.length === 0) return void vscode.window.showInformationMessage('MCP Tunnel: no links to revoke (Create Link… makes one per recipient).');
+        const picked = await vscode.window.showQuickPick(all, { title: 'Revoke Link', placeHolder: 'Which link? It gets 401 from now on.' });
+        target = picked ? { shareId: picked.shareId, linkId: picked.linkId } : undefined;
+      }
+      if (!target) return false;
+      const ok = controller.revokeLink(target.shareId, target.linkId);
+      if (ok) vscode.window.setStatusBarMessage('$(check) Link revoked: it gets 401 from now on', 4000);
+      return ok;
     },
     [CommandId.SetTunnelToken]: async () => {
       const token = await vscode.window.showInputBox({

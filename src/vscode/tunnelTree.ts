@@ -20,6 +20,8 @@ export interface TunnelTreeRow {
   shareId?: string;
   /** Rows with children start expanded unless this is set. */
   collapsed?: boolean;
+  /** A link's row: which link (with `shareId`). */
+  linkId?: string;
   /** Rows under this one (shown expanded). */
   children?: TunnelTreeRow[];
 }
@@ -194,6 +196,8 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
     const shares = isLive(s) ? this.controller.listShares() : [];
     if (shares.length > 1) rows.push({ id: 'shares', label: 'Shares', description: `${shares.length} on this tunnel`, icon: 'layers', children: shares.map((sh) => shareNode(sh, snap.url, this.controller.activity(sh.id))) });
     else if (shares[0]) {
+      const links = linksNode(shares[0]);
+      if (links) rows.push(links);
       const activity = activityNode(shares[0].id, this.controller.activity(shares[0].id));
       if (activity) rows.push(activity);
     }
@@ -237,6 +241,8 @@ function shareNode(sh: ShareSnapshot, tunnelUrl: string | null, calls: readonly 
     { id: `${sh.id}:traffic`, label: 'Traffic', description: traffic + last, icon: 'pulse', shareId: sh.id },
   ];
   if (sh.command) children.unshift({ id: `${sh.id}:runs`, label: 'Runs', description: `${sh.detail ? `${sh.detail} · ` : ''}${sh.command}`, tooltip: `${sh.command}\nstdio, one process per client session. GET-stream notifications arrive late through a quick tunnel (cloudflared#1449).`, icon: 'terminal', contextValue: 'copyable stdioShare', value: sh.command, shareId: sh.id });
+  const links = linksNode(sh);
+  if (links) children.push(links);
   const activity = activityNode(sh.id, calls);
   if (activity) children.push(activity);
   if (sh.problem) children.push({ id: `${sh.id}:problem`, label: 'Problem', description: sh.problem, icon: 'warning', color: 'problemsWarningIcon.foreground', shareId: sh.id });
@@ -289,5 +295,32 @@ function activityNode(shareId: string, calls: readonly RecordedCall[]): TunnelTr
     collapsed: true,
     shareId,
     children,
+  };
+}
+
+/** A secret share's recipient links (none: no row; Create Link… is in the share's menu and the palette). */
+function linksNode(sh: ShareSnapshot): TunnelTreeRow | undefined {
+  if (sh.links.length === 0) return undefined;
+  return {
+    id: `${sh.id}:links`,
+    label: 'Links',
+    description: `${sh.links.length} recipient link${sh.links.length === 1 ? '' : 's'}`,
+    icon: 'link',
+    contextValue: 'shareLinks',
+    shareId: sh.id,
+    children: sh.links.map((l) => {
+      const until = l.expires_at ? `until ${new Date(l.expires_at).toLocaleString()}` : 'no expiry';
+      return {
+        id: `${sh.id}:link:${l.id}`,
+        label: l.label,
+        description: until,
+        tooltip: `Link "${l.label}" (${until}): its own secret. Copy puts its MCP URL on the clipboard; Revoke makes it answer 401 and cuts its streams.`,
+        icon: 'key',
+        contextValue: 'copyable shareLink',
+        ...(l.mcp_url ? { value: l.mcp_url } : {}),
+        shareId: sh.id,
+        linkId: l.id,
+      };
+    }),
   };
 }

@@ -336,6 +336,34 @@ suite('MCP Tunnel in VS Code', () => {
     assert.deepEqual(api.controller.listShares(), [], 'nothing shared');
   });
 
+  test('Create Link for a Recipient…: its own MCP URL (in the tree, masked as a row you copy), recorded by its label; Revoke Link… makes it answer 401 "revoked"; the share goes on', async () => {
+    assert.equal((await vscode.commands.executeCommand<{ status: string } | undefined>('mcpTunnel.start'))?.status, 'active');
+    try {
+      const share = api.controller.listShares()[0];
+      assert.ok(share?.mcp_url);
+      const linkId = await vscode.commands.executeCommand<string | undefined>('mcpTunnel.createShareLink', share.id, { label: 'Alice', expiry: '1h' });
+      assert.ok(linkId);
+      const links = api.tree.rows().find((r) => r.id === `${share.id}:links`);
+      assert.equal(links?.description, '1 recipient link');
+      const row = links?.children?.[0];
+      assert.equal(row?.label, 'Alice');
+      assert.match(String(row?.description), /^until /);
+      const linkUrl = row?.value ?? '';
+      assert.ok(linkUrl.startsWith(api.controller.snapshot().url ?? '-') && linkUrl !== share.mcp_url);
+      const fake = JSON.parse(fs.readFileSync(path.join(process.env['FAKE_CLOUDFLARED_STATE_DIR'] ?? os.tmpdir(), `${api.controller.snapshot().pid}.json`), 'utf8')) as { publicPort: number };
+      assert.equal((await request(fake.publicPort, new URL(linkUrl).pathname)).status, 200);
+      await waitFor(() => api.controller.activity(share.id).some((c) => c.link === 'link "Alice"') || undefined, 5000, 'the call recorded under its link');
+      assert.equal(await vscode.commands.executeCommand('mcpTunnel.revokeShareLink', row), true);
+      const refused = await request(fake.publicPort, new URL(linkUrl).pathname);
+      assert.equal(refused.status, 401);
+      assert.match(refused.body, /this link was revoked/);
+      assert.equal((await request(fake.publicPort, new URL(share.mcp_url).pathname)).status, 200, 'the share secret still works');
+      assert.equal(api.tree.rows().find((r) => r.id === `${share.id}:links`), undefined, 'no links, no row');
+    } finally {
+      await vscode.commands.executeCommand('mcpTunnel.stop');
+    }
+  });
+
   test("Share MCP Server… with an http server from mcp.json: its configured headers reach it only when ticked, and never the client", async () => {
     const seen: Array<string | undefined> = [];
     const keyed = http.createServer((req, res) => {

@@ -235,6 +235,54 @@ describe('routing gate', () => {
     assert.equal(originOf(await get(gate, `${gate.routeSecretPath('a')!}/mcp`)), 'a', 'the proxied share beside it is unchanged');
   });
 
+  it('links: another secret per recipient reaches the same share (path or bearer) and is named to the recorder; revoking one cuts its streams and answers 401 "revoked"; the share secret and the other links go on', async () => {
+    const a = await origin('a');
+    const passed: string[] = [];
+    const gate = await gateFor(a, { onPass: (_q, _r, info) => void passed.push(info.link) });
+    const alice = gate.addLink('a', { label: 'Alice' });
+    const bob = gate.addLink('a', { label: 'Bob' });
+    assert.ok(alice && bob && alice.secret !== bob.secret);
+    assert.deepEqual(gate.links('a').map((l) => l.label), ['Alice', 'Bob']);
+    assert.equal(originOf(await get(gate, `/${alice.secret}/mcp`)), 'a');
+    assert.equal(originOf(await get(gate, '/mcp', { authorization: `Bearer ${bob.secret}` })), 'a');
+    assert.equal(a.seen.at(-1)?.authorization, undefined, "a link's bearer never reaches the origin");
+    assert.equal(originOf(await get(gate, `${gate.routeSecretPath('a')!}/mcp`)), 'a');
+    assert.deepEqual(passed, ['link "Alice"', 'link "Bob"', 'share secret']);
+    const aliceStream = await sse(gate, `/${alice.secret}/sse`);
+    const bobStream = await sse(gate, `/${bob.secret}/sse`);
+    let bobClosed = false;
+    void bobStream.closed.then(() => (bobClosed = true));
+    assert.equal(gate.removeLink('a', alice.id), true);
+    await aliceStream.closed;
+    const refused = await get(gate, `/${alice.secret}/mcp`);
+    assert.equal(refused.status, 401);
+    assert.match(refused.body, /this link was revoked/);
+    assert.equal(originOf(await get(gate, `/${bob.secret}/mcp`)), 'a');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(bobClosed, false, "the other link's stream stays open");
+    assert.equal(gate.removeLink('a', alice.id), false);
+    assert.equal(gate.addLink('nope', { label: 'x' }), undefined);
+  });
+
+  it('an expiring link: at its expiry its streams are cut and it gets 401 "expired"; an open share takes no links', async () => {
+    const a = await origin('a');
+    const gate = await gateFor(a);
+    const temp = gate.addLink('a', { label: 'for an hour', expiresAt: Date.now() + 400 });
+    assert.ok(temp);
+    const stream = await sse(gate, `/${temp.secret}/sse`);
+    await stream.closed;
+    const r = await get(gate, `/${temp.secret}/mcp`);
+    assert.equal(r.status, 401);
+    assert.match(r.body, /this link has expired/);
+    assert.deepEqual(gate.links('a'), []);
+    // Expired while no timer ran (a sleeping laptop): the request check ends it.
+    const late = gate.addLink('a', { label: 'late', expiresAt: Date.now() - 1 });
+    assert.ok(late);
+    assert.match((await get(gate, `/${late.secret}/mcp`)).body, /expired/);
+    gate.addRoute({ id: 'o', origin: { host: '127.0.0.1', port: a.port }, access: 'open' });
+    assert.equal(gate.addLink('o', { label: 'x' }), undefined);
+  });
+
   it("remove one share: its secret gets 401 (even beside an open share, which never sees it) and its streams are cut", async () => {
     const open = await origin('open');
     const b = await origin('b');

@@ -225,6 +225,29 @@ describe('shares on one tunnel (fake cloudflared)', { concurrency: false }, () =
     }
   });
 
+  it('links: a recipient link has its own MCP URL through the tunnel; revoked, it gets 401 saying so while the share goes on; an open share has none', async () => {
+    const c = make();
+    await c.start(t(a));
+    const share = c.listShares()[0];
+    assert.ok(share?.mcp_url);
+    const link = c.createLink(share.id, { label: 'Alice', expiresInMs: 3_600_000 });
+    assert.ok(link?.mcp_url && link.mcp_url !== share.mcp_url);
+    assert.equal(link.label, 'Alice');
+    assert.ok(link.expires_at && Date.parse(link.expires_at) > Date.now());
+    assert.deepEqual(c.listShares()[0]?.links.map((l) => l.label), ['Alice']);
+    const fake = await waitFor(() => readFakeState(work, c.snapshot().pid!), 3000, 'fake state');
+    assert.equal((await get(fake.publicPort, publicPath(link.mcp_url))).status, 200);
+    assert.equal(c.revokeLink(share.id, link.id), true);
+    const refused = await get(fake.publicPort, publicPath(link.mcp_url));
+    assert.equal(refused.status, 401);
+    assert.match(refused.body, /revoked/);
+    assert.equal((await get(fake.publicPort, publicPath(share.mcp_url))).status, 200, 'the share secret still works');
+    assert.deepEqual(c.listShares()[0]?.links, []);
+    await c.start(t(b, 'open'));
+    const open = c.listShares().find((x) => x.access === 'open');
+    assert.equal(open && c.createLink(open.id, { label: 'x' }), undefined);
+  });
+
   it('a share whose local server is not running is still created, and says so', async () => {
     const c = make();
     await c.start(t(a));

@@ -168,6 +168,16 @@ export interface AccessGate {
    * its open streams are cut (they belonged to the old origin). False if unknown; throws on a bad origin.
    */
   setRouteOrigin(id: string, origin: { host: string; port: number }, options?: { originAuthorization?: string; handler?: GateHandler }): boolean;
+  /**
+   * Another secret for a secret route: one recipient's link, with a label and maybe an expiry
+   * (epoch ms). At the expiry, or on `removeLink`, it gets 401 saying so and its streams are cut.
+   * Returns the link and its secret (never log it); undefined for an unknown or open route.
+   */
+  addLink(routeId: string, link: { label: string; expiresAt?: number; secret?: string; id?: string }): (GateLink & { secret: string }) | undefined;
+  /** Revokes one link: its requests get 401 ("revoked"), its open streams are cut. False if unknown. */
+  removeLink(routeId: string, linkId: string): boolean;
+  /** A route's links (without their secrets), oldest first. */
+  links(routeId: string): GateLink[];
   /** `/<secret>` of a secret route; undefined for open or unknown routes. Never log it. */
   routeSecretPath(id: string): string | undefined;
   /** The path prefix an open route is addressed by: '' for the primary open route, `/<name>` otherwise. */
@@ -441,7 +451,27 @@ const TOO_MANY_BODY = JSON.stringify({ error: 'Too many failed attempts: slow do
 interface Exchange {
   route: Route;
   generation: number;
+  /** The link it came through, if not the share's own secret. */
+  link?: Link;
   abort(): void;
+}
+
+/** Another secret of a route: one recipient's, with a label and maybe an expiry. */
+interface Link {
+  id: string;
+  label: string;
+  secret: string;
+  digestHex: string;
+  /** Epoch ms; undefined: never. */
+  expiresAt?: number;
+  timer?: NodeJS.Timeout;
+}
+
+/** A link as the gate's users see it (never its secret). */
+export interface GateLink {
+  id: string;
+  label: string;
+  expiresAt?: number;
 }
 
 interface Route {
@@ -466,6 +496,8 @@ interface Route {
   lastRequestAt?: number;
   /** The last attempt to reach the origin failed (until one succeeds). */
   failing: boolean;
+  /** Further secrets, one per recipient (see `addLink`). */
+  links: Map<string, Link>;
 }
 
 const ROUTE_NAME = /^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$/;
@@ -517,8 +549,8 @@ function bearerToken(headers: Record<string, string | string[] | undefined>): { 
 
 /** Which route a request goes to, with the path the origin gets; or why none. */
 type Decision =
-  | { ok: true; route: Route; path: string; stripBearer: boolean; knowsSecret: boolean; via: 'path' | 'bearer' | 'open' }
-  | { ok: false; reason: string };
+  | { ok: true; route: Route; path: string; stripBearer: boolean; knowsSecret: boolean; via: 'path' | 'bearer' | 'open'; link?: Link }
+  | { ok: false; reason: string; /** What the 401 says instead of the generic text (an expired or revoked link). */ body?: string };
 
 /** Starts the gate on 127.0.0.1:<ephemeral> with its first route; resolves once it listens. */
 export async function startAccessGate(options: AccessGateOptions): Promise<AccessGate> {
@@ -539,6 +571,10 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
    * lookup's timing could reveal is about a digest, which tells nothing about a secret.
    */
   const bySecret = new Map<string, Route>();
+  /** Links' digests → their route and link. */
+  const byLink = new Map<string, { route: Route; link: Link }>();
+  /** Digests of links that ended, and how (for the 401's text); bounded. */
+  const endedLinks = new Map<string, 'expired' | 'revoked'>();
   const byName = new Map<string, Route>();
 
   // Every secret this gate ever held (the last 16 rotated out, and those of removed routes) is
@@ -558,7 +594,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       spentDigests.shift();
     }
   };
-  const liveSecrets = (): string[] => [...routes.values()].map((r) => r.secret);
+  const liveSecrets = (): string[] => [...routes.values()].flatMap((r) => [r.secret, ...[...r.links.values()].map((l) => l.secret)]);
   const log = (level: AccessGateLogLevel, message: string): void => {
     if (!options.log) return;
     let text = message;
@@ -613,6 +649,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       passed: 0,
       errors: 0,
       failing: false,
+      links: new Map(),
     };
     routes.set(route.id, route);
     bySecret.set(digestHex, route);
@@ -633,6 +670,25 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     if (cut > 0) log('info', `access gate: closed ${cut} open stream(s) or WebSocket(s) (${why})`);
   };
 
+  /** Ends one link (expired or revoked): its secret is retired, its exchanges cut. */
+  const endLink = (route: Route, link: Link, how: 'expired' | 'revoked'): void => {
+    if (link.timer) clearTimeout(link.timer);
+    route.links.delete(link.id);
+    byLink.delete(link.digestHex);
+    endedLinks.set(link.digestHex, how);
+    if (endedLinks.size > 1024) endedLinks.delete(endedLinks.keys().next().value as string);
+    retire(link.secret);
+    let cut = 0;
+    for (const x of [...exchanges]) {
+      if (x.link === link) {
+        exchanges.delete(x);
+        x.abort();
+        cut++;
+      }
+    }
+    log('info', `access gate: link "${link.label}" of share ${route.id} ${how}${cut ? `; closed ${cut} open stream(s)` : ''}`);
+  };
+
   const setSecret = (route: Route, secret: string): void => {
     retire(route.secret);
     bySecret.delete(route.digestHex);
@@ -648,8 +704,8 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     healthEmitter.fire({ routeId: route.id, ok: true });
   };
 
-  const track = (route: Route, abort: () => void): (() => void) => {
-    const x: Exchange = { route, generation: route.generation, abort };
+  const track = (route: Route, abort: () => void, link?: Link): (() => void) => {
+    const x: Exchange = { route, generation: route.generation, abort, ...(link ? { link } : {}) };
     exchanges.add(x);
     return () => void exchanges.delete(x);
   };
@@ -668,7 +724,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
 
   const clientKey = (req: IncomingMessage): string => first(req.headers['cf-connecting-ip'])?.trim() || req.socket.remoteAddress || 'unknown';
 
-  const allDigests = (): Buffer[] => [...[...routes.values()].map((r) => Buffer.from(r.digestHex, 'hex')), ...spentDigests];
+  const allDigests = (): Buffer[] => [...[...routes.values()].map((r) => Buffer.from(r.digestHex, 'hex')), ...[...byLink.keys()].map((h) => Buffer.from(h, 'hex')), ...spentDigests];
 
   /**
    * `knowsSecret`: the request itself carries a current secret (path or Bearer), so it may be
@@ -710,10 +766,28 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     const split = target !== undefined ? splitFirstSegment(target) : undefined;
     const segmentHex = split && split.segment !== '' && SECRET_SHAPE.test(split.segment) ? digest(split.segment).toString('hex') : undefined;
     const bySegment = segmentHex !== undefined ? bySecret.get(segmentHex) : undefined;
+    const live = (hex: string | undefined): { route: Route; link: Link } | undefined => {
+      const found = hex !== undefined ? byLink.get(hex) : undefined;
+      if (found?.link.expiresAt !== undefined && found.link.expiresAt <= Date.now()) {
+        endLink(found.route, found.link, 'expired');
+        return undefined;
+      }
+      return found;
+    };
+    const segLink = !bySegment ? live(segmentHex) : undefined;
+    const bearerLink = !bearerRoute ? live(bearerHex) : undefined;
+    const stripsBearer = bearerRoute !== undefined || bearerLink !== undefined;
     // The secret path wins: a request that carries it may send its own Authorization to the origin.
-    if (bySegment && split) return { ok: true, route: bySegment, path: split.rest, stripBearer: bearerRoute !== undefined, knowsSecret: true, via: 'path' };
+    if (bySegment && split) return { ok: true, route: bySegment, path: split.rest, stripBearer: stripsBearer, knowsSecret: true, via: 'path' };
+    if (segLink && split) return { ok: true, route: segLink.route, path: split.rest, stripBearer: stripsBearer, knowsSecret: true, via: 'path', link: segLink.link };
     if (bearerRoute && target !== undefined) return { ok: true, route: bearerRoute, path: target, stripBearer: true, knowsSecret: true, via: 'bearer' };
+    if (bearerLink && target !== undefined) return { ok: true, route: bearerLink.route, path: target, stripBearer: true, knowsSecret: true, via: 'bearer', link: bearerLink.link };
     if (target === undefined) return { ok: false, reason: 'malformed request target' };
+    // A link that expired or was revoked says so (its holder learns nothing else).
+    const ended = (segmentHex !== undefined ? endedLinks.get(segmentHex) : undefined) ?? (bearerHex !== undefined ? endedLinks.get(bearerHex) : undefined);
+    if (ended) {
+      return { ok: false, reason: `a link that ${ended === 'expired' ? 'expired' : 'was revoked'}`, body: JSON.stringify({ error: ended === 'expired' ? 'Unauthorized: this link has expired. Ask whoever shared it for a new one.' : 'Unauthorized: this link was revoked by whoever shared it.' }) };
+    }
     // A secret that was rotated out, or whose share stopped: refused, and never passed on (the
     // old secret in its path or header) to an open share's origin.
     if ((segmentHex !== undefined && spentHex.has(segmentHex)) || (bearerHex !== undefined && spentHex.has(bearerHex))) {
@@ -733,8 +807,8 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
    */
   const gate = (
     req: IncomingMessage,
-    pass: (route: Route, path: string, stripBearer: boolean, knowsSecret: boolean) => void,
-    refuse: (status: 401 | 429) => void,
+    pass: (route: Route, path: string, stripBearer: boolean, knowsSecret: boolean, link: Link | undefined) => void,
+    refuse: (status: 401 | 429, body?: string) => void,
     onGone: (cb: () => void) => void,
   ): void => {
     // The credential first, always, before any throttling: a hash and a lookup cost next to
@@ -747,7 +821,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       d.route.passed++;
       d.route.lastRequestAt = Date.now();
       if (d.via !== 'open') log('debug', `access gate: ${req.method ?? 'GET'} ${d.path} passed (${d.via}, share ${d.route.id})`);
-      pass(d.route, d.path, d.stripBearer, d.knowsSecret);
+      pass(d.route, d.path, d.stripBearer, d.knowsSecret, d.link);
       return;
     }
     stats.rejected++;
@@ -763,7 +837,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     if (delay === FAILURE_DELAY_STEP_MS) log('warn', `access gate: ${key} failed more than ${tracker.maxPerMinute} times in a minute; its 401s are now delayed`);
     rejectEmitter.fire({ ip: key, reason: d.reason });
     if (delay === 0) {
-      refuse(401);
+      refuse(401, d.body);
       return;
     }
     if (delayTimers.size >= maxPendingDelays) {
@@ -772,7 +846,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     }
     const timer = setTimeout(() => {
       delayTimers.delete(timer);
-      refuse(401);
+      refuse(401, d.body);
     }, delay);
     delayTimers.add(timer);
     onGone(() => {
@@ -799,10 +873,10 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     return message;
   };
 
-  const tapped = (req: IncomingMessage, res: ServerResponse, route: Route): void => {
+  const tapped = (req: IncomingMessage, res: ServerResponse, route: Route, link: Link | undefined): void => {
     if (!options.onPass) return;
     try {
-      options.onPass(req, res, { shareId: route.id, link: route.access === 'open' ? 'open' : 'share secret' });
+      options.onPass(req, res, { shareId: route.id, link: link ? `link "${link.label}"` : route.access === 'open' ? 'open' : 'share secret' });
     } catch {
       // the recorder never breaks an exchange
     }
@@ -812,15 +886,15 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
     gate(
       req,
-      (route, path, stripBearer, knowsSecret) => {
-        tapped(req, res, route);
-        if (route.handler) handOver(req, res, route, route.handler, path, stripBearer, knowsSecret, expectsContinue);
-        else proxyRequest(req, res, route, path, stripBearer, knowsSecret, expectsContinue);
+      (route, path, stripBearer, knowsSecret, link) => {
+        tapped(req, res, route, link);
+        if (route.handler) handOver(req, res, route, route.handler, path, stripBearer, knowsSecret, expectsContinue, link);
+        else proxyRequest(req, res, route, path, stripBearer, knowsSecret, expectsContinue, link);
       },
-      (status) => {
+      (status, body) => {
         // An unread body is not worth reading: close the connection after the answer.
         const extra: OutgoingHttpHeaders = hasBody && !req.complete ? { connection: 'close' } : {};
-        if (status === 401) sendJson(res, 401, UNAUTHORIZED_BODY, { 'www-authenticate': 'Bearer realm="MCP Tunnel"', ...extra });
+        if (status === 401) sendJson(res, 401, body ?? UNAUTHORIZED_BODY, { 'www-authenticate': 'Bearer realm="MCP Tunnel"', ...extra });
         else sendJson(res, 429, TOO_MANY_BODY, { 'retry-after': '5', connection: 'close' });
       },
       (cb) => res.once('close', cb),
@@ -828,10 +902,10 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
   };
 
   /** An in-process origin: the same request an origin would get (path, headers), and the client's response. */
-  const handOver = (req: IncomingMessage, res: ServerResponse, route: Route, handler: GateHandler, path: string, stripBearer: boolean, knowsSecret: boolean, expectsContinue: boolean): void => {
+  const handOver = (req: IncomingMessage, res: ServerResponse, route: Route, handler: GateHandler, path: string, stripBearer: boolean, knowsSecret: boolean, expectsContinue: boolean, link: Link | undefined): void => {
     req.headers = originHeaders(req, route, stripBearer, knowsSecret) as IncomingHttpHeaders;
     req.url = path;
-    const untrack = track(route, () => res.destroy());
+    const untrack = track(route, () => res.destroy(), link);
     res.once('close', () => {
       untrack();
       if (res.statusCode >= 500) route.errors++;
@@ -846,7 +920,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     }
   };
 
-  const proxyRequest = (req: IncomingMessage, res: ServerResponse, route: Route, path: string, stripBearer: boolean, knowsSecret: boolean, expectsContinue: boolean): void => {
+  const proxyRequest = (req: IncomingMessage, res: ServerResponse, route: Route, path: string, stripBearer: boolean, knowsSecret: boolean, expectsContinue: boolean, link: Link | undefined): void => {
     const headers = originHeaders(req, route, stripBearer, knowsSecret);
     if (req.headers['transfer-encoding'] !== undefined && req.headers['content-length'] === undefined) {
       // Keep a chunked body chunked even for methods Node would not chunk by default (GET, DELETE).
@@ -860,10 +934,14 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       sendJson(res, 400, JSON.stringify({ error: `Bad request: ${errorCode(err)}` }), { connection: 'close' });
       return;
     }
-    const untrack = track(route, () => {
-      upstream.destroy();
-      res.destroy();
-    });
+    const untrack = track(
+      route,
+      () => {
+        upstream.destroy();
+        res.destroy();
+      },
+      link,
+    );
     upstream.on('socket', (s: Socket) => s.setNoDelay(true));
     upstream.on('response', (ures: IncomingMessage) => {
       const out = endToEnd(ures.headers);
@@ -930,19 +1008,19 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     socket.on('error', () => socket.destroy());
     gate(
       req,
-      (route, path, stripBearer, knowsSecret) =>
+      (route, path, stripBearer, knowsSecret, link) =>
         route.handler
           ? rawResponse(socket, 400, 'Bad Request', JSON.stringify({ error: 'This share does not take WebSocket upgrades.' }))
-          : proxyUpgrade(req, socket, head, route, path, stripBearer, knowsSecret),
-      (status) => {
-        if (status === 401) rawResponse(socket, 401, 'Unauthorized', UNAUTHORIZED_BODY, ['WWW-Authenticate: Bearer realm="MCP Tunnel"']);
+          : proxyUpgrade(req, socket, head, route, path, stripBearer, knowsSecret, link),
+      (status, body) => {
+        if (status === 401) rawResponse(socket, 401, 'Unauthorized', body ?? UNAUTHORIZED_BODY, ['WWW-Authenticate: Bearer realm="MCP Tunnel"']);
         else rawResponse(socket, 429, 'Too Many Requests', TOO_MANY_BODY, ['Retry-After: 5']);
       },
       (cb) => socket.once('close', cb),
     );
   };
 
-  const proxyUpgrade = (req: IncomingMessage, socket: Socket, head: Buffer, route: Route, path: string, stripBearer: boolean, knowsSecret: boolean): void => {
+  const proxyUpgrade = (req: IncomingMessage, socket: Socket, head: Buffer, route: Route, path: string, stripBearer: boolean, knowsSecret: boolean, link: Link | undefined): void => {
     const headers = originHeaders(req, route, stripBearer, knowsSecret);
     // An upgrade is the one case where Connection and Upgrade must reach the origin.
     headers['connection'] = 'Upgrade';
@@ -956,11 +1034,15 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       return;
     }
     let originSocket: Socket | undefined;
-    const untrack = track(route, () => {
-      upstream.destroy();
-      originSocket?.destroy();
-      socket.destroy();
-    });
+    const untrack = track(
+      route,
+      () => {
+        upstream.destroy();
+        originSocket?.destroy();
+        socket.destroy();
+      },
+      link,
+    );
     socket.once('close', () => {
       untrack();
       // Let what the client sent before leaving reach the origin, then close.
@@ -1114,6 +1196,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       if (!r) return false;
       routes.delete(id);
       bySecret.delete(r.digestHex);
+      for (const link of [...r.links.values()]) endLink(r, link, 'revoked');
       byName.delete(r.name);
       retire(r.secret);
       revoke(r, `share ${id} stopped`);
@@ -1141,6 +1224,34 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       log('info', `access gate: share ${id} -> ${r.url}`);
       return true;
     },
+    addLink: (routeId, o) => {
+      const r = routes.get(routeId);
+      if (!r || r.access !== 'secret') return undefined;
+      const secret = o.secret ?? randomBytes(32).toString('base64url');
+      checkSecret(secret);
+      const digestHex = digest(secret).toString('hex');
+      if (bySecret.has(digestHex) || byLink.has(digestHex)) throw new RangeError('Another share or link already uses this secret.');
+      const link: Link = { id: o.id ?? `ln-${randomBytes(4).toString('hex')}`, label: o.label.trim() || 'link', secret, digestHex, ...(o.expiresAt !== undefined ? { expiresAt: o.expiresAt } : {}) };
+      // Checked at each request too (a sleeping machine's timers run late); the timer cuts streams.
+      // (Node fires a timer beyond 2^31 ms at once: such a far expiry is left to the request check.)
+      const delay = link.expiresAt !== undefined ? Math.max(0, link.expiresAt - Date.now()) : undefined;
+      if (delay !== undefined && delay < 2 ** 31 - 1) {
+        link.timer = setTimeout(() => r.links.get(link.id) === link && endLink(r, link, 'expired'), delay);
+        link.timer.unref();
+      }
+      r.links.set(link.id, link);
+      byLink.set(digestHex, { route: r, link });
+      log('info', `access gate: link "${link.label}" for share ${r.id}${link.expiresAt !== undefined ? `, until ${new Date(link.expiresAt).toISOString()}` : ''}`);
+      return { id: link.id, label: link.label, ...(link.expiresAt !== undefined ? { expiresAt: link.expiresAt } : {}), secret };
+    },
+    removeLink: (routeId, linkId) => {
+      const r = routes.get(routeId);
+      const link = r?.links.get(linkId);
+      if (!r || !link) return false;
+      endLink(r, link, 'revoked');
+      return true;
+    },
+    links: (routeId) => [...(routes.get(routeId)?.links.values() ?? [])].map((l) => ({ id: l.id, label: l.label, ...(l.expiresAt !== undefined ? { expiresAt: l.expiresAt } : {}) })),
     routeSecretPath: (id) => {
       const r = routes.get(id);
       return r && r.access === 'secret' ? `/${r.secret}` : undefined;

@@ -72,6 +72,8 @@ export interface Share {
   origin: ShareOrigin | undefined;
   /** See `ShareOptions.originHeaders`. Never logged. */
   originHeaders?: Record<string, string>;
+  /** Its recipients' links (the gate is the judge of which are still live). */
+  links: ShareLink[];
 }
 
 /** Plain JSON for MCP, the CLI and tests. `mcp_url` carries the share's secret, like `tunnel://url`. */
@@ -97,6 +99,25 @@ export interface ShareSnapshot {
   /** null until probed; false with `problem` when its local server does not answer. */
   reachable: boolean | null;
   problem: string | null;
+  /** Further secret links of this share, one per recipient (each with its own mcp_url and secret). */
+  links: ShareLinkSnapshot[];
+}
+
+/** One recipient's link. `mcp_url` carries its secret: treat it like a password. */
+export interface ShareLinkSnapshot {
+  id: string;
+  label: string;
+  /** ISO 8601, or null for never. */
+  expires_at: string | null;
+  mcp_url: string | null;
+}
+
+/** A link as the registry keeps it (to bring it back when the tunnel restarts). Never log `secret`. */
+export interface ShareLink {
+  id: string;
+  label: string;
+  expiresAt?: number;
+  secret: string;
 }
 
 /** What the gate knows of a share's traffic. */
@@ -171,6 +192,7 @@ export class ShareRegistry {
       health: undefined,
       origin,
       ...(originHeaders && Object.keys(originHeaders).length ? { originHeaders } : {}),
+      links: [],
     };
     this.shares.set(share.id, share);
     const sub = origin?.onDidChange?.(() => this.touched(share.id));
@@ -282,7 +304,7 @@ export function shareUrlPrefix(tunnelUrl: string | null | undefined, share: Shar
   return rest.endsWith(path) ? rest.slice(0, rest.length - path.length) : '';
 }
 
-export function shareSnapshotOf(share: Share, tunnelUrl: string | undefined, openPrefix: string | undefined, counters: ShareCounters | undefined): ShareSnapshot {
+export function shareSnapshotOf(share: Share, tunnelUrl: string | undefined, openPrefix: string | undefined, counters: ShareCounters | undefined, liveLinks: ReadonlySet<string> = new Set()): ShareSnapshot {
   return {
     id: share.id,
     name: share.origin ? share.origin.name : shareName(share.target),
@@ -299,6 +321,9 @@ export function shareSnapshotOf(share: Share, tunnelUrl: string | undefined, ope
     last_request_at: counters?.lastRequestAt !== undefined ? new Date(counters.lastRequestAt).toISOString() : null,
     reachable: share.health === undefined ? null : share.health.ok,
     problem: share.health && !share.health.ok ? share.health.message : null,
+    links: share.links
+      .filter((l) => liveLinks.has(l.id))
+      .map((l) => ({ id: l.id, label: l.label, expires_at: l.expiresAt !== undefined ? new Date(l.expiresAt).toISOString() : null, mcp_url: tunnelUrl ? joinUrl(`${tunnelUrl}/${l.secret}`, share.target.path) : null })),
   };
 }
 

@@ -168,6 +168,7 @@ export class FakeController implements TunnelApi {
         last_request_at: null,
         reachable: null,
         problem: null,
+        links: [],
       },
     ];
   }
