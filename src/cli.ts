@@ -4,13 +4,13 @@
  * runs a tunnel in the foreground; Ctrl+C stops cloudflared cleanly.
  */
 import { parseArgs } from 'node:util';
-import { findCloudflared, type EdgeProtocol, type HostHeaderMode } from './core/cloudflared';
-import { defaultStateDir } from './core/paths';
-import { validateTarget } from './core/target';
+import { findCloudflared, type EdgeProtocol, type HostHeaderMode } from './core/cloudflared/locate';
+import { defaultStateDir } from './core/util/paths';
+import { validateTarget } from './core/model/target';
 import { readFile } from 'node:fs/promises';
 import { SHARE_SECRET_PATTERN, TunnelController, type NamedTunnel, type ShareSecretStore } from './core/tunnelController';
 import { loadMcpModule } from './mcpModule';
-import { DEFAULT_TARGET, joinUrl, localUrlOf, snapshotOf, type TunnelState, type TunnelTarget } from './core/tunnelState';
+import { DEFAULT_TARGET, joinUrl, localUrlOf, snapshotOf, type TunnelState, type TunnelTarget } from './core/model/tunnelState';
 import { shareKey, type ShareOrigin } from './core/shares/shares';
 import { defaultServerName, type StdioServerDefinition } from './bridge/child';
 

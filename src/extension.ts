@@ -1,10 +1,10 @@
 import * as path from 'node:path';
 /** Composition root: build objects, wire events, push disposables. No logic. */
 import * as vscode from 'vscode';
-import { findCloudflared } from './core/cloudflared';
+import { findCloudflared } from './core/cloudflared/locate';
 import { DEFAULT_RESTART_POLICY, TunnelController } from './core/tunnelController';
-import { mcpUrlFor, shareInputOf } from './core/clientConfigs';
-import { isLive, type CloudflaredInfo } from './core/tunnelState';
+import { mcpUrlFor, shareInputOf } from './core/shares/clientConfigs';
+import { isLive, type CloudflaredInfo } from './core/model/tunnelState';
 import { registerCommands, TUNNEL_TOKEN_KEY } from './vscode/commands';
 import { createShareSecretStore } from './vscode/shareSecrets';
 import { shareKey } from './core/shares/shares';

@@ -1,6 +1,6 @@
 /** A running bridge as a share's origin (core's `ShareOrigin`): the controller closes it with the share. */
 import type { ShareOrigin } from '../core/shares/shares';
-import { Emitter } from '../core/events';
+import { Emitter } from '../core/util/events';
 import type { BridgeCheck, StdioBridge } from './stdioBridge';
 import type { StdioServerDefinition } from './child';
 

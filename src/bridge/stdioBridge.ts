@@ -27,7 +27,7 @@ import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypt
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
-import { Emitter, type Event } from '../core/events';
+import { Emitter, type Event } from '../core/util/events';
 import { StdioChild, commandLine, type ChildExit, type ChildOptions, type StdioServerDefinition } from './child';
 
 export type BridgeLogLevel = 'debug' | 'info' | 'warn' | 'error';

@@ -10,12 +10,12 @@ import {
   INSTALL_URL,
   type EdgeProtocol,
   type HostHeaderMode,
-} from './cloudflared';
-import { CloudflaredLogParser, classifyFailure, type LogLevel, type LogLine, type ParsedLine } from './cloudflaredLog';
-import { Emitter, type Disposable, type Event } from './events';
+} from './cloudflared/locate';
+import { CloudflaredLogParser, classifyFailure, type LogLevel, type LogLine, type ParsedLine } from './cloudflared/log';
+import { Emitter, type Disposable, type Event } from './util/events';
 import { Recorder, type RecordedCall, type RecorderOptions } from './gate/recorder';
 import { startAccessGate, type AccessGate } from './gate/accessGate';
-import { MetricsPoller, readMetrics, readQuickTunnel } from './metrics';
+import { MetricsPoller, readMetrics, readQuickTunnel } from './metrics/metrics';
 import { ensureStateDir, newRunId, reapOrphans, removeRun, runConfigPath, writeRunRecord, type ReapResult } from './supervisor/orphans';
 import { spawnProcess, type SpawnFn, type SpawnedProcess } from './supervisor/processRunner';
 import { DEFAULT_RESTART_POLICY, decideRestart, type RestartPolicy } from './supervisor/restartPolicy';
@@ -41,7 +41,7 @@ import {
   type AccessMode,
   type FailedState,
   type RestartingState,
-} from './tunnelState';
+} from './model/tunnelState';
 
 export interface TunnelControllerOptions {
   /** Finds the binary and its version; throws `CloudflaredError` (message names the fix). */

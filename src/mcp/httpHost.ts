@@ -16,7 +16,7 @@ import type { AddressInfo } from 'node:net';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
-import type { TunnelApi } from '../core/tunnelState';
+import type { TunnelApi } from '../core/model/tunnelState';
 import { createTunnelMcpServer, type McpLogLevel, type TunnelMcpServerOptions } from './tunnelMcpServer';
 
 export const MCP_PATH = '/mcp';

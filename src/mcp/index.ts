@@ -5,7 +5,7 @@
 import type { Readable, Writable } from 'node:stream';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
-import type { TunnelApi } from '../core/tunnelState';
+import type { TunnelApi } from '../core/model/tunnelState';
 import { createTunnelMcpServer, type TunnelMcpServerOptions } from './tunnelMcpServer';
 
 export { createTunnelMcpServer, MCP_SERVER_NAME, RESOURCE_URIS, SHARE_URI_PREFIX, TOOL_NAMES } from './tunnelMcpServer';

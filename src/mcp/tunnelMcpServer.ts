@@ -15,8 +15,8 @@ import {
   type ReadResourceResult,
 } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
-import type { Disposable } from '../core/events';
-import { validateTarget, MAX_TARGET_PATH_LENGTH } from '../core/target';
+import type { Disposable } from '../core/util/events';
+import { validateTarget, MAX_TARGET_PATH_LENGTH } from '../core/model/target';
 import {
   DEFAULT_TARGET,
   TunnelBusyError,
@@ -29,7 +29,7 @@ import {
   type TunnelState,
   type TunnelStatus,
   type TunnelTarget,
-} from '../core/tunnelState';
+} from '../core/model/tunnelState';
 
 export type McpLogLevel = 'debug' | 'info' | 'warn' | 'error';
 

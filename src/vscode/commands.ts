@@ -1,16 +1,16 @@
 /** One command table and one registerCommands(); handlers delegate to the controller and ui.ts. */
 import * as vscode from 'vscode';
-import { INSTALL_URL } from '../core/cloudflared';
-import { isLive, sharePathOf, type TunnelState, type TunnelTarget } from '../core/tunnelState';
-import { maskSharePath } from '../core/format';
+import { INSTALL_URL } from '../core/cloudflared/locate';
+import { isLive, sharePathOf, type TunnelState, type TunnelTarget } from '../core/model/tunnelState';
+import { maskSharePath } from '../core/util/format';
 import type { TunnelController } from '../core/tunnelController';
 import type { TunnelLog } from './log';
 import type { TunnelTreeRow } from './tunnelTree';
-import { CLIENT_KINDS, clientConfig, mcpUrlFor, shareInputOf, shareInputOfShare, type ClientConfigInput } from '../core/clientConfigs';
+import { CLIENT_KINDS, clientConfig, mcpUrlFor, shareInputOf, shareInputOfShare, type ClientConfigInput } from '../core/shares/clientConfigs';
 import type { ShareSnapshot } from '../core/shares/shares';
 import type { QrPanel } from './qrView';
 import { askTarget, locateCloudflared, runStart } from './ui';
-import { validateTarget } from '../core/target';
+import { validateTarget } from '../core/model/target';
 import { ALLOW_HOST_HINT } from './config';
 
 export const enum CommandId {

@@ -1,8 +1,8 @@
 /** Setting keys in one place; `readConfig()` sanitizes and falls back to defaults with a warning. */
 import * as vscode from 'vscode';
-import type { EdgeProtocol, HostHeaderMode } from '../core/cloudflared';
-import { validateTarget } from '../core/target';
-import { ACCESS_MODES, DEFAULT_TARGET, type AccessMode, type TunnelTarget } from '../core/tunnelState';
+import type { EdgeProtocol, HostHeaderMode } from '../core/cloudflared/locate';
+import { validateTarget } from '../core/model/target';
+import { ACCESS_MODES, DEFAULT_TARGET, type AccessMode, type TunnelTarget } from '../core/model/tunnelState';
 
 export const SECTION = 'mcpTunnel';
 

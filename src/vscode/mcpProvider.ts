@@ -3,7 +3,7 @@
  * The SDK and zod live in `dist/mcp.js`, loaded on the first resolve, not at activation.
  */
 import * as vscode from 'vscode';
-import { joinUrl, localUrlOf, type TunnelApi, type TunnelTarget } from '../core/tunnelState';
+import { joinUrl, localUrlOf, type TunnelApi, type TunnelTarget } from '../core/model/tunnelState';
 import { loadMcpModule, type McpModule } from '../mcpModule';
 import { ALLOW_HOST_HINT, type TunnelConfig } from './config';
 import type { TunnelLog } from './log';

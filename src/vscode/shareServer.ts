@@ -6,7 +6,7 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { isLoopbackHost, validateTarget } from '../core/target';
+import { isLoopbackHost, validateTarget } from '../core/model/target';
 import type { TunnelController } from '../core/tunnelController';
 import { loadMcpModule, type McpModule } from '../mcpModule';
 import type { BridgeCheck, BridgeOrigin, ConfiguredServer, McpInput, StdioBridge, StdioServerDefinition, VariableContext } from '../bridge/index';

@@ -1,7 +1,7 @@
 /** The status bar item: subscribes to the controller, never polls; the uptime ticks only while live. */
 import * as vscode from 'vscode';
-import { formatResponses, formatUptime, maskSharePath, msUntilNextUptimeChange, shortHost } from '../core/format';
-import { isLive, joinUrl, localUrlOf, sharePathOf, snapshotOf, type TunnelApi, type TunnelState, type TunnelTarget } from '../core/tunnelState';
+import { formatResponses, formatUptime, maskSharePath, msUntilNextUptimeChange, shortHost } from '../core/util/format';
+import { isLive, joinUrl, localUrlOf, sharePathOf, snapshotOf, type TunnelApi, type TunnelState, type TunnelTarget } from '../core/model/tunnelState';
 import { CommandId } from './commands';
 
 /**

@@ -1,8 +1,8 @@
 /** The tree view: one row per fact of the tunnel. Subscribes to the controller; refreshes are debounced. */
 import * as vscode from 'vscode';
 import type { RecordedCall } from '../core/gate/recorder';
-import { formatResponses, formatUptime, maskSharePath, msUntilNextUptimeChange } from '../core/format';
-import { isLive, joinUrl, localUrlOf, sharePathOf, type CloudflaredInfo, type TunnelApi, type TunnelTarget } from '../core/tunnelState';
+import { formatResponses, formatUptime, maskSharePath, msUntilNextUptimeChange } from '../core/util/format';
+import { isLive, joinUrl, localUrlOf, sharePathOf, type CloudflaredInfo, type TunnelApi, type TunnelTarget } from '../core/model/tunnelState';
 import { shareUrlPrefix, type ShareSnapshot } from '../core/shares/shares';
 
 export interface TunnelTreeRow {

@@ -1,11 +1,11 @@
 /** The user-facing flows behind the commands: progress, outcomes, failures with the action that fixes them. */
 import * as vscode from 'vscode';
-import { INSTALL_URL, readVersion } from '../core/cloudflared';
-import { validateTarget } from '../core/target';
+import { INSTALL_URL, readVersion } from '../core/cloudflared/locate';
+import { validateTarget } from '../core/model/target';
 import { ALLOW_HOST_HINT } from './config';
 import { shareUrlPrefix, type ShareOptions } from '../core/shares/shares';
-import { maskSharePath } from '../core/format';
-import { TunnelBusyError, isLive, joinUrl, localUrlOf, type AccessMode, type TunnelError, type TunnelState, type TunnelTarget } from '../core/tunnelState';
+import { maskSharePath } from '../core/util/format';
+import { TunnelBusyError, isLive, joinUrl, localUrlOf, type AccessMode, type TunnelError, type TunnelState, type TunnelTarget } from '../core/model/tunnelState';
 import type { CommandDeps } from './commands';
 import type { TunnelLog } from './log';
 

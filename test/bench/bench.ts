@@ -21,7 +21,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import * as esbuild from 'esbuild';
-import { findCloudflared } from '../../src/core/cloudflared';
+import { findCloudflared } from '../../src/core/cloudflared/locate';
 import { spawnProcess, type SpawnFn } from '../../src/core/supervisor/processRunner';
 import { TunnelController } from '../../src/core/tunnelController';
 import type { HostRequest, MemSample } from './hostChild';

@@ -8,7 +8,7 @@ import { Agent, createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startAccessGate, type AccessGate } from '../../src/core/gate/accessGate';
 import { Recorder } from '../../src/core/gate/recorder';
-import type { TunnelApi } from '../../src/core/tunnelState';
+import type { TunnelApi } from '../../src/core/model/tunnelState';
 import { createVscodeStub, fakeContext, installVscodeStub } from './vscodeStub';
 
 export type HostRequest =

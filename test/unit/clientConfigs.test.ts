@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { CLIENT_KINDS, clientConfig, mcpUrlFor, shareInputOf } from '../../src/core/clientConfigs';
+import { CLIENT_KINDS, clientConfig, mcpUrlFor, shareInputOf } from '../../src/core/shares/clientConfigs';
 
 const open = { url: 'https://a-b-c-d.trycloudflare.com', path: '/mcp' };
 const secret = { ...open, secret: 's3cr3t-XYZ_abc' };

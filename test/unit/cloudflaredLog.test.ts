@@ -13,7 +13,7 @@ import {
   type FailureKind,
   type LogLine,
   type ParsedLine,
-} from '../../src/core/cloudflaredLog';
+} from '../../src/core/cloudflared/log';
 
 // ---------------------------------------------------------------------------------------------
 // Transcripts of the real cloudflared (a copy lives in test/fixtures: the suite stands on its own)

@@ -7,9 +7,9 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { findCloudflared } from '../../src/core/cloudflared';
+import { findCloudflared } from '../../src/core/cloudflared/locate';
 import { REDACTED_SECRET, TunnelController, type TunnelControllerOptions } from '../../src/core/tunnelController';
-import type { TunnelState } from '../../src/core/tunnelState';
+import type { TunnelState } from '../../src/core/model/tunnelState';
 import { get, startStrictOrigin, type Origin } from '../fixtures/origins';
 import { fakeRunOptions } from './helpers/fakeRuns';
 import { FAKE_CLOUDFLARED, publicPath, readFakeState, waitFor, waitGone } from './helpers/proc';

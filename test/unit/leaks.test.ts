@@ -19,7 +19,7 @@ import { runInNewContext } from 'node:vm';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { findCloudflared } from '../../src/core/cloudflared';
+import { findCloudflared } from '../../src/core/cloudflared/locate';
 import { TunnelController } from '../../src/core/tunnelController';
 import { DEFAULT_MAX_SESSIONS, startHttpHost, type HttpHost } from '../../src/mcp/httpHost';
 import { FakeController } from './helpers/fakeController';

@@ -15,8 +15,8 @@ import {
   readMetrics,
   readQuickTunnel,
   readReady,
-} from '../../src/core/metrics';
-import type { TunnelMetrics } from '../../src/core/tunnelState';
+} from '../../src/core/metrics/metrics';
+import type { TunnelMetrics } from '../../src/core/model/tunnelState';
 
 const DIR = TRANSCRIPTS_DIR;
 const scrape = (name: string): string => readFileSync(path.join(DIR, name), 'utf8');

@@ -29,7 +29,7 @@ describe('rooms (eslint no-restricted-imports by path)', () => {
     });
   }
   it('allows downward imports (core from mcp, mcp from vscode, core from core)', async () => {
-    assert.deepEqual(await importErrors('src/mcp/x.ts', "import { isLive } from '../core/tunnelState';\nexport const x = isLive;\n"), []);
+    assert.deepEqual(await importErrors('src/mcp/x.ts', "import { isLive } from '../core/model/tunnelState';\nexport const x = isLive;\n"), []);
     assert.deepEqual(await importErrors('src/vscode/x.ts', "import type * as M from '../mcp/index';\nexport type X = typeof M;\n"), []);
     assert.deepEqual(await importErrors('src/core/x.ts', "import { Emitter } from './events';\nexport const x = Emitter;\n"), []);
   });

@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { ShareRegistry, probeOrigin, shareKey, type ShareOrigin } from '../../src/core/shares/shares';
 import { TunnelController } from '../../src/core/tunnelController';
-import { TunnelBusyError } from '../../src/core/tunnelState';
+import { TunnelBusyError } from '../../src/core/model/tunnelState';
 import { get, startStrictOrigin, type Origin } from '../fixtures/origins';
 import { fakeRunOptions } from './helpers/fakeRuns';
 import { publicPath, readFakeState, waitFor, waitGone } from './helpers/proc';

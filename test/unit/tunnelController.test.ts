@@ -4,9 +4,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, it, mock } from 'node:test';
-import { CloudflaredError } from '../../src/core/cloudflared';
+import { CloudflaredError } from '../../src/core/cloudflared/locate';
 import { TunnelController, type TunnelControllerOptions } from '../../src/core/tunnelController';
-import { TunnelBusyError, type TunnelState } from '../../src/core/tunnelState';
+import { TunnelBusyError, type TunnelState } from '../../src/core/model/tunnelState';
 import { fakeSpawner, flush, type FakeProcess } from './helpers/fakeProcess';
 
 const TARGET = { host: 'localhost', port: 8002, path: '/mcp' };

@@ -31,7 +31,7 @@ import {
 } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { pipeline } from 'node:stream';
-import { Emitter, type Event } from '../events';
+import { Emitter, type Event } from '../util/events';
 
 /** `secret`: only requests carrying the share secret pass. `open`: everything passes. */
 export type AccessGateMode = 'secret' | 'open';

@@ -15,7 +15,7 @@
  * the full size noted); nothing parsed beyond that.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Emitter, type Event } from '../events';
+import { Emitter, type Event } from '../util/events';
 
 export interface RecordedCall {
   /** `a-<n>`: unique in this recorder. */

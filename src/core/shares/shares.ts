@@ -7,9 +7,9 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { connect } from 'node:net';
-import { Emitter, type Disposable, type Event } from '../events';
-import { canonicalHost, sameTarget } from '../target';
-import { joinUrl, localUrlOf, type AccessMode, type TunnelTarget } from '../tunnelState';
+import { Emitter, type Disposable, type Event } from '../util/events';
+import { canonicalHost, sameTarget } from '../model/target';
+import { joinUrl, localUrlOf, type AccessMode, type TunnelTarget } from '../model/tunnelState';
 
 /**
  * A share's origin that this process runs for it (the stdio bridge), instead of a server the user

@@ -3,9 +3,9 @@
  * fake URL (or stops at `connecting`, or fails, as `nextOutcome` says). Real Emitter, real snapshotOf.
  */
 import type { RecordedCall } from '../../../src/core/gate/recorder';
-import { Emitter } from '../../../src/core/events';
+import { Emitter } from '../../../src/core/util/events';
 import { shareName, type ShareSnapshot } from '../../../src/core/shares/shares';
-import { sameTarget } from '../../../src/core/target';
+import { sameTarget } from '../../../src/core/model/target';
 import {
   TunnelBusyError,
   isLive,
@@ -18,7 +18,7 @@ import {
   type TunnelState,
   type TunnelStatus,
   type TunnelTarget,
-} from '../../../src/core/tunnelState';
+} from '../../../src/core/model/tunnelState';
 
 export type FakeOutcome = 'active' | 'connecting' | { fail: TunnelError };
 

@@ -7,7 +7,7 @@ export const REPO = path.resolve(__dirname, '..', '..', '..');
 export const TRANSCRIPTS_DIR = path.join(REPO, 'test', 'fixtures', 'cloudflared-transcripts');
 export const FAKE_CLOUDFLARED = path.join(REPO, 'test', 'fixtures', process.platform === 'win32' ? 'cloudflared.cmd' : 'cloudflared');
 
-// cloudflared gets only the environment it needs (core/cloudflared.ts childEnv); the fake's
+// cloudflared gets only the environment it needs (core/cloudflared/locate.ts childEnv); the fake's
 // scenario variables are passed on by name, as a user would pass a proxy's own variables.
 process.env['MCP_TUNNEL_CLOUDFLARED_ENV'] ??= 'FAKE_CLOUDFLARED_*';
 

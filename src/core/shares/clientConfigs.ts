@@ -4,8 +4,8 @@
  * secret path (`https://host/<secret>/mcp`) where it only takes a URL.
  */
 
-import { shareUrlPrefix, type ShareSnapshot } from './shares/shares';
-import { sharePathOf, type TunnelState } from './tunnelState';
+import { shareUrlPrefix, type ShareSnapshot } from './shares';
+import { sharePathOf, type TunnelState } from '../model/tunnelState';
 
 export type ClientKind = 'vscode' | 'claude-code' | 'claude-desktop' | 'cursor' | 'url';
 

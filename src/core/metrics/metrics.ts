@@ -4,8 +4,8 @@
  * (`agent: false`) and never throws uncaught. See shared/reference/cloudflared.md §3, §4.
  */
 import * as http from 'node:http';
-import type { Disposable } from './events';
-import type { TunnelMetrics } from './tunnelState';
+import type { Disposable } from '../util/events';
+import type { TunnelMetrics } from '../model/tunnelState';
 
 // ---------------------------------------------------------------------------------------------
 // Prometheus text exposition format

@@ -225,7 +225,7 @@ export function snapshotOf(s: TunnelState, now = Date.now(), lastError?: TunnelE
   };
 }
 
-import type { ShareOptions, ShareSnapshot } from './shares/shares';
+import type { ShareOptions, ShareSnapshot } from '../shares/shares';
 
 /** The cloudflared binary a controller uses. */
 export interface CloudflaredInfo {
@@ -241,10 +241,10 @@ export interface CloudflaredInfo {
 export interface TunnelApi {
   readonly state: TunnelState;
   /** Fires only on a real change of state. */
-  readonly onDidChangeState: import('./events').Event<TunnelState>;
+  readonly onDidChangeState: import('../util/events').Event<TunnelState>;
   /** Latest metrics while live; undefined when stopped or not yet read. */
   readonly metrics: TunnelMetrics | undefined;
-  readonly onDidChangeMetrics: import('./events').Event<TunnelMetrics | undefined>;
+  readonly onDidChangeMetrics: import('../util/events').Event<TunnelMetrics | undefined>;
   /** The error of the last failed run, kept after a later stop. */
   readonly lastError: TunnelError | undefined;
   /** The binary in use, once found. */
@@ -270,15 +270,15 @@ export interface TunnelApi {
   /** Stops one share; the last one stops the tunnel. False if there is no such share. */
   stopShare(id: string): Promise<boolean>;
   /** A share was added or removed, or its secret or health changed. */
-  readonly onDidChangeShares: import('./events').Event<void>;
+  readonly onDidChangeShares: import('../util/events').Event<void>;
   /** Metrics are polled only while watched (a visible view, a resource subscriber). */
-  watchMetrics(): import('./events').Disposable;
+  watchMetrics(): import('../util/events').Disposable;
   /** Read the metrics once now, for a reader that does not watch them. */
   refreshMetrics(): Promise<void>;
   /** What the inspector recorded (oldest first): one share's calls, or every share's. */
-  activity(shareId?: string): import('./gate/recorder').RecordedCall[];
+  activity(shareId?: string): import('../gate/recorder').RecordedCall[];
   /** A call was recorded. */
-  readonly onDidRecordActivity: import('./events').Event<void>;
+  readonly onDidRecordActivity: import('../util/events').Event<void>;
 }
 
 /** `start()` was asked for a target while a different one is live. */

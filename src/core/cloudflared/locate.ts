@@ -6,8 +6,8 @@ import { execFile } from 'node:child_process';
 import { constants as fsConstants, promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { compareVersions, parseVersionOutput } from './cloudflaredLog';
-import { localUrlOf, type CloudflaredInfo, type TunnelTarget } from './tunnelState';
+import { compareVersions, parseVersionOutput } from './log';
+import { localUrlOf, type CloudflaredInfo, type TunnelTarget } from '../model/tunnelState';
 
 export const INSTALL_URL = 'https://developers.cloudflare.com/cloudflare-one/connections/connect-networks/downloads/';
 
