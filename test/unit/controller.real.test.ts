@@ -154,7 +154,7 @@ describe('TunnelController + fake cloudflared (real processes)', { concurrency: 
   });
 
   it('update: cloudflared replaced itself and exited 11 → failed (updated), says to start again', async () => {
-    const { c } = make('update');
+    const { c } = make('update', {}, { autoRestart: false });
     await c.start(target());
     const s = await waitFor(() => (c.state.status === 'failed' ? c.state : undefined), 3000, 'failure');
     assert.equal(s.error.code, 'updated');
@@ -162,10 +162,10 @@ describe('TunnelController + fake cloudflared (real processes)', { concurrency: 
     assert.match(s.error.message, /Start the tunnel again/);
   });
 
-  it('crash while live: failed with the exit code', async () => {
+  it('crash while live: `restarting` (the default policy) with the exit code', async () => {
     const { c } = make('crash-after', { FAKE_CLOUDFLARED_CRASH_AFTER_MS: '300' });
     assert.equal((await c.start(target())).status, 'active');
-    const s = await waitFor(() => (c.state.status === 'failed' ? c.state : undefined), 3000, 'failure');
+    const s = await waitFor(() => (c.state.status === 'restarting' ? c.state : undefined), 3000, 'the restart to be scheduled');
     assert.equal(s.error.exitCode, 1);
     assert.match(s.error.message, /while the tunnel was live/);
   });
