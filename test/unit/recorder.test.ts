@@ -90,8 +90,12 @@ describe('inspector recorder (gate → bridge → server-everything)', () => {
     const br = await post(gate.port, `/${secret}/mcp`, batch, h);
     assert.equal(br.status, 200);
     await post(gate.port, `/${secret}/mcp`, JSON.stringify({ jsonrpc: '2.0', id: 5, method: 'tools/call', params: { name: 'echo', arguments: { message: 'b' } } }), { ...h, 'mcp-method': 'tools/call', 'mcp-name': 'get-env' });
+    // The client's answer to a server request (no method): named as such.
+    await post(gate.port, `/${secret}/mcp`, JSON.stringify({ jsonrpc: '2.0', id: 'srv-1', result: { roots: [] } }), h);
     await settle();
     const calls = recorder.list();
+    assert.equal(calls.at(-1)?.method, 'client response');
+    calls.pop();
     const batchRows = calls.filter((c) => c.method === 'no/such/method' || (c.method === 'tools/call' && !c.header_mismatch) || c.method === 'resources/read');
     assert.deepEqual(batchRows.map((c) => [c.method, c.name, c.error_code]), [['tools/call', 'echo', null], ['no/such/method', null, -32601], ['resources/read', 'demo://resource/static/document/architecture.md', null]], `answer: ${JSON.stringify(br.body.replace(/"text":"(\\.|[^"\\])*"/g, "T"))}\nrecorded: ${JSON.stringify(batchRows[0]?.response_body?.replace(/"text":"(\\.|[^"\\])*"/g, "T"))}`);
     assert.ok(batchRows.every((c) => c.client === 'raw 9'), 'the client from its initialize, by session');

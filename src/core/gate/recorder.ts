@@ -32,7 +32,7 @@ export interface RecordedCall {
   country: string | null;
   http_method: string;
   status: number;
-  /** JSON-RPC method, `GET stream`, or null when the body is not JSON-RPC. */
+  /** JSON-RPC method, `client response` (an answer to a server request), `GET stream`, `DELETE session`, or null when the body is not JSON-RPC. */
   method: string | null;
   /** tools/call's tool, resources/*'s URI, prompts/get's prompt. */
   name: string | null;
@@ -223,7 +223,8 @@ export class Recorder {
       const answer = c.id !== undefined ? answers.find((a) => a.id !== undefined && c.id !== undefined && sameId(a.id, c.id)) : undefined;
       const name = nameOf(c);
       rows.push({
-        method: c.method ?? null,
+        // A message without a method is the client's answer to a server request (roots/list, sampling…).
+        method: c.method ?? (c.result !== undefined || c.error !== undefined ? 'client response' : null),
         name,
         error_code: answer?.error ? (typeof obj(answer.error)['code'] === 'number' ? (obj(answer.error)['code'] as number) : null) : null,
         tool_error: c.method === 'tools/call' && obj(answer?.result)['isError'] === true,
