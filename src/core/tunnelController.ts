@@ -14,6 +14,7 @@ import {
 import { CloudflaredLogParser, classifyFailure, type LogLevel, type LogLine, type ParsedLine } from './cloudflared/log';
 import { Emitter, type Disposable, type Event } from './util/events';
 import { Recorder, type RecordedCall, type RecorderOptions } from './gate/recorder';
+import { protocolMemory, type ProtocolMemory } from './cloudflared/protocolMemory';
 import { startAccessGate, type AccessGate } from './gate/accessGate';
 import { MetricsPoller, readMetrics, readQuickTunnel } from './metrics/metrics';
 import { ensureStateDir, newRunId, reapOrphans, removeRun, runConfigPath, writeRunRecord, type ReapResult } from './supervisor/orphans';
@@ -129,6 +130,12 @@ const LAST_LINE_CHARS = 500;
 interface Run {
   id: string;
   target: TunnelTarget;
+  /** The protocol this run asked for (`auto` unless set, or HTTP/2 because QUIC was remembered blocked). */
+  protocol?: EdgeProtocol;
+  /** When QUIC was remembered blocked, if that is why this run uses HTTP/2. */
+  http2Since?: number;
+  /** This run saw QUIC fail (and so remembered it), or saw it work (and so forgot). */
+  quicNoted?: 'failed' | 'worked';
   startedAt: number;
   proc?: SpawnedProcess;
   pid?: number;
@@ -213,6 +220,8 @@ export class TunnelController implements TunnelApi {
   readonly onDidLog: Event<TunnelLogEntry> = this._onDidLog.event;
   /** The inspector's recorder; undefined when `inspector: false`. Its secrets are the runs'. */
   readonly recorder: Recorder | undefined;
+  /** Whether QUIC failed on this machine lately (see cloudflared/protocolMemory.ts). */
+  private readonly protocolMemory: ProtocolMemory;
 
   constructor(options: TunnelControllerOptions) {
     this.options = {
@@ -225,8 +234,15 @@ export class TunnelController implements TunnelApi {
       autoRestart: DEFAULT_RESTART_POLICY,
       ...options,
     };
+    this.protocolMemory = protocolMemory(this.options.stateDir);
     const inspector = this.options.inspector;
     this.recorder = inspector === false ? undefined : new Recorder({ ...inspector, secrets: () => this.run?.secrets ?? [] });
+  }
+
+  /** Why the running tunnel uses HTTP/2 when nobody set it (QUIC failed here before), else undefined. */
+  protocolNote(): string | undefined {
+    const since = this.run?.http2Since;
+    return since !== undefined ? `HTTP/2: QUIC failed on this network on ${new Date(since).toLocaleDateString()} (remembered for 7 days)` : undefined;
   }
 
   /** The calls the inspector recorded (oldest first): one share's, or every share's. */
@@ -735,6 +751,18 @@ export class TunnelController implements TunnelApi {
       });
     }
     if (run.stopRequested || run.failure) return this.endRun(run, null, null);
+    // Where QUIC failed before, a quick tunnel in `auto` would wait for it and never connect.
+    let protocol: EdgeProtocol = this.options.protocol ?? 'auto';
+    if (protocol === 'auto') {
+      const since = await this.protocolMemory.quicBlockedAt();
+      if (since !== undefined) {
+        protocol = 'http2';
+        run.http2Since = since;
+        this.log('info', `QUIC (UDP 7844) failed on this network on ${new Date(since).toLocaleString()}: starting with HTTP/2. Remembered for 7 days, or until a QUIC connection works; set the protocol setting to choose yourself.`);
+      }
+      if (run.stopRequested || run.failure) return this.endRun(run, null, null);
+    }
+    run.protocol = protocol;
     const spec = buildRun({
       cloudflared: info,
       target: run.target,
@@ -743,7 +771,7 @@ export class TunnelController implements TunnelApi {
       // Behind the gate, cloudflared passes the public Host on; the gate sets the origin's.
       hostHeader: 'public',
       originUrl: run.gate.url,
-      ...(this.options.protocol ? { protocol: this.options.protocol } : {}),
+      ...(protocol !== 'auto' ? { protocol } : {}),
       ...(this.options.logLevel ? { logLevel: this.options.logLevel } : {}),
       ...(this.options.baseEnv ? { baseEnv: this.options.baseEnv } : {}),
       ...(named ? { named } : {}),
@@ -837,6 +865,10 @@ export class TunnelController implements TunnelApi {
             if (run.url) this.setState(this.liveState(run));
             break;
           case 'registered':
+            if (ev.protocol === 'quic' && run.quicNoted !== 'worked') {
+              run.quicNoted = 'worked';
+              void this.protocolMemory.forget().catch(() => undefined);
+            }
             run.connections.set(ev.connIndex, {
               connIndex: ev.connIndex,
               ...(ev.location ? { location: ev.location } : {}),
@@ -852,6 +884,12 @@ export class TunnelController implements TunnelApi {
             }
             break;
           case 'down':
+            // A quick tunnel in auto (or quic) only ever dials QUIC: a failed dial is QUIC failing.
+            if (ev.reason === 'dial-failed' && run.protocol !== 'http2' && run.quicNoted === undefined && !run.connectedAt) {
+              run.quicNoted = 'failed';
+              this.log('warn', "QUIC connections to Cloudflare's edge fail here (is UDP port 7844 blocked?): the next start uses HTTP/2 (remembered for 7 days).");
+              void this.protocolMemory.rememberQuicBlocked().catch((err: unknown) => this.log('debug', `Could not remember the protocol: ${(err as Error).message}`));
+            }
             if (ev.reason === 'retrying' || ev.reason === 'dial-failed') {
               if (ev.connIndex !== undefined) run.connections.delete(ev.connIndex);
             } else {
@@ -1024,7 +1062,8 @@ export class TunnelController implements TunnelApi {
       this.log('info', run.proc ? `cloudflared exited (${signal ? `signal ${signal}` : `code ${code}`}).` : 'Start cancelled.');
       next = { status: 'stopped' };
     } else {
-      const err = error ?? run.failure ?? this.describeExit(run, code, signal);
+      let err = error ?? run.failure ?? this.describeExit(run, code, signal);
+      if (run.quicNoted === 'failed' && !run.connectedAt) err = { ...err, message: `${err.message} QUIC (UDP 7844) fails on this network: start again and MCP Tunnel uses HTTP/2 (remembered for 7 days).` };
       if (!error && !run.failure) this.log('error', err.message);
       next = { status: 'failed', target: run.target, error: err };
       // Only a run that got as far as a URL restarts: a failed start would just fail again.

@@ -185,7 +185,9 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
       rows.push({ id: 'uptime', label: 'Uptime', description: formatUptime(snap.uptime_seconds), icon: 'clock' });
       if (snap.edge_locations.length) rows.push({ id: 'edge', label: 'Edge location', description: snap.edge_locations.join(', '), icon: 'location' });
     }
-    const cf = this.controller.cloudflared ?? this.cloudflaredHint();
+    const protocolNote = isLive(s) ? this.controller.protocolNote?.() : undefined;
+    if (protocolNote) rows.push({ id: 'protocol', label: 'Protocol', description: protocolNote, tooltip: `${protocolNote}. Quick tunnels never fall back from QUIC by themselves, so MCP Tunnel starts them with HTTP/2 here. Set mcpTunnel.protocol to choose yourself.`, icon: 'arrow-swap' });
+        const cf = this.controller.cloudflared ?? this.cloudflaredHint();
     if (cf) rows.push({ id: 'cloudflared', label: 'cloudflared', description: `${cf.version}  ${cf.path}`, tooltip: `cloudflared ${cf.version} at ${cf.path}`, icon: 'package', contextValue: 'copyable', value: cf.path });
     const m = this.controller.metrics;
     if (m) {

@@ -3,11 +3,12 @@
  * sockets. Every test checks that no process is left behind.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { findCloudflared } from '../../src/core/cloudflared/locate';
+import { PROTOCOL_MEMORY_FILE } from '../../src/core/cloudflared/protocolMemory';
 import { REDACTED_SECRET, TunnelController, type TunnelControllerOptions } from '../../src/core/tunnelController';
 import type { TunnelState } from '../../src/core/model/tunnelState';
 import { get, startStrictOrigin, type Origin } from '../fixtures/origins';
@@ -42,6 +43,8 @@ describe('TunnelController + fake cloudflared (real processes)', { concurrency: 
     origin = await startStrictOrigin();
   });
   afterEach(async () => {
+    // What a quic-blocked start remembers must not change the next test's protocol.
+    rmSync(path.join(work, 'state', PROTOCOL_MEMORY_FILE), { force: true });
     await Promise.all(controllers.splice(0).map((c) => c.shutdown(3000)));
     for (const pid of pids.splice(0)) assert.ok(await waitGone(pid, 3000), `cloudflared PID ${pid} is gone`);
   });
@@ -168,6 +171,37 @@ describe('TunnelController + fake cloudflared (real processes)', { concurrency: 
     const s = await waitFor(() => (c.state.status === 'restarting' ? c.state : undefined), 3000, 'the restart to be scheduled');
     assert.equal(s.error.exitCode, 1);
     assert.match(s.error.message, /while the tunnel was live/);
+  });
+
+  it('quic-blocked is remembered: the first start fails saying the next uses HTTP/2; the next starts with --protocol http2 and works (the tree says why); a QUIC connection forgets it', async () => {
+    const memory = path.join(work, 'state', PROTOCOL_MEMORY_FILE);
+    const first = make('quic-blocked', { FAKE_CLOUDFLARED_RETRY_MS: '100' });
+    const s1 = await first.c.start(target());
+    assert.equal(s1.status, 'failed');
+    assert.match(s1.status === 'failed' ? s1.error.message : '', /start again and MCP Tunnel uses HTTP\/2/);
+    assert.ok(existsSync(memory), 'remembered');
+    const second = make('quic-blocked');
+    const s2 = await second.c.start(target());
+    assert.equal(s2.status, 'active', JSON.stringify(s2));
+    assert.equal(s2.status === 'active' ? s2.connections[0]?.protocol : undefined, 'http2');
+    assert.match(second.c.protocolNote() ?? '', /^HTTP\/2: QUIC failed on this network/);
+    await second.c.stop();
+    const third = make('ok');
+    const s3 = await third.c.start(target());
+    assert.equal(s3.status, 'active');
+    // The memory said HTTP/2, so this start did not try QUIC: still remembered until a QUIC start works.
+    assert.ok(existsSync(memory));
+    await third.c.stop();
+    rmSync(memory);
+    const fourth = make('ok');
+    await fourth.c.start(target());
+    assert.equal(fourth.c.protocolNote(), undefined);
+    await fourth.c.stop();
+    // Remembered again, then a start that uses QUIC (set explicitly) and connects: forgotten.
+    writeFileSync(memory, JSON.stringify({ quicBlockedAt: Date.now() }));
+    const quicWorked = make('ok', {}, { protocol: 'quic' });
+    assert.equal((await quicWorked.c.start(target())).status, 'active');
+    await waitFor(() => (!existsSync(memory) ? true : undefined), 3000, 'the memory to be forgotten after a QUIC connection');
   });
 
   it('ignore-sigterm: stop still ends it (SIGKILL after the grace period)', async () => {

@@ -662,6 +662,14 @@ void describe('fake cloudflared', { concurrency: 4 }, () => {
     assert.equal(run.lines.at(-1), err);
   });
 
+  void test('quic-blocked with --protocol http2: UDP is blocked, TCP is not: it registers over http2', async () => {
+    const run = new FakeRun([...quickArgs(await deadPort()), '--protocol', 'http2'], { FAKE_CLOUDFLARED_SCENARIO: 'quic-blocked' });
+    const line = await run.waitFor(/Registered tunnel connection/);
+    assert.match(line, /protocol=http2/);
+    run.kill('SIGTERM');
+    await run.finished();
+  });
+
   void test('flap: lost / retry / registered again at another location; /ready follows', async () => {
     const origin = await startOrigin();
     const run = new FakeRun(quickArgs(origin.port, '--protocol', 'http2'), {

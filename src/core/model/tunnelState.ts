@@ -279,6 +279,8 @@ export interface TunnelApi {
   activity(shareId?: string): import('../gate/recorder').RecordedCall[];
   /** A call was recorded. */
   readonly onDidRecordActivity: import('../util/events').Event<void>;
+  /** Why the running tunnel uses HTTP/2 when nobody set it (QUIC failed on this network before). */
+  protocolNote?(): string | undefined;
 }
 
 /** `start()` was asked for a target while a different one is live. */
