@@ -24,6 +24,8 @@ const common = {
 const builds = [
   // The extension: what VS Code loads at activation. Keep it lean (no MCP SDK, no zod).
   { ...common, entryPoints: { extension: 'src/extension.ts' }, outdir: 'dist' },
+  // The QR encoder, loaded on the first QR code (src/vscode/qrView.ts).
+  { ...common, entryPoints: { qr: 'src/vscode/qrSvg.ts' }, outdir: 'dist' },
   // Share MCP Server… and the other stdio-share commands, loaded on first use (src/vscode/shareServerModule.ts).
   { ...common, entryPoints: { shareServer: 'src/vscode/shareServer.ts' }, outdir: 'dist' },
   // The MCP room, loaded on first use by the extension and by the CLI.
