@@ -32,13 +32,6 @@ export interface MpcTunnelExtensionApi {
 
 let controller: TunnelController | undefined;
 
-/** The inspector's bounds, from the (machine-scoped) settings at activation. */
-function inspectorOptions(): { maxEntries: number; captureBodies: boolean } {
-  const cfg = vscode.workspace.getConfiguration(SECTION);
-  const n = cfg.get<number>('inspector.maxEntries', 500);
-  return { maxEntries: Number.isInteger(n) && n >= 10 && n <= 100_000 ? n : 500, captureBodies: cfg.get<boolean>('inspector.captureBodies', true) !== false };
-}
-
 export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionApi {
   const log = new TunnelLog();
   let { config, problems } = readConfig();
@@ -67,12 +60,12 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
     named: namedTunnel(),
     access: config.target.access,
     shareSecretStore: shareSecretStore(),
-    inspector: inspectorOptions(),
+    inspector: { maxEntries: config.inspector.maxEntries, captureBodies: config.inspector.captureBodies },
   });
   controller = ctl;
   // A new client on a share: who, from where, through which link; stopping it is one click.
   const newClients = ctl.recorder?.onDidSeeClient((c) => {
-    if (vscode.workspace.getConfiguration(SECTION).get<boolean>('inspector.notifyNewClients', true) === false) return;
+    if (!config.inspector.notifyNewClients) return;
     const share = ctl.listShares().find((x) => x.id === c.share_id);
     if (!share) return;
     void vscode.window

@@ -24,6 +24,8 @@ export interface TunnelConfig {
   namedHostname: string;
   /** Non-loopback hosts a tunnel may expose, from any source (`allowedHosts`, plus the old `mcp.allowedHosts`). */
   allowedHosts: string[];
+  /** The inspector: calls kept per share, whether bodies are kept (read at activation), new-client notices. */
+  inspector: { maxEntries: number; captureBodies: boolean; notifyNewClients: boolean };
 }
 
 export interface ConfigProblem {
@@ -93,6 +95,11 @@ export function readConfig(cfg: vscode.WorkspaceConfiguration = vscode.workspace
       autoRestart: pick('autoRestart', (v) => (typeof v === 'boolean' ? v : undefined), true, 'true or false'),
       mcpConfirmStart: pick('mcp.confirmStart', (v) => (typeof v === 'boolean' ? v : undefined), true, 'true or false'),
       allowedHosts,
+      inspector: {
+        maxEntries: pick('inspector.maxEntries', (v) => intIn(v, 10, 100_000), 500, 'a whole number from 10 to 100000'),
+        captureBodies: pick('inspector.captureBodies', (v) => (typeof v === 'boolean' ? v : undefined), true, 'true or false'),
+        notifyNewClients: pick('inspector.notifyNewClients', (v) => (typeof v === 'boolean' ? v : undefined), true, 'true or false'),
+      },
     },
     problems,
   };
