@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { describe, it } from 'node:test';
+import { freePort } from '../fixtures/origins';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport, StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
@@ -725,14 +726,6 @@ describe('access gate: WebSocket', () => {
     await assert.rejects(open(`ws://127.0.0.1:${gate.port}${gate.secretPath()}/ws`), /Unexpected server response: 502/);
   });
 });
-
-async function freePort(): Promise<number> {
-  const s = http.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 describe('access gate: failures', () => {
   it('repeated failures from one client are slowed down; other clients and the secret are not', SLOW, async () => {

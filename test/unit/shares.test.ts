@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { createServer } from 'node:net';
 import * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -14,7 +13,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { ShareRegistry, probeOrigin, shareKey, type ShareOrigin } from '../../src/core/shares/shares';
 import { TunnelController } from '../../src/core/tunnelController';
 import { TunnelBusyError } from '../../src/core/model/tunnelState';
-import { get, startStrictOrigin, type Origin } from '../fixtures/origins';
+import { freePort, get, startStrictOrigin, type Origin } from '../fixtures/origins';
 import { fakeRunOptions } from './helpers/fakeRuns';
 import { publicPath, readFakeState, waitFor, waitGone } from './helpers/proc';
 
@@ -30,15 +29,6 @@ function make(): TunnelController {
 }
 
 const t = (o: Origin, access?: 'secret' | 'open') => ({ host: 'localhost', port: o.port, path: '/mcp', ...(access ? { access } : {}) });
-
-/** A port nothing listens on (bound, then freed). */
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as AddressInfo;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 describe('shares on one tunnel (fake cloudflared)', { concurrency: false }, () => {
   before(async () => {
