@@ -758,6 +758,16 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
    * secret, then an open route by its public name, then the primary open route. Nothing else
    * passes: a request that matches no secret reaches no secret route's origin.
    */
+  /** The link whose secret has this digest, unless it expired (then it ends now). */
+  const liveLink = (hex: string | undefined): { route: Route; link: Link } | undefined => {
+    const found = hex !== undefined ? byLink.get(hex) : undefined;
+    if (found?.link.expiresAt !== undefined && found.link.expiresAt <= Date.now()) {
+      endLink(found.route, found.link, 'expired');
+      return undefined;
+    }
+    return found;
+  };
+
   const resolve = (url: string, headers: IncomingHttpHeaders): Decision => {
     const target = originForm(url);
     const bearer = bearerToken(headers);
@@ -766,16 +776,8 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     const split = target !== undefined ? splitFirstSegment(target) : undefined;
     const segmentHex = split && split.segment !== '' && SECRET_SHAPE.test(split.segment) ? digest(split.segment).toString('hex') : undefined;
     const bySegment = segmentHex !== undefined ? bySecret.get(segmentHex) : undefined;
-    const live = (hex: string | undefined): { route: Route; link: Link } | undefined => {
-      const found = hex !== undefined ? byLink.get(hex) : undefined;
-      if (found?.link.expiresAt !== undefined && found.link.expiresAt <= Date.now()) {
-        endLink(found.route, found.link, 'expired');
-        return undefined;
-      }
-      return found;
-    };
-    const segLink = !bySegment ? live(segmentHex) : undefined;
-    const bearerLink = !bearerRoute ? live(bearerHex) : undefined;
+    const segLink = !bySegment ? liveLink(segmentHex) : undefined;
+    const bearerLink = !bearerRoute ? liveLink(bearerHex) : undefined;
     const stripsBearer = bearerRoute !== undefined || bearerLink !== undefined;
     // The secret path wins: a request that carries it may send its own Authorization to the origin.
     if (bySegment && split) return { ok: true, route: bySegment, path: split.rest, stripBearer: stripsBearer, knowsSecret: true, via: 'path' };
