@@ -12,6 +12,7 @@ import { SHARE_SECRET_PATTERN, TunnelController, type NamedTunnel, type ShareSec
 import { loadMcpModule } from './mcpModule';
 import { DEFAULT_TARGET, joinUrl, localUrlOf, snapshotOf, type TunnelState, type TunnelTarget } from './core/model/tunnelState';
 import { shareKey, type ShareOrigin } from './core/shares/shares';
+import { checkPolicy, type ToolPolicy } from './core/policy/toolPolicy';
 import { defaultServerName, type StdioServerDefinition } from './bridge/child';
 
 /** Replaced by esbuild with package.json's version; `tsx src/cli.ts` (no build) says so. */
@@ -52,6 +53,12 @@ Options for start:
                        server | open: anyone with the URL. The secret is new for
                        every run unless MCP_TUNNEL_SHARE_SECRET fixes it (the
                        first share's)
+  --allow-tool NAME    share only this tool of the server(s) (repeatable): clients see
+                       just these in tools/list; a call of another is refused by the
+                       tunnel and never reaches the server
+  --read-only          share only tools the server marks readOnlyHint (with
+                       --allow-tool: both must hold). Either one makes the tunnel read
+                       every request whole: bodies over 4 MiB get 413
   --json               one JSON object per state change instead of text, with
                        the shares
   --inspect            one line per MCP call through the tunnel (time, share, client,
@@ -258,11 +265,20 @@ async function start(argvAll: string[]): Promise<number> {
       'idle-timeout': { type: 'string' },
       'open-stdio': { type: 'boolean', default: false },
       inspect: { type: 'boolean', default: false },
+      'allow-tool': { type: 'string', multiple: true },
+      'read-only': { type: 'boolean', default: false },
     },
     strict: true,
     allowPositionals: false,
   });
   const stdio = stdioShare(values, stdioCommand);
+  let policy: ToolPolicy | undefined;
+  try {
+    policy = checkPolicy({ ...(values['allow-tool'] ? { tools: values['allow-tool'] } : {}), readOnly: values['read-only'] });
+  } catch (err) {
+    fail(`--allow-tool: ${(err as Error).message}`);
+  }
+  const policyOption = policy ? { policy } : {};
   // One share per --port (each may be `port`, `host:port`, `port/path` or `host:port/path`;
   // --host and --path fill in what a plain one leaves out). With --stdio alone, no port share.
   const targets = (values.port ?? (stdio ? [] : [undefined])).map((spec) => shareTarget(spec, values));
@@ -346,6 +362,7 @@ async function start(argvAll: string[]): Promise<number> {
         const primary = controller.listShares()[0];
         if (primary?.command) out(`  Runs:            ${primary.command} (stdio${primary.detail ? `: ${primary.detail}` : ''}; one process per client session)`);
         else out(`  Local:           ${joinUrl(localUrlOf(s.target), s.target.path)}`);
+        if (primary?.policy) out(`  Tools:           ${primary.policy.summary} only; the tunnel refuses calls of any other`);
         out(`Press Ctrl+C to stop.`);
         break;
       }
@@ -411,10 +428,10 @@ async function start(argvAll: string[]): Promise<number> {
     if (exitCode === undefined) exitCode = 0;
     void controller.shutdown(controller.state.status === 'stopping' ? 0 : 6000).then(() => finish(exitCode ?? 0));
   });
-  const settled = await controller.start(target, stdioStart ? { origin: stdioStart.origin } : {});
+  const settled = await controller.start(target, { ...(stdioStart ? { origin: stdioStart.origin } : {}), ...policyOption });
   if (settled.status === 'connecting' && !json) out(`(${settled.url} is issued but not connected yet; still trying. Ctrl+C to stop.)`);
   if (listAll && (settled.status === 'active' || settled.status === 'connecting')) {
-    for (const t of moreTargets) await controller.start(t).catch((err: unknown) => process.stderr.write(`Could not share ${joinUrl(localUrlOf(t), t.path)}: ${(err as Error).message}\n`));
+    for (const t of moreTargets) await controller.start(t, policyOption).catch((err: unknown) => process.stderr.write(`Could not share ${joinUrl(localUrlOf(t), t.path)}: ${(err as Error).message}\n`));
     const shares = controller.listShares();
     if (json) out(JSON.stringify({ ...snapshotOf(controller.state, Date.now(), controller.lastError), shares }));
     else {

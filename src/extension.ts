@@ -14,6 +14,7 @@ import type { ShareServer, ShareServerDeps } from './vscode/shareServer';
 import { loadShareServer, SHARE_SERVER_COMMANDS } from './vscode/shareServerModule';
 import { PROVIDER_ID, TunnelMcpProvider } from './vscode/mcpProvider';
 import { QrPanel } from './vscode/qrView';
+import { InspectorPanels } from './vscode/inspectorPanel';
 import { TunnelStatusBar } from './vscode/statusBar';
 import { TunnelTreeProvider } from './vscode/tunnelTree';
 import { runStart } from './vscode/ui';
@@ -129,8 +130,10 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
   context.subscriptions.push(treeView.onDidChangeVisibility((e) => tree.setVisible(e.visible)));
   context.subscriptions.push(statusBar, tree, treeView, log);
   const qr = new QrPanel();
+  const inspector = new InspectorPanels(ctl, vscode.Uri.joinPath(context.extensionUri, 'media'));
   context.subscriptions.push(
     qr,
+    inspector,
     ctl.onDidChangeState((s) => {
       // The same URL Show QR Code shows (with the share secret behind the gate), or close it.
       const share = isLive(s) ? shareInputOf(s) : undefined;
@@ -146,7 +149,7 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
     // With headers for the origin: not through the public Start Tunnel command (whose arguments other extensions may pass).
     sharePort: async (target, originHeaders) => (originHeaders ? runStart(commandDeps, { ...target, access: config.target.access }, false, { originHeaders }) : vscode.commands.executeCommand('mcpTunnel.start', target)),
   };
-  const commandDeps = { controller: ctl, log, defaultTarget: () => config.target, recheckCloudflared: async () => void (await checkCloudflared()), qr, secrets: context.secrets, allowedHosts: () => config.allowedHosts };
+  const commandDeps = { controller: ctl, log, defaultTarget: () => config.target, recheckCloudflared: async () => void (await checkCloudflared()), qr, inspector, secrets: context.secrets, allowedHosts: () => config.allowedHosts };
   context.subscriptions.push(
     ...registerCommands(commandDeps),
   );

@@ -16,6 +16,7 @@ import { Emitter, type Disposable, type Event } from './util/events';
 import { Recorder, type RecordedCall, type RecorderOptions } from './gate/recorder';
 import { protocolMemory, type ProtocolMemory } from './cloudflared/protocolMemory';
 import { startAccessGate, type AccessGate } from './gate/accessGate';
+import { describePolicy, type ToolPolicy } from './policy/toolPolicy';
 import { MetricsPoller, readMetrics, readQuickTunnel } from './metrics/metrics';
 import { ensureStateDir, newRunId, reapOrphans, removeRun, runConfigPath, writeRunRecord, type ReapResult } from './supervisor/orphans';
 import { spawnProcess, type SpawnFn, type SpawnedProcess } from './supervisor/processRunner';
@@ -314,7 +315,7 @@ export class TunnelController implements TunnelApi {
       const other = origin ? undefined : this.registry.conflicting(full);
       if (other) return Promise.reject(new TunnelBusyError(other.target, full));
       // A stop that came while the share was being added wins: the start resolves stopped.
-      return this.addShare(run, full, origin, options.originHeaders).then(() => (run.stopRequested ? run.exited.then((): TunnelState => ({ status: 'stopped' })) : settled()));
+      return this.addShare(run, full, options).then(() => (run.stopRequested ? run.exited.then((): TunnelState => ({ status: 'stopped' })) : settled()));
     }
     if (run?.stopPromise) {
       const generation = this.stopGeneration;
@@ -329,7 +330,7 @@ export class TunnelController implements TunnelApi {
       this.registry.clear();
       // A new tunnel: the last one's calls stay visible until now.
       this.recorder?.clear();
-      const share = this.registry.add(full, secret, origin, options.originHeaders);
+      const share = this.registry.add(full, secret, options);
       this.probe(share);
       return this.launch(full);
     };
@@ -404,14 +405,15 @@ export class TunnelController implements TunnelApi {
     return true;
   }
 
-  private async addShare(run: Run, target: TunnelTarget & { access: AccessMode }, origin: ShareOrigin | undefined, originHeaders: Record<string, string> | undefined): Promise<void> {
+  private async addShare(run: Run, target: TunnelTarget & { access: AccessMode }, options: ShareOptions): Promise<void> {
+    const origin = options.origin;
     const secret = await this.storedSecret(target, origin);
     // Raced by a stop, or by the same target shared meanwhile.
     if (run !== this.run || run.stopRequested || run.ended || (origin ? this.registry.findOrigin(origin.key) : this.registry.find(target))) {
       void origin?.close().catch(() => undefined);
       return;
     }
-    const share = this.registry.add(target, secret, origin, originHeaders);
+    const share = this.registry.add(target, secret, options);
     if (share.secret) run.secrets.push(share.secret);
     this.routeShare(run, share);
     this.log('info', `Sharing ${origin ? `${origin.name} (stdio: ${origin.commandLine})` : joinUrl(localUrlOf(target), target.path)} on the same tunnel (${this.registry.size} shares; access ${target.access}).`);
@@ -428,6 +430,7 @@ export class TunnelController implements TunnelApi {
       ...(share.origin?.authorization ? { originAuthorization: share.origin.authorization } : {}),
       ...(share.originHeaders ? { originHeaders: share.originHeaders } : {}),
       ...(share.origin?.handler ? { handler: share.origin.handler } : {}),
+      ...(share.policy ? { policy: share.policy } : {}),
       name: share.publicName,
     });
     this.restoreLinks(run, share);
@@ -494,6 +497,32 @@ export class TunnelController implements TunnelApi {
     return this.listShares().find((x) => x.id === shareId)?.links.find((l) => l.id === made.id);
   }
 
+  /**
+   * A share's tool policy (undefined: every tool shared), from its next request on; streams the
+   * old policy judged are cut. Automatic and user restarts keep it. False if the share is unknown.
+   */
+  setPolicy(shareId: string, policy: ToolPolicy | undefined): boolean {
+    const share = this.registry.get(shareId);
+    if (!share) return false;
+    this.registry.setPolicy(shareId, policy);
+    this.run?.gate?.setRoutePolicy(shareId, policy);
+    const name = share.origin ? share.origin.name : shareName(share.target);
+    this.log('info', policy ? `${name} now shares ${describePolicy(policy) ?? 'every tool'}.` : `${name} shares every tool of its server again.`);
+    return true;
+  }
+
+  /**
+   * How to reach a share's own server directly, as the gate does (its headers, a bridge's token):
+   * to ask it for its tools. Never log the headers. Undefined if the share is unknown.
+   */
+  localEndpoint(shareId: string): { url: string; headers: Record<string, string> } | undefined {
+    const share = this.registry.get(shareId);
+    if (!share) return undefined;
+    const headers: Record<string, string> = { ...(share.originHeaders ?? {}) };
+    if (share.origin?.authorization) headers['authorization'] = share.origin.authorization;
+    return { url: joinUrl(localUrlOf(share.target), share.target.path), headers };
+  }
+
   /** Revokes one link: it gets 401 ("revoked") from now on and its open streams are cut. */
   revokeLink(shareId: string, linkId: string): boolean {
     const run = this.run;
@@ -531,8 +560,9 @@ export class TunnelController implements TunnelApi {
     const origins = this.registry.detachOrigins();
     const primaryOrigin = primary && !target ? origins.get(primary.id) : undefined;
     if (primary && target) void origins.get(primary.id)?.close().catch(() => undefined);
-    const others = rest.map((sh) => ({ target: sh.target, origin: origins.get(sh.id), originHeaders: sh.originHeaders }));
-    const primaryHeaders = primary && !target ? primary.originHeaders : undefined;
+    const others = rest.map((sh) => ({ target: sh.target, origin: origins.get(sh.id), options: this.registry.optionsOf(sh, origins.get(sh.id)) }));
+    // A new target is a new primary: the old one's headers and policy were about its server.
+    const primaryOptions: ShareOptions = primary && !target ? this.registry.optionsOf(primary, primaryOrigin) : {};
     const run = this.run;
     const stopped = this.stop();
     const generation = this.stopGeneration;
@@ -544,9 +574,9 @@ export class TunnelController implements TunnelApi {
       for (const o of [primaryOrigin, ...others.map((x) => x.origin)]) void o?.close().catch(() => undefined);
       return { status: 'stopped' };
     }
-    const settled = await this.start(next, { ...(primaryOrigin ? { origin: primaryOrigin } : {}), ...(primaryHeaders ? { originHeaders: primaryHeaders } : {}) });
+    const settled = await this.start(next, primaryOptions);
     for (const o of others) {
-      if (this.run && isLive(this._state)) await this.start(o.target, { ...(o.origin ? { origin: o.origin } : {}), ...(o.originHeaders ? { originHeaders: o.originHeaders } : {}) }).catch(() => undefined);
+      if (this.run && isLive(this._state)) await this.start(o.target, o.options).catch(() => undefined);
       else void o.origin?.close().catch(() => undefined);
     }
     // What the restart itself settled in (the shares added after it change no state).
@@ -719,6 +749,7 @@ export class TunnelController implements TunnelApi {
           ...(first.origin?.authorization ? { originAuthorization: first.origin.authorization } : {}),
           ...(first.originHeaders ? { originHeaders: first.originHeaders } : {}),
           ...(first.origin?.handler ? { handler: first.origin.handler } : {}),
+          ...(first.policy ? { policy: first.policy } : {}),
           origin: { host: first.target.host, port: first.target.port },
           hostHeader: this.options.hostHeader,
           log: (level, message) => this.log(level, `[gate] ${message}`),

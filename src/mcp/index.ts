@@ -12,6 +12,7 @@ export { createTunnelMcpServer, MCP_SERVER_NAME, RESOURCE_URIS, SHARE_URI_PREFIX
 export type { AgentShareResult, McpLogLevel, ResourceUri, TunnelMcpServerOptions } from './tunnelMcpServer';
 export { startHttpHost, isLoopbackHostHeader, isLoopbackOrigin, MCP_PATH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SESSIONS } from './httpHost';
 export type { HttpHost, HttpHostOptions } from './httpHost';
+export { listServerTools, type ServerTool } from './serverTools';
 /** The stdio bridge rides in this bundle (it shares the SDK). */
 export * as bridge from '../bridge/index';
 

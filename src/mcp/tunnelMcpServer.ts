@@ -17,6 +17,7 @@ import {
 import { z } from 'zod';
 import type { Disposable } from '../core/util/events';
 import { validateTarget, MAX_TARGET_PATH_LENGTH } from '../core/model/target';
+import { checkPolicy, describePolicy, type ToolPolicy } from '../core/policy/toolPolicy';
 import {
   DEFAULT_TARGET,
   TunnelBusyError,
@@ -113,6 +114,10 @@ const startOutput = {
     .nullable()
     .describe('secret: only requests carrying the share secret (already in mcp_url) reach the server; open: anyone with the URL. Null when no tunnel runs.'),
   share_id: z.string().nullable().describe('The share this target is on the tunnel (one tunnel carries several); stop it alone with stop_tunnel({share_id}).'),
+  policy: z
+    .object({ tools: z.array(z.string()).nullable(), read_only: z.boolean(), summary: z.string() })
+    .nullable()
+    .describe("The share's tool policy (which tools remote clients may see and call); null when every tool of the server is shared."),
   message: z.string().describe('What happened and what to do next.'),
 };
 const shareSchema = z.object({
@@ -128,6 +133,7 @@ const shareSchema = z.object({
   last_request_at: z.string().nullable(),
   reachable: z.boolean().nullable().describe('Whether the local server answers; null until checked.'),
   problem: z.string().nullable().describe('Why it does not, and what to do.'),
+  policy: startOutput.policy,
 });
 const listSharesOutput = {
   status: z.string().describe('The tunnel status (see get_tunnel_status).'),
@@ -215,6 +221,19 @@ const startInput = (openAccess: 'ask' | 'allow' | 'refuse') => ({
         `"open": anyone with the URL; ${OPEN_ACCESS_TEXT[openAccess]} Omit it to use the user's setting.`,
     })
     .optional(),
+  tools: z
+    .unknown()
+    .meta({
+      type: 'array',
+      items: { type: 'string' },
+      description:
+        'Share only these tools of the server (by name): remote clients see just them in tools/list, and a call of any other is refused by the tunnel without reaching the server. Omit it to share every tool.',
+    })
+    .optional(),
+  read_only: z
+    .unknown()
+    .meta({ type: 'boolean', description: 'Share only the tools the server marks read-only (annotations.readOnlyHint: true). Combines with tools. Default false.' })
+    .optional(),
 });
 
 /** What the schema tells an agent about `access: "open"` on this host: what really happens. */
@@ -274,6 +293,12 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
       const checked = validateTarget(args, { allowedHosts: allowedHosts(), ...(options.howToAllowHost ? { howToAllow: options.howToAllowHost } : {}) });
       if (!checked.ok) return errorResult(checked.message);
       const target = checked.target;
+      let policy: ToolPolicy | undefined;
+      try {
+        policy = checkPolicy({ tools: args.tools, readOnly: args.read_only });
+      } catch (err) {
+        return errorResult(`Invalid tool policy: ${errorText(err)} Pass tools as a list of tool names (e.g. ["echo"]) and read_only as true or false, or omit them.`);
+      }
       const where = joinUrl(localUrlOf(target), target.path);
       if (target.access === 'open' && openAccess === 'refuse') {
         return errorResult(
@@ -304,9 +329,10 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
         }
       }
 
+      const before = controller.findShare(target);
       let state: TunnelState;
       try {
-        state = await controller.start(target);
+        state = await controller.start(target, policy ? { policy } : {});
       } catch (err) {
         if (err instanceof TunnelBusyError) return errorResult(busyMessage(err));
         log('error', `start_tunnel ${where} failed: ${errorText(err)}`);
@@ -325,7 +351,14 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
         pid: snap.pid,
         access: snap.access,
         share_id: share?.id ?? null,
-        message: startMessage(snap, where) + (share?.problem ? ` Note: ${share.problem}` : ''),
+        policy: share?.policy ?? null,
+        message:
+          startMessage(snap, where) +
+          (share?.problem ? ` Note: ${share.problem}` : '') +
+          // An existing share keeps its policy: an agent cannot change what the user shared.
+          (before && policy && describePolicy(policy) !== before.policy?.summary
+            ? ` This server was already shared ${before.policy ? `with the policy "${before.policy.summary}"` : 'with every tool'}; that is unchanged (the user changes it in VS Code: MCP Tunnel: Choose Shared Tools…).`
+            : ''),
       };
       return structuredResult(out, !(snap.status === 'active' || snap.status === 'connecting' || snap.status === 'reconnecting'));
     },

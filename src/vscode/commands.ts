@@ -9,6 +9,8 @@ import type { TunnelTreeRow } from './tunnelTree';
 import { CLIENT_KINDS, clientConfig, mcpUrlFor, shareInputOf, shareInputOfShare, type ClientConfigInput } from '../core/shares/clientConfigs';
 import type { ShareSnapshot } from '../core/shares/shares';
 import type { QrPanel } from './qrView';
+import type { InspectorPanels } from './inspectorPanel';
+import { chooseShareTools } from './toolsPicker';
 import { askTarget, locateCloudflared, runStart } from './ui';
 import { validateTarget } from '../core/model/target';
 import { ALLOW_HOST_HINT } from './config';
@@ -40,6 +42,8 @@ export const enum CommandId {
   RotateShareSecret = 'mcpTunnel.rotateShareSecret',
   CreateShareLink = 'mcpTunnel.createShareLink',
   RevokeShareLink = 'mcpTunnel.revokeShareLink',
+  OpenInspector = 'mcpTunnel.openInspector',
+  ChooseShareTools = 'mcpTunnel.chooseShareTools',
 }
 
 /** The expiries a link may have (Create Link…), and `mcpTunnel.links.defaultExpiry`'s values. */
@@ -57,6 +61,7 @@ export interface CommandDeps {
   /** Re-check cloudflared after the path changed (updates the welcome view). */
   recheckCloudflared: () => Promise<void>;
   qr: QrPanel;
+  inspector: InspectorPanels;
   secrets: vscode.SecretStorage;
   /** Non-loopback hosts the user allowed (`mcpTunnel.allowedHosts`). */
   allowedHosts: () => readonly string[];
@@ -237,6 +242,19 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
       const ok = controller.revokeLink(target.shareId, target.linkId);
       if (ok) vscode.window.setStatusBarMessage('$(check) Link revoked: it gets 401 from now on', 4000);
       return ok;
+    },
+    // Optional argument: the share (id or tree row). Returns the share id whose page is open.
+    [CommandId.OpenInspector]: async (arg?: unknown) => {
+      const share = await pickShare(deps, arg, 'Open Inspector');
+      if (!share) return undefined;
+      deps.inspector.open(share);
+      return share.id;
+    },
+    // Optional arguments: the share, and `{ tools?: string[] | null, readOnly?: boolean }` to set it without asking.
+    [CommandId.ChooseShareTools]: async (arg?: unknown, opts?: unknown) => {
+      const share = await pickShare(deps, arg, 'Choose Shared Tools');
+      if (!share) return undefined;
+      return chooseShareTools(controller, share, opts);
     },
     [CommandId.SetTunnelToken]: async () => {
       const token = await vscode.window.showInputBox({

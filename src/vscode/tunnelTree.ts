@@ -198,6 +198,8 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
     const shares = isLive(s) ? this.controller.listShares() : [];
     if (shares.length > 1) rows.push({ id: 'shares', label: 'Shares', description: `${shares.length} on this tunnel`, icon: 'layers', children: shares.map((sh) => shareNode(sh, snap.url, this.controller.activity(sh.id))) });
     else if (shares[0]) {
+      const tools = toolsNode(shares[0]);
+      if (tools) rows.push(tools);
       const links = linksNode(shares[0]);
       if (links) rows.push(links);
       const activity = activityNode(shares[0].id, this.controller.activity(shares[0].id));
@@ -243,6 +245,8 @@ function shareNode(sh: ShareSnapshot, tunnelUrl: string | null, calls: readonly 
     { id: `${sh.id}:traffic`, label: 'Traffic', description: traffic + last, icon: 'pulse', shareId: sh.id },
   ];
   if (sh.command) children.unshift({ id: `${sh.id}:runs`, label: 'Runs', description: `${sh.detail ? `${sh.detail} · ` : ''}${sh.command}`, tooltip: `${sh.command}\nstdio, one process per client session. GET-stream notifications arrive late through a quick tunnel (cloudflared#1449).`, icon: 'terminal', contextValue: 'copyable stdioShare', value: sh.command, shareId: sh.id });
+  const tools = toolsNode(sh);
+  if (tools) children.push(tools);
   const links = linksNode(sh);
   if (links) children.push(links);
   const activity = activityNode(sh.id, calls);
@@ -295,8 +299,23 @@ function activityNode(shareId: string, calls: readonly RecordedCall[]): TunnelTr
     description: `${calls.length} call${calls.length === 1 ? '' : 's'} · last ${callLabel(last)}${last.client ? ` by ${last.client}` : ''}`,
     icon: 'history',
     collapsed: true,
+    contextValue: 'shareActivity',
     shareId,
     children,
+  };
+}
+
+/** A share's tool policy (none: no row; Choose Shared Tools… is in the share's menu and the palette). */
+function toolsNode(sh: ShareSnapshot): TunnelTreeRow | undefined {
+  if (!sh.policy) return undefined;
+  return {
+    id: `${sh.id}:tools`,
+    label: 'Tools',
+    description: `${sh.policy.summary} only`,
+    tooltip: `Remote clients see only ${sh.policy.summary} in tools/list; the tunnel answers a call of any other tool itself ("not shared") without passing it to the server.`,
+    icon: 'shield',
+    contextValue: 'shareTools',
+    shareId: sh.id,
   };
 }
 

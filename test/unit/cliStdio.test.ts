@@ -159,6 +159,33 @@ describe('mcp-tunnel start --stdio', { concurrency: false }, () => {
     assert.equal(await r.exit, 0, r.err());
   });
 
+  it('--read-only and --allow-tool: through the public URL, inspector-cli sees only the read-only tools named, and a write is refused by the tunnel', async () => {
+    const files = path.join(work, 'ro-files');
+    mkdirSync(files, { recursive: true });
+    writeFileSync(path.join(files, 'keep.txt'), 'read me\n');
+    const bad = cli(['start', '--stdio', '--allow-tool', 'two words', '--', process.execPath, FILESYSTEM, files]);
+    assert.equal(await bad.exit, 2);
+    assert.match(bad.err(), /--allow-tool: "two words" is not a tool name/);
+    const r = cli(['start', '--stdio', '--read-only', '--allow-tool', 'read_text_file', '--allow-tool', 'write_file', '--cloudflared', FAKE_CLOUDFLARED, '--', process.execPath, FILESYSTEM, files]);
+    await waitFor(() => (/Press Ctrl\+C/.test(r.out()) ? true : undefined), 20_000, 'active');
+    assert.match(r.out(), /Tools:\s+read-only, 2 tools \(read_text_file, write_file\) only/);
+    const mcpUrl = /Public MCP URL:\s+(\S+)/.exec(r.out())?.[1];
+    const fake = readFakeState(work, Number(/PID (\d+)/.exec(r.out())?.[1]));
+    assert.ok(fake && mcpUrl);
+    const url = `http://127.0.0.1:${fake.publicPort}${publicPath(mcpUrl)}`;
+    const list = await inspector([url, '--transport', 'http', '--method', 'tools/list']);
+    assert.equal(list.code, 0, list.err);
+    assert.deepEqual((JSON.parse(list.out) as { tools: Array<{ name: string }> }).tools.map((t) => t.name), ['read_text_file'], 'write_file is named but not read-only: hidden');
+    const write = await inspector([url, '--transport', 'http', '--method', 'tools/call', '--tool-name', 'write_file', '--tool-arg', `path=${path.join(files, 'new.txt')}`, '--tool-arg', 'content=x']);
+    assert.match(write.out + write.err, /tool \\?"write_file\\?" is not shared/);
+    assert.throws(() => readFileSync(path.join(files, 'new.txt')), 'nothing was written');
+    const read = await inspector([url, '--transport', 'http', '--method', 'tools/call', '--tool-name', 'read_text_file', '--tool-arg', `path=${path.join(files, 'keep.txt')}`]);
+    assert.equal(read.code, 0, read.err);
+    assert.match(read.out, /read me/);
+    r.child.kill('SIGINT');
+    assert.equal(await r.exit, 0, r.err());
+  });
+
   it('a server that cannot start: the reason and the fix, exit 1, and nothing public (no cloudflared)', async () => {
     const r = cli(['start', '--stdio', '--cloudflared', FAKE_CLOUDFLARED, '--', 'no-such-mcp-server-xyz', '--flag']);
     assert.equal(await r.exit, 1);

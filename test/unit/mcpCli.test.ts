@@ -326,6 +326,42 @@ describe('mcp-tunnel mcp (real CLI, real SDK client)', { concurrency: false }, (
     }
   });
 
+  it('start_tunnel with tools / read_only: the share carries the policy and the tunnel refuses other tools without reaching the server; bad input names the fix; a later call cannot change it', { timeout: 90_000 }, async () => {
+    const transport = new StdioClientTransport({ command: process.execPath, args: [CLI, 'mcp', '--cloudflared', FAKE_CLOUDFLARED], env: cliEnv(), stderr: 'pipe' });
+    const c = new Client({ name: 'mcp-cli-policy-test', version: '1.0.0' });
+    await withTimeout(c.connect(transport), STEP_MS, 'initialize');
+    try {
+      const bad = await call(c, 'start_tunnel', { port: origin.port, tools: 'echo' });
+      assert.equal(bad.isError, true);
+      assert.match(text(bad), /Invalid tool policy: tools must be a list of tool names.*\["echo"\]/);
+      const s = structured(await withTimeout(call(c, 'start_tunnel', { port: origin.port, tools: ['echo'] }), STEP_MS, 'start_tunnel'));
+      assert.equal(s['status'], 'active');
+      assert.deepEqual(s['policy'], { tools: ['echo'], read_only: false, summary: '1 tool (echo)' });
+      const fake = readFakeState(path.join(work, 'fake'), Number(s['pid']))!;
+      const before = origin.hosts.length;
+      const refused = await new Promise<string>((resolve, reject) => {
+        const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'rm', arguments: {} } });
+        const req = request({ host: '127.0.0.1', port: fake.publicPort, method: 'POST', path: publicPath(String(s['mcp_url'])), headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' } }, (res) => {
+          let t = '';
+          res.on('data', (d: Buffer) => (t += d.toString()));
+          res.on('end', () => resolve(t));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+      assert.match(refused, /tool \\"rm\\" is not shared/);
+      assert.equal(origin.hosts.length, before, 'the origin never saw the refused call');
+      const again = structured(await call(c, 'start_tunnel', { port: origin.port, read_only: true }));
+      assert.deepEqual(again['policy'], s['policy'], 'unchanged');
+      assert.match(String(again['message']), /already shared with the policy "1 tool \(echo\)"; that is unchanged/);
+      const listed = (structured(await call(c, 'list_shares'))['shares'] as Array<{ policy: unknown }>)[0];
+      assert.deepEqual(listed?.policy, s['policy']);
+      assert.equal(structured(await withTimeout(call(c, 'stop_tunnel'), STEP_MS, 'stop_tunnel'))['status'], 'stopped');
+    } finally {
+      await c.close();
+    }
+  });
+
   describe('--http', { concurrency: false }, () => {
     const token = randomBytes(24).toString('base64url');
     let child: ChildProcess;

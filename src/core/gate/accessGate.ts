@@ -32,6 +32,8 @@ import {
 import type { AddressInfo, Socket } from 'node:net';
 import { pipeline } from 'node:stream';
 import { Emitter, type Event } from '../util/events';
+import { readJudged, relayFiltered } from '../policy/policyExchange';
+import { ToolGuard, type ToolPolicy } from '../policy/toolPolicy';
 
 /** `secret`: only requests carrying the share secret pass. `open`: everything passes. */
 export type AccessGateMode = 'secret' | 'open';
@@ -70,6 +72,8 @@ export interface AccessGateOptions {
   originHeaders?: Record<string, string>;
   /** The first route's `GateRouteOptions.handler`. */
   handler?: GateHandler;
+  /** The first route's `GateRouteOptions.policy`. */
+  policy?: ToolPolicy;
   /**
    * Called for every request the gate lets through, before its origin sees it (the inspector's
    * recorder taps it here). Not for WebSocket upgrades. A throw is ignored.
@@ -118,6 +122,12 @@ export interface GateRouteOptions {
   originHeaders?: Record<string, string>;
   /** Serve this route in-process instead of proxying to `origin` (which stays its address for messages). */
   handler?: GateHandler;
+  /**
+   * Which tools its clients may see and call (see core/policy): every request is read whole and
+   * judged before the origin sees it, every answer filtered. Such a route is always proxied (its
+   * `handler` unused) and takes no WebSocket.
+   */
+  policy?: ToolPolicy;
 }
 
 export interface GateRouteStats {
@@ -168,6 +178,11 @@ export interface AccessGate {
    * its open streams are cut (they belonged to the old origin). False if unknown; throws on a bad origin.
    */
   setRouteOrigin(id: string, origin: { host: string; port: number }, options?: { originAuthorization?: string; handler?: GateHandler }): boolean;
+  /**
+   * A route's tool policy, from the next request on (undefined: none). Its open streams are cut:
+   * they were judged by the old one. False if unknown.
+   */
+  setRoutePolicy(id: string, policy: ToolPolicy | undefined): boolean;
   /**
    * Another secret for a secret route: one recipient's link, with a label and maybe an expiry
    * (epoch ms). At the expiry, or on `removeLink`, it gets 401 saying so and its streams are cut.
@@ -489,6 +504,8 @@ interface Route {
   originAuthorization?: string;
   originHeaders?: Array<[string, string]>;
   handler?: GateHandler;
+  /** Its tool policy's judge, if it has one. */
+  guard?: ToolGuard;
   /** Bumped by each revocation: exchanges of older generations are cut. */
   generation: number;
   passed: number;
@@ -645,6 +662,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       ...(o.originAuthorization !== undefined ? { originAuthorization: o.originAuthorization } : {}),
       ...(o.originHeaders ? { originHeaders: checkOriginHeaders(o.originHeaders) } : {}),
       ...(o.handler ? { handler: o.handler } : {}),
+      ...(o.policy ? { guard: new ToolGuard(o.policy) } : {}),
       generation: 0,
       passed: 0,
       errors: 0,
@@ -719,6 +737,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     ...(options.originAuthorization !== undefined ? { originAuthorization: options.originAuthorization } : {}),
     ...(options.originHeaders ? { originHeaders: options.originHeaders } : {}),
     ...(options.handler ? { handler: options.handler } : {}),
+    ...(options.policy ? { policy: options.policy } : {}),
   });
   const firstRoute = (): Route | undefined => routes.get(first0.id) ?? routes.values().next().value;
 
@@ -890,7 +909,8 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       req,
       (route, path, stripBearer, knowsSecret, link) => {
         tapped(req, res, route, link);
-        if (route.handler) handOver(req, res, route, route.handler, path, stripBearer, knowsSecret, expectsContinue, link);
+        if (route.guard) guarded(req, res, route, route.guard, path, stripBearer, knowsSecret, expectsContinue, link);
+        else if (route.handler) handOver(req, res, route, route.handler, path, stripBearer, knowsSecret, expectsContinue, link);
         else proxyRequest(req, res, route, path, stripBearer, knowsSecret, expectsContinue, link);
       },
       (status, body) => {
@@ -900,6 +920,19 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
         else sendJson(res, 429, TOO_MANY_BODY, { 'retry-after': '5', connection: 'close' });
       },
       (cb) => res.once('close', cb),
+    );
+  };
+
+  /** A route with a tool policy: the request judged whole first, then proxied with its answer filtered. */
+  const guarded = (req: IncomingMessage, res: ServerResponse, route: Route, guard: ToolGuard, path: string, stripBearer: boolean, knowsSecret: boolean, expectsContinue: boolean, link: Link | undefined): void => {
+    const note = (line: string): void => log('info', `access gate: share ${route.id} ${line}`);
+    readJudged(
+      req,
+      res,
+      guard,
+      expectsContinue,
+      (verdict) => proxyRequest(req, res, route, path, stripBearer, knowsSecret, verdict ? false : expectsContinue, link, { guard, note, ...(verdict ? { body: verdict.body, answers: verdict.answers } : {}) }),
+      note,
     );
   };
 
@@ -922,9 +955,27 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     }
   };
 
-  const proxyRequest = (req: IncomingMessage, res: ServerResponse, route: Route, path: string, stripBearer: boolean, knowsSecret: boolean, expectsContinue: boolean, link: Link | undefined): void => {
+  const proxyRequest = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    route: Route,
+    path: string,
+    stripBearer: boolean,
+    knowsSecret: boolean,
+    expectsContinue: boolean,
+    link: Link | undefined,
+    policy?: { guard: ToolGuard; note: (line: string) => void; body?: Buffer; answers?: readonly unknown[] },
+  ): void => {
     const headers = originHeaders(req, route, stripBearer, knowsSecret);
-    if (req.headers['transfer-encoding'] !== undefined && req.headers['content-length'] === undefined) {
+    if (policy) {
+      // Its answer is read: uncompressed, please.
+      headers['accept-encoding'] = 'identity';
+      if (policy.body) {
+        delete headers['transfer-encoding'];
+        delete headers['content-encoding'];
+        headers['content-length'] = policy.body.length;
+      }
+    } else if (req.headers['transfer-encoding'] !== undefined && req.headers['content-length'] === undefined) {
       // Keep a chunked body chunked even for methods Node would not chunk by default (GET, DELETE).
       headers['transfer-encoding'] = 'chunked';
     }
@@ -949,6 +1000,21 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       const out = endToEnd(ures.headers);
       if ((ures.statusCode ?? 502) >= 500) route.errors++;
       originAnswered(route);
+      // A response cut short (the origin died mid-stream): drop the client's end too, so it sees
+      // an aborted response rather than a clean end. (The client leaving is handled below.)
+      const cut = (): void => {
+        untrack();
+        res.destroy();
+        upstream.destroy();
+      };
+      ures.on('error', cut);
+      ures.on('close', () => {
+        if (!ures.complete) cut();
+      });
+      if (policy) {
+        relayFiltered(ures, res, policy.guard, policy.answers ?? [], out, cut, policy.note);
+        return;
+      }
       res.writeHead(ures.statusCode ?? 502, ures.statusMessage, out);
       // pipe(), not pipeline(): pipeline's AbortController builds a DOMException (stack trace
       // included) for every request it finishes. With the deferred flush below, this cut the
@@ -960,17 +1026,6 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       ures.once('data', () => (bodyStarted = true));
       setImmediate(() => {
         if (!bodyStarted && !res.writableEnded && !res.destroyed) res.flushHeaders();
-      });
-      // A response cut short (the origin died mid-stream): drop the client's end too, so it sees
-      // an aborted response rather than a clean end. (The client leaving is handled below.)
-      const cut = (): void => {
-        untrack();
-        res.destroy();
-        upstream.destroy();
-      };
-      ures.on('error', cut);
-      ures.on('close', () => {
-        if (!ures.complete) cut();
       });
     });
     upstream.on('error', (err) => {
@@ -990,7 +1045,8 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       if (!res.writableFinished) upstream.destroy();
     });
     if (expectsContinue) res.writeContinue();
-    req.pipe(upstream);
+    if (policy?.body) upstream.end(policy.body);
+    else req.pipe(upstream);
   };
 
   const rawResponse = (socket: Socket, status: number, reason: string, body: string, extra: string[] = []): void => {
@@ -1011,7 +1067,9 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     gate(
       req,
       (route, path, stripBearer, knowsSecret, link) =>
-        route.handler
+        route.guard
+          ? rawResponse(socket, 403, 'Forbidden', JSON.stringify({ error: 'This share has a tool policy: its traffic must be read, so it takes no WebSocket upgrades.' }))
+          : route.handler
           ? rawResponse(socket, 400, 'Bad Request', JSON.stringify({ error: 'This share does not take WebSocket upgrades.' }))
           : proxyUpgrade(req, socket, head, route, path, stripBearer, knowsSecret, link),
       (status, body) => {
@@ -1224,6 +1282,20 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       else delete r.handler;
       revoke(r, `share ${id} points elsewhere`);
       log('info', `access gate: share ${id} -> ${r.url}`);
+      return true;
+    },
+    setRoutePolicy: (id, policy) => {
+      const r = routes.get(id);
+      if (!r) return false;
+      if (policy) {
+        // The guard keeps what the server said of its tools (read-only needs it).
+        if (r.guard) r.guard.policy = policy;
+        else r.guard = new ToolGuard(policy);
+      } else {
+        delete r.guard;
+      }
+      revoke(r, `share ${id}'s tool policy changed`);
+      log('info', `access gate: share ${id} ${policy ? 'has a new tool policy' : 'has no tool policy'}`);
       return true;
     },
     addLink: (routeId, o) => {

@@ -107,6 +107,11 @@ export class Recorder {
     this.capture = options.captureBodies ?? true;
   }
 
+  /** Calls kept per share. */
+  get capacity(): number {
+    return this.maxEntries;
+  }
+
   /** The recorded calls, oldest first: of one share, or of all (by time). */
   list(shareId?: string): RecordedCall[] {
     if (shareId !== undefined) return [...(this.rings.get(shareId) ?? [])];

@@ -10,6 +10,7 @@ import { connect } from 'node:net';
 import { Emitter, type Disposable, type Event } from '../util/events';
 import { canonicalHost, sameTarget } from '../model/target';
 import { joinUrl, localUrlOf, type AccessMode, type TunnelTarget } from '../model/tunnelState';
+import { describePolicy, type ToolPolicy } from '../policy/toolPolicy';
 
 /**
  * A share's origin that this process runs for it (the stdio bridge), instead of a server the user
@@ -52,6 +53,8 @@ export interface ShareOptions {
    * Clients never see them; never logged. Ignored when the target is shared already.
    */
   originHeaders?: Record<string, string>;
+  /** Which of its server's tools clients may see and call (see core/policy); none: all of them. */
+  policy?: ToolPolicy;
 }
 
 /** Whether a share's local server answers: unknown until probed or used. */
@@ -72,6 +75,8 @@ export interface Share {
   origin: ShareOrigin | undefined;
   /** See `ShareOptions.originHeaders`. Never logged. */
   originHeaders?: Record<string, string>;
+  /** Its tool policy (see `ShareOptions.policy`). */
+  policy?: ToolPolicy;
   /** Its recipients' links (the gate is the judge of which are still live). */
   links: ShareLink[];
 }
@@ -101,6 +106,8 @@ export interface ShareSnapshot {
   problem: string | null;
   /** Further secret links of this share, one per recipient (each with its own mcp_url and secret). */
   links: ShareLinkSnapshot[];
+  /** Its tool policy, or null when every tool of its server is shared. */
+  policy: { tools: string[] | null; read_only: boolean; summary: string } | null;
 }
 
 /** One recipient's link. `mcp_url` carries its secret: treat it like a password. */
@@ -182,7 +189,8 @@ export class ShareRegistry {
     return this.list().find((s) => sameTarget({ ...s.target, access: undefined }, { ...target, access: undefined }) && s.target.access !== target.access);
   }
 
-  add(target: TunnelTarget & { access: AccessMode }, secret?: string, origin?: ShareOrigin, originHeaders?: Record<string, string>): Share {
+  add(target: TunnelTarget & { access: AccessMode }, secret?: string, options: ShareOptions = {}): Share {
+    const { origin, originHeaders, policy } = options;
     const share: Share = {
       id: `sh-${randomBytes(4).toString('hex')}`,
       target,
@@ -192,6 +200,7 @@ export class ShareRegistry {
       health: undefined,
       origin,
       ...(originHeaders && Object.keys(originHeaders).length ? { originHeaders } : {}),
+      ...(policy ? { policy } : {}),
       links: [],
     };
     this.shares.set(share.id, share);
@@ -266,6 +275,21 @@ export class ShareRegistry {
     this._onDidChange.fire();
   }
 
+  /** What a share is made with beyond its target (to make it again: a restart). */
+  optionsOf(share: Share, origin: ShareOrigin | undefined): ShareOptions {
+    return { ...(origin ? { origin } : {}), ...(share.originHeaders ? { originHeaders: share.originHeaders } : {}), ...(share.policy ? { policy: share.policy } : {}) };
+  }
+
+  /** A share's tool policy changed (undefined: none). False if unknown. */
+  setPolicy(id: string, policy: ToolPolicy | undefined): boolean {
+    const share = this.shares.get(id);
+    if (!share) return false;
+    if (policy) share.policy = policy;
+    else delete share.policy;
+    this._onDidChange.fire();
+    return true;
+  }
+
   /** The share changed in place (its secret rotated): tell the listeners. */
   touched(id: string): void {
     if (this.shares.has(id)) this._onDidChange.fire();
@@ -324,6 +348,7 @@ export function shareSnapshotOf(share: Share, tunnelUrl: string | undefined, ope
     links: share.links
       .filter((l) => liveLinks.has(l.id))
       .map((l) => ({ id: l.id, label: l.label, expires_at: l.expiresAt !== undefined ? new Date(l.expiresAt).toISOString() : null, mcp_url: tunnelUrl ? joinUrl(`${tunnelUrl}/${l.secret}`, share.target.path) : null })),
+    policy: share.policy ? { tools: share.policy.tools ? [...share.policy.tools] : null, read_only: share.policy.readOnly === true, summary: describePolicy(share.policy) ?? '' } : null,
   };
 }
 

@@ -158,6 +158,7 @@ export class FakeController implements TunnelApi {
         kind: 'port',
         command: null,
         detail: null,
+        policy: null,
         access: snap.access ?? 'secret',
         local_url: snap.local_url ?? '',
         local_mcp_url: snap.local_mcp_url ?? '',
