@@ -19,6 +19,8 @@
   const failed = (c) => c.error_code !== null || c.tool_error || c.status >= 400;
   const bytes = (n) => (n >= 1024 * 1024 ? `${(n / 1048576).toFixed(1)} MB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KB` : `${n} B`);
   const time = (at) => new Date(at).toLocaleTimeString();
+  // Cloudflare's word on the client, when cloudflared said it; a local process is named as such.
+  const from = (c) => (c.from_tunnel === false ? 'this machine (not through the tunnel)' : [c.country, c.remote_ip].filter(Boolean).join(' · ') + (c.from_tunnel === null && (c.country || c.remote_ip) ? ' (unverified)' : ''));
 
   function matches(c) {
     if (errorsOnly.checked && !failed(c)) return false;
@@ -41,14 +43,14 @@
     tr.dataset.id = c.id;
     tr.tabIndex = 0;
     if (c.id === selected) tr.className = 'selected';
+    // The most telling first: a narrow editor cuts the last columns.
     cell(tr, time(c.at));
-    cell(tr, c.link);
-    cell(tr, c.client ?? 'unknown client');
-    cell(tr, [c.country, c.remote_ip].filter(Boolean).join(' · '));
-    cell(tr, what(c));
-    cell(tr, c.name ?? '');
+    cell(tr, [what(c), c.name].filter(Boolean).join(' '), 'call');
     cell(tr, outcome(c), failed(c) ? 'bad' : '');
-    cell(tr, String(Math.round(c.duration_ms)), 'num');
+    cell(tr, c.duration_ms < 10 ? c.duration_ms.toFixed(1) : String(Math.round(c.duration_ms)), 'num');
+    cell(tr, c.client ?? 'unknown client');
+    cell(tr, from(c));
+    cell(tr, c.link);
     cell(tr, `${bytes(c.bytes_in)} / ${bytes(c.bytes_out)}`, 'num');
     return tr;
   }
@@ -92,7 +94,7 @@
     fact(dl, 'Outcome', `${outcome(c)} (HTTP ${c.status})${c.events !== null ? `, ${c.events} SSE event${c.events === 1 ? '' : 's'}` : ''}`);
     fact(dl, 'Client', c.client ?? 'unknown client');
     fact(dl, 'Link', c.link);
-    fact(dl, 'From', [c.country, c.remote_ip].filter(Boolean).join(' · '));
+    fact(dl, 'From', from(c));
     fact(dl, 'Session', c.session);
     fact(dl, 'Duration', `${c.duration_ms} ms`);
     fact(dl, 'Bytes', `${c.bytes_in} in / ${c.bytes_out} out`);
@@ -131,7 +133,7 @@
   $('copyRes').addEventListener('click', () => vscode.postMessage({ type: 'copyJson', id: selected, which: 'response' }));
 
   function setShare(s) {
-    $('meta').textContent = [s.access === 'open' ? 'open share' : 'secret share', s.policy ? `tools: ${s.policy} only` : 'every tool shared', s.running ? '' : 'stopped'].filter(Boolean).join(' · ');
+    $('meta').textContent = [s.access === 'open' ? 'open share' : 'secret share', s.policy ? (s.policy === 'no tools' ? 'no tools shared' : `shares ${s.policy} only`) : 'every tool shared', s.running ? '' : 'stopped'].filter(Boolean).join(' · ');
     $('curlSecret').hidden = s.access === 'open';
   }
 

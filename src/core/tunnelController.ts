@@ -20,6 +20,7 @@ import { describePolicy, type ToolPolicy } from './policy/toolPolicy';
 import { MetricsPoller, readMetrics, readQuickTunnel } from './metrics/metrics';
 import { ensureStateDir, newRunId, reapOrphans, removeRun, runConfigPath, writeRunRecord, type ReapResult } from './supervisor/orphans';
 import { spawnProcess, type SpawnFn, type SpawnedProcess } from './supervisor/processRunner';
+import { peerIsProcess } from './supervisor/socketOwner';
 import { DEFAULT_RESTART_POLICY, decideRestart, type RestartPolicy } from './supervisor/restartPolicy';
 
 export { DEFAULT_RESTART_POLICY, type RestartPolicy } from './supervisor/restartPolicy';
@@ -754,6 +755,8 @@ export class TunnelController implements TunnelApi {
           hostHeader: this.options.hostHeader,
           log: (level, message) => this.log(level, `[gate] ${message}`),
           ...(this.recorder ? { onPass: (req, res, info) => this.recorder?.tap(req, res, info) } : {}),
+          // Cf-* headers are Cloudflare's word only on cloudflared's own connections.
+          peerCheck: (clientPort, serverPort) => (run.pid ? peerIsProcess(run.pid, clientPort, serverPort) : Promise.resolve(false)),
         });
         this.restoreLinks(run, first);
         for (const sh of rest) this.routeShare(run, sh);

@@ -157,10 +157,12 @@ export class InspectorPanels implements vscode.Disposable {
   <span id="count" role="status"></span>
 </div>
 <main>
+  <div id="table">
   <table id="calls" aria-label="Calls through this share">
-    <thead><tr><th>Time</th><th>Link</th><th>Client</th><th>From</th><th>Method</th><th>Tool / resource</th><th>Outcome</th><th class="num">ms</th><th class="num">Bytes</th></tr></thead>
+    <thead><tr><th>Time</th><th>Call</th><th>Outcome</th><th class="num">ms</th><th>Client</th><th>From</th><th>Link</th><th class="num">Bytes in / out</th></tr></thead>
     <tbody></tbody>
   </table>
+  </div>
   <p id="empty">No calls yet. They appear here as remote clients use this share.</p>
   <section id="detail" hidden>
     <div class="actions">

@@ -311,7 +311,7 @@ function toolsNode(sh: ShareSnapshot): TunnelTreeRow | undefined {
   return {
     id: `${sh.id}:tools`,
     label: 'Tools',
-    description: `${sh.policy.summary} only`,
+    description: sh.policy.summary === 'no tools' ? 'no tools shared' : `${sh.policy.summary} only`,
     tooltip: `Remote clients see only ${sh.policy.summary} in tools/list; the tunnel answers a call of any other tool itself ("not shared") without passing it to the server.`,
     icon: 'shield',
     contextValue: 'shareTools',

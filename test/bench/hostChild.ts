@@ -17,7 +17,7 @@ export type HostRequest =
   | { cmd: 'cpu' }
   | { cmd: 'sampleStart'; intervalMs: number }
   | { cmd: 'sampleStop' }
-  | { cmd: 'startGate'; originPort: number; routes?: number; inspect?: boolean }
+  | { cmd: 'startGate'; originPort: number; routes?: number; inspect?: boolean; tools?: string[] }
   | { cmd: 'fillRecorder'; port: number; secret: string; calls: number }
   | { cmd: 'startBareProxy'; originPort: number }
   | { cmd: 'startTunnel'; host: string; port: number; path: string }
@@ -97,11 +97,12 @@ async function handle(req: HostRequest): Promise<unknown> {
       // `routes` shares on one gate, all to the origin; the secret returned is the last one's.
       // `inspect`: with the inspector's recorder tapping every exchange (10 000 calls kept).
       const rec = req.inspect ? (recorder = new Recorder({ maxEntries: 10_000 })) : undefined;
-      const g = await startAccessGate({ origin: { host: '127.0.0.1', port: req.originPort }, ...(rec ? { onPass: (q, r, info) => rec.tap(q, r, info) } : {}) });
+      // `tools`: with a tool policy (an allowlist): every body read and judged, every answer filtered.
+      const g = await startAccessGate({ origin: { host: '127.0.0.1', port: req.originPort }, ...(rec ? { onPass: (q, r, info) => rec.tap(q, r, info) } : {}), ...(req.tools ? { policy: { tools: req.tools } } : {}) });
       for (let i = 1; i < (req.routes ?? 1); i++) g.addRoute({ id: `r${i}`, origin: { host: '127.0.0.1', port: req.originPort } });
       const ids = g.routeIds();
       const secret = g.routeSecretPath(ids[ids.length - 1] ?? '')?.slice(1) ?? '';
-      if ((req.routes && req.routes > 1) || req.inspect) gates.push(g);
+      if ((req.routes && req.routes > 1) || req.inspect || req.tools) gates.push(g);
       else gate = g;
       return { port: g.port, secret };
     }

@@ -17,22 +17,22 @@ export interface LoadResult {
   latencies: number[];
 }
 
-function once(agent: Agent, port: number, path: string, headers: Record<string, string>): Promise<number> {
+function once(agent: Agent, port: number, path: string, headers: Record<string, string>, body?: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: HOST, port, path, headers, agent }, (res) => {
+    const req = request({ host: HOST, port, path, headers, agent, ...(body !== undefined ? { method: 'POST' } : {}) }, (res) => {
       res.on('data', () => undefined);
       res.on('end', () => resolve(res.statusCode ?? 0));
       res.on('error', reject);
     });
     req.on('error', reject);
-    req.end();
+    req.end(body);
   });
 }
 
-/** `connections` concurrent keep-alive connections hammering GET `path` for `durationMs`. */
-export async function loadTest(o: { port: number; path: string; headers?: Record<string, string>; connections: number; durationMs: number }): Promise<LoadResult> {
+/** `connections` concurrent keep-alive connections hammering GET `path` (POST `body` when given) for `durationMs`. */
+export async function loadTest(o: { port: number; path: string; headers?: Record<string, string>; body?: string; connections: number; durationMs: number }): Promise<LoadResult> {
   const agent = new Agent({ keepAlive: true, maxSockets: o.connections, maxFreeSockets: o.connections });
-  const headers = o.headers ?? {};
+  const headers = { ...(o.headers ?? {}), ...(o.body !== undefined ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(o.body)) } : {}) };
   const latencies: number[] = [];
   let errors = 0;
   let non2xx = 0;
@@ -42,7 +42,7 @@ export async function loadTest(o: { port: number; path: string; headers?: Record
     while (performance.now() < end) {
       const t = performance.now();
       try {
-        const status = await once(agent, o.port, o.path, headers);
+        const status = await once(agent, o.port, o.path, headers, o.body);
         if (status < 200 || status >= 300) non2xx++;
         else latencies.push(performance.now() - t);
       } catch {

@@ -23,6 +23,8 @@ import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { build } from 'esbuild';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Locator, Page } from 'playwright-core';
 import {
   NODE24, REPO_ROOT, RESULTS_DIR, installVsix, launchBrowser, makeRigDirs, markedPids, openWorkbench, readExtHostLog,
@@ -51,6 +53,8 @@ const DOCS_PICKS: Record<string, string> = {
   'e2e-06d-two-shares': 'two-shares.png',
   'e2e-06e-stdio-share': 'stdio-share.png',
   'e2e-06f-vscode-mcp-client': 'vscode-mcp-client.png',
+  'e2e-06g-inspector': 'inspector.png',
+  'e2e-06h-read-only': 'read-only.png',
 };
 
 const log = (msg: string): void => console.log(`[e2e] ${msg}`);
@@ -676,6 +680,75 @@ async function scenarioUserPath(ctx: Ctx): Promise<string[]> {
   // The user's mcp.json goes back as it was (VS Code drops the server) before the tunnel stops.
   fs.rmSync(userMcpJson, { force: true });
   notes.push(`VS Code's MCP client through the tunnel: "${rowText}", ${(started.text ?? '').split(',').filter((n) => n.endsWith('_echo')).join(', ')}; share "${sessionRows.get('Runs')}"`);
+
+  // The Inspector: a remote client ("claude-ai 1.2") calls two tools on the stdio share; its page
+  // shows both calls with the client's name; a row opens its request.
+  await clearNotifications(page);
+  await runCommandOpeningPick(page, 'MCP Tunnel: Copy MCP URL of Share');
+  await pickQuickItem(page, 'everything');
+  const everythingUrl = await waitUntil(async () => {
+    const c = await readClipboard();
+    return c.startsWith(`${url}/`) && c !== rotated && c !== secondUrl ? c : undefined;
+  }, "the stdio share's MCP URL on the clipboard");
+  const everythingSecret = new URL(everythingUrl).pathname.split('/')[1] ?? '';
+  const viaFake = (): URL => new URL(`http://127.0.0.1:${state.publicPort}${new URL(everythingUrl).pathname}`);
+  await runCommandOpeningPick(page, 'MCP Tunnel: Open Inspector');
+  await pickQuickItem(page, 'everything');
+  const inspectorTab = page.locator('.tabs-container .tab').filter({ hasText: 'Inspector: everything' }).first();
+  await inspectorTab.waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  const inspector = page.frameLocator('iframe.webview.ready').last().frameLocator('iframe#active-frame');
+  await inspector.locator('#title').filter({ hasText: 'Inspector: everything' }).waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  const remote = new Client({ name: 'claude-ai', version: '1.2' });
+  await remote.connect(new StreamableHTTPClientTransport(viaFake()));
+  await remote.callTool({ name: 'echo', arguments: { message: 'hello from afar' } });
+  await remote.callTool({ name: 'get-sum', arguments: { a: 2, b: 3 } });
+  await remote.close();
+  const callRows = await waitUntil(async () => {
+    const all = await inspector.locator('#calls tbody tr').allInnerTexts();
+    const mine = all.filter((t) => /claude-ai 1\.2/.test(t));
+    return mine.some((t) => /tools\/call\s+echo\b/.test(t)) && mine.some((t) => /tools\/call\s+get-sum\b/.test(t)) ? mine : undefined;
+  }, 'both calls in the Inspector, with the client name');
+  check(callRows.every((t) => /\bUS\b/.test(t)), `each call shows the country cloudflared reported, got:\n${callRows.join('\n')}`);
+  await inspector.locator('#calls tbody tr').filter({ hasText: 'get-sum' }).first().click();
+  await inspector.locator('#req').filter({ hasText: '"get-sum"' }).waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  await inspector.locator('#res').filter({ hasText: 'The sum of 2 and 3 is 5' }).waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  check(!(await inspector.locator('body').innerText()).includes(everythingSecret), 'the share secret is nowhere on the Inspector page');
+  await inspector.locator('#filter').fill('echo');
+  await waitUntil(async () => {
+    const shown = await inspector.locator('#calls tbody tr').allInnerTexts();
+    return shown.length > 0 && shown.every((t) => /echo/.test(t)) ? true : undefined;
+  }, 'the filter to keep only the echo calls');
+  await inspector.locator('#filter').fill('');
+  await clearNotifications(page);
+  await shot(page, 'e2e-06g-inspector');
+  notes.push(`Inspector: ${callRows.length} calls by claude-ai 1.2 (echo, get-sum), request/response on click, filter works, no secret on the page`);
+
+  // Choose Shared Tools… → Read-only tools only: the remote client no longer sees a write tool.
+  await runCommandOpeningPick(page, 'MCP Tunnel: Choose Shared Tools…');
+  await pickQuickItem(page, 'everything');
+  const preset = page.locator('.quick-input-widget .quick-input-list .monaco-list-row').filter({ hasText: 'Read-only tools only' }).first();
+  await preset.waitFor({ state: 'visible', timeout: 60_000 });
+  // In a multi-select pick a click on the row ticks its box.
+  await preset.click();
+  await shot(page, 'e2e-06h-tools-pick');
+  await page.keyboard.press('Enter');
+  const roRows = await waitUntil(async () => {
+    const r = await treeRows(sidebar);
+    return r.get('Tools') === 'read-only tools only' ? r : undefined;
+  }, 'the Tools row of the read-only share');
+  const listing = new Client({ name: 'claude-ai', version: '1.2' });
+  await listing.connect(new StreamableHTTPClientTransport(viaFake()));
+  const roTools = (await listing.listTools()).tools.map((t) => t.name);
+  const refusedWrite = await listing.callTool({ name: 'toggle-simulated-logging', arguments: {} }).then(() => 'called', (err: Error) => err.message);
+  await listing.close();
+  check(roTools.includes('echo') && !roTools.includes('toggle-simulated-logging'), `a read-only share hides a write tool, listed: ${roTools.join(', ')}`);
+  check(/not shared: this share is read-only/.test(refusedWrite), `a write tool's call is refused by the tunnel, got "${refusedWrite}"`);
+  await waitUntil(async () => ((await inspector.locator('#calls tbody tr').allInnerTexts()).some((t) => /toggle-simulated-logging/.test(t) && /error -32602/.test(t)) ? true : undefined), 'the refused call in the Inspector');
+  await clearNotifications(page);
+  await shot(page, 'e2e-06h-read-only');
+  notes.push(`read-only: Tools row "${roRows.get('Tools')}", ${roTools.length} tools listed, the write call refused and shown as error -32602`);
+  await runCommand(page, 'View: Close Editor');
+  await inspectorTab.waitFor({ state: 'hidden', timeout: UI_TIMEOUT });
 
   // Stop.
   await runCommand(page, 'MCP Tunnel: Stop Tunnel');

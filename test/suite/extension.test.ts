@@ -313,6 +313,21 @@ suite('MCP Tunnel in VS Code', () => {
     } finally {
       fs.writeFileSync(mcpJson, original);
     }
+    // Choose Shared Tools… (with its arguments: no picker): read-only hides the server's write tools
+    // from a remote client and refuses their calls; the tree says so; Open Inspector opens its page.
+    assert.equal(await vscode.commands.executeCommand('mcpTunnel.chooseShareTools', id, { readOnly: true }), 'read-only tools');
+    assert.equal(api.tree.rows().find((r) => r.id === `${id}:tools`)?.description, 'read-only tools only');
+    const ro = await request(fake.publicPort, mcpPath, { method: 'POST', headers, body: init });
+    const roSession = { ...headers, 'mcp-session-id': String(ro.headers['mcp-session-id'] ?? '') };
+    const roList = await request(fake.publicPort, mcpPath, { method: 'POST', headers: roSession, body: JSON.stringify({ jsonrpc: '2.0', id: 5, method: 'tools/list' }) });
+    assert.match(roList.body, /"echo"/);
+    assert.doesNotMatch(roList.body, /toggle-simulated-logging/, 'a write tool is hidden');
+    const write = await request(fake.publicPort, mcpPath, { method: 'POST', headers: roSession, body: JSON.stringify({ jsonrpc: '2.0', id: 6, method: 'tools/call', params: { name: 'toggle-simulated-logging', arguments: {} } }) });
+    assert.match(write.body, /tool \\"toggle-simulated-logging\\" is not shared: this share is read-only/);
+    assert.equal(await vscode.commands.executeCommand('mcpTunnel.openInspector', id), id);
+    assert.equal(await vscode.commands.executeCommand('mcpTunnel.chooseShareTools', id, { tools: null, readOnly: false }), '');
+    assert.equal(api.tree.rows().find((r) => r.id === `${id}:tools`), undefined, 'every tool again: no Tools row');
+    await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
     await vscode.commands.executeCommand('mcpTunnel.stopShare', id);
     assert.equal(api.controller.state.status, 'stopped', 'its last share stopped the tunnel');
   });

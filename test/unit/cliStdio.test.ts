@@ -168,7 +168,7 @@ describe('mcp-tunnel start --stdio', { concurrency: false }, () => {
     assert.match(bad.err(), /--allow-tool: "two words" is not a tool name/);
     const r = cli(['start', '--stdio', '--read-only', '--allow-tool', 'read_text_file', '--allow-tool', 'write_file', '--cloudflared', FAKE_CLOUDFLARED, '--', process.execPath, FILESYSTEM, files]);
     await waitFor(() => (/Press Ctrl\+C/.test(r.out()) ? true : undefined), 20_000, 'active');
-    assert.match(r.out(), /Tools:\s+read-only, 2 tools \(read_text_file, write_file\) only/);
+    assert.match(r.out(), /Tools:\s+read-only tools of 2 \(read_text_file, write_file\) only/);
     const mcpUrl = /Public MCP URL:\s+(\S+)/.exec(r.out())?.[1];
     const fake = readFakeState(work, Number(/PID (\d+)/.exec(r.out())?.[1]));
     assert.ok(fake && mcpUrl);

@@ -53,6 +53,28 @@ describe('TunnelController + fake cloudflared (real processes)', { concurrency: 
     rmSync(work, { recursive: true, force: true });
   });
 
+  it("the inspector takes Cf-* headers as Cloudflare's word only on cloudflared's own connections: a local process sending them straight to the gate is named as such", { skip: process.platform !== 'linux' ? 'tells the peer process from /proc' : false }, async () => {
+    const { c } = make('ok');
+    const s = await c.start(target());
+    assert.equal(s.status, 'active');
+    const pid = 'pid' in s ? (s.pid ?? 0) : 0;
+    const fake = readFakeState(work, pid);
+    const mcpUrl = c.snapshot().mcp_url;
+    assert.ok(fake && mcpUrl);
+    assert.equal((await get(fake.publicPort, publicPath(mcpUrl))).status, 200);
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    const gatePort = Number(new URL(argv[argv.indexOf('--url') + 1] ?? '').port);
+    assert.ok(gatePort > 0, argv.join(' '));
+    assert.equal((await get(gatePort, publicPath(mcpUrl), { 'cf-connecting-ip': '198.51.100.66', 'cf-ipcountry': 'XX' })).status, 200, 'the secret lets it in all the same');
+    const calls = await waitFor(() => (c.activity().length >= 2 ? c.activity() : undefined), 5000, 'both requests recorded');
+    const [viaTunnel, local] = calls;
+    assert.equal(viaTunnel?.from_tunnel, true);
+    assert.equal(viaTunnel?.country, 'US', 'as the fake cloudflared reports it');
+    assert.equal(local?.from_tunnel, false);
+    assert.equal(local?.country, null, 'a claim from a local process is not kept');
+    assert.equal(local?.remote_ip, null);
+  });
+
   it('ok: active; traffic through the public port reaches a Host-checking origin; metrics count it; stop leaves nothing', async () => {
     const { c, seq } = make('ok');
     const s = await c.start(target());

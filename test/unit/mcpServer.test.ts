@@ -92,13 +92,15 @@ void describe('createTunnelMcpServer', () => {
     assert.equal(start.annotations?.openWorldHint, true);
     assert.equal(start.annotations?.destructiveHint, false);
     assert.equal(start.annotations?.readOnlyHint, false);
-    assert.deepEqual(Object.keys(start.outputSchema?.properties ?? {}).sort(), ['access', 'local_url', 'mcp_url', 'message', 'pid', 'share_id', 'status', 'url']);
+    assert.deepEqual(Object.keys(start.outputSchema?.properties ?? {}).sort(), ['access', 'local_url', 'mcp_url', 'message', 'pid', 'policy', 'share_id', 'status', 'url']);
     const props = start.inputSchema.properties as Record<string, Record<string, unknown>>;
     assert.equal(props['port']?.['type'], 'integer');
     assert.equal(props['port']?.['maximum'], 65535);
     assert.equal(props['host']?.['type'], 'string');
     assert.equal(props['path']?.['type'], 'string');
     assert.deepEqual(props['access']?.['enum'], ['secret', 'open']);
+    assert.equal(props['tools']?.['type'], 'array');
+    assert.equal(props['read_only']?.['type'], 'boolean');
     assert.equal(start.inputSchema.required, undefined, 'every start_tunnel argument is optional');
     assert.equal(byName.get('get_tunnel_status')!.annotations?.readOnlyHint, true);
     assert.equal(byName.get('stop_tunnel')!.annotations?.idempotentHint, true);
@@ -481,7 +483,7 @@ void describe('tunnel://activity', () => {
     client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => void updates.push(n.params.uri));
     await client.subscribeResource({ uri: 'tunnel://activity' });
     await client.subscribeResource({ uri: `tunnel://shares/${shareId}/activity` });
-    const call1 = { id: 'a-1', at: Date.parse('2026-12-02T10:00:00Z'), share_id: shareId, link: 'share secret', client: 'claude-ai 1.2', remote_ip: '203.0.113.7', country: 'DE', http_method: 'POST', status: 200, method: 'tools/call', name: 'echo', error_code: null, tool_error: false, duration_ms: 1.5, bytes_in: 90, bytes_out: 120, events: null, session: 's', header_mismatch: false, request_body: '{"secret-ish":"body"}', response_body: '{}', request_truncated_from: null, response_truncated_from: null };
+    const call1 = { id: 'a-1', at: Date.parse('2026-12-02T10:00:00Z'), share_id: shareId, link: 'share secret', client: 'claude-ai 1.2', remote_ip: '203.0.113.7', country: 'DE', from_tunnel: true, http_method: 'POST', status: 200, method: 'tools/call', name: 'echo', error_code: null, tool_error: false, duration_ms: 1.5, bytes_in: 90, bytes_out: 120, events: null, session: 's', header_mismatch: false, request_body: '{"secret-ish":"body"}', response_body: '{}', request_truncated_from: null, response_truncated_from: null };
     controller.recorded.push(call1, { ...call1, id: 'a-2', share_id: 'sh-other', name: 'get-env' });
     controller.activityEmitter.fire();
     await new Promise((r) => setTimeout(r, 400));

@@ -295,7 +295,9 @@ describe('tool policy: checking and describing', () => {
     assert.throws(() => checkPolicy({ tools: ['two words'] }), /is not a tool name/);
     assert.throws(() => checkPolicy({ tools: [3] }), /is not a tool name/);
     assert.throws(() => checkPolicy({ readOnly: 'yes' }), /true or false/);
-    assert.equal(describePolicy({ readOnly: true, tools: ['a'] }), 'read-only, 1 tool (a)');
+    assert.equal(describePolicy({ readOnly: true, tools: ['a'] }), 'read-only tools of 1 (a)');
+    assert.equal(describePolicy({ readOnly: true }), 'read-only tools');
+    assert.equal(describePolicy({ tools: [] }), 'no tools');
     assert.equal(describePolicy({ tools: ['a', 'b', 'c', 'd', 'e'] }), '5 tools (a, b, c, d, …)');
     assert.equal(describePolicy(undefined), undefined);
   });

@@ -78,7 +78,26 @@ export interface AccessGateOptions {
    * Called for every request the gate lets through, before its origin sees it (the inspector's
    * recorder taps it here). Not for WebSocket upgrades. A throw is ignored.
    */
-  onPass?: (req: IncomingMessage, res: ServerResponse, info: { shareId: string; link: string }) => void;
+  onPass?: (req: IncomingMessage, res: ServerResponse, info: PassInfo) => void;
+  /**
+   * Tells whether a client connection is cloudflared's (the process at the other end of
+   * `clientPort` → our `serverPort`): what `PassInfo.fromTunnel` answers. Checked once per
+   * connection; undefined: it cannot be told here.
+   */
+  peerCheck?: (clientPort: number, serverPort: number) => Promise<boolean | undefined>;
+}
+
+/** What the gate tells `onPass` of a request it let through. */
+export interface PassInfo {
+  shareId: string;
+  /** `share secret`, `link "<label>"` or `open`. */
+  link: string;
+  /**
+   * Did it come through cloudflared (so its `Cf-*` headers are Cloudflare's word)? true / false;
+   * null when it cannot be told (no `peerCheck`, not Linux). A promise while the connection's
+   * owner is still being looked up (its first request).
+   */
+  fromTunnel(): boolean | null | Promise<boolean | null>;
 }
 
 /**
@@ -630,6 +649,8 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
   const clientSockets = new Set<Socket>();
   const exchanges = new Set<Exchange>();
   const delayTimers = new Set<NodeJS.Timeout>();
+  /** Client connections' owners: cloudflared (true), another process (false), unknown (null), or the lookup. */
+  const peers = new WeakMap<Socket, boolean | null | Promise<boolean | null>>();
   let closing: Promise<void> | undefined;
 
   const primaryOpen = (): Route | undefined => {
@@ -897,7 +918,8 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
   const tapped = (req: IncomingMessage, res: ServerResponse, route: Route, link: Link | undefined): void => {
     if (!options.onPass) return;
     try {
-      options.onPass(req, res, { shareId: route.id, link: link ? `link "${link.label}"` : route.access === 'open' ? 'open' : 'share secret' });
+      const socket = req.socket;
+      options.onPass(req, res, { shareId: route.id, link: link ? `link "${link.label}"` : route.access === 'open' ? 'open' : 'share secret', fromTunnel: () => peers.get(socket) ?? null });
     } catch {
       // the recorder never breaks an exchange
     }
@@ -1188,6 +1210,21 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
   server.on('connection', (s: Socket) => {
     clientSockets.add(s);
     s.once('close', () => clientSockets.delete(s));
+    const check = options.peerCheck;
+    if (check && s.remotePort !== undefined) {
+      // Once per connection (cloudflared keeps its connections alive): a few /proc reads.
+      const lookup = check(s.remotePort, port).then(
+        (owner) => {
+          peers.set(s, owner ?? null);
+          return owner ?? null;
+        },
+        () => {
+          peers.set(s, null);
+          return null;
+        },
+      );
+      peers.set(s, lookup);
+    }
   });
 
   await new Promise<void>((resolve, reject) => {

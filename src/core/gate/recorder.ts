@@ -27,9 +27,14 @@ export interface RecordedCall {
   link: string;
   /** MCP client `name version` from its initialize (remembered per session), else the User-Agent. */
   client: string | null;
-  /** As cloudflared reports it (Cf-Connecting-Ip / Cf-Ipcountry); null when absent. */
+  /**
+   * As cloudflared reports it (Cf-Connecting-Ip / Cf-Ipcountry); null when absent, or when the
+   * request did not come through cloudflared (a local process can send any header).
+   */
   remote_ip: string | null;
   country: string | null;
+  /** It came through cloudflared (true), from another local process (false), or that cannot be told here (null: not Linux). */
+  from_tunnel: boolean | null;
   http_method: string;
   status: number;
   /** JSON-RPC method, `client response` (an answer to a server request), `GET stream`, `DELETE session`, or null when the body is not JSON-RPC. */
@@ -80,6 +85,8 @@ export interface NewClient {
 export interface ExchangeInfo {
   shareId: string;
   link: string;
+  /** See the gate's `PassInfo.fromTunnel`; absent: null (cannot be told). */
+  fromTunnel?: () => boolean | null | Promise<boolean | null>;
 }
 
 const SENSITIVE_KEY = /authori[sz]ation|cookie|token|secret|passw(or)?d|api[-_]?key|credential/i;
@@ -168,11 +175,18 @@ export class Recorder {
       return end(chunk, ...rest);
     }) as typeof res.end;
     res.once('close', () => {
-      try {
-        this.finish(req, res, info, started, performance.now() - t0, inBody, outBody, (name) => res.getHeader(name) ?? sent[name]);
-      } catch {
-        // a recorder fault never touches the exchange
-      }
+      const durationMs = performance.now() - t0;
+      const done = (fromTunnel: boolean | null): void => {
+        try {
+          this.finish(req, res, info, fromTunnel, started, durationMs, inBody, outBody, (name) => res.getHeader(name) ?? sent[name]);
+        } catch {
+          // a recorder fault never touches the exchange
+        }
+      };
+      // Who sent it is known once the connection's owner is (its first request may end before).
+      const owner = info.fromTunnel?.() ?? null;
+      if (owner instanceof Promise) void owner.then(done, () => done(null));
+      else done(owner);
     });
   }
 
@@ -180,7 +194,7 @@ export class Recorder {
     return (this.options.now ?? Date.now)();
   }
 
-  private finish(req: IncomingMessage, res: ServerResponse, info: ExchangeInfo, at: number, durationMs: number, inBody: Capture, outBody: Capture, header: (name: string) => unknown): void {
+  private finish(req: IncomingMessage, res: ServerResponse, info: ExchangeInfo, fromTunnel: boolean | null, at: number, durationMs: number, inBody: Capture, outBody: Capture, header: (name: string) => unknown): void {
     const headers = req.headers;
     const session = str(header('mcp-session-id')) ?? str(headers['mcp-session-id']) ?? null;
     const contentType = str(header('content-type')) ?? '';
@@ -201,13 +215,15 @@ export class Recorder {
     const client = (session !== null ? this.clients.get(clientKey) : undefined) ?? clientFromInit(init) ?? ua;
     const headerMethod = str(headers['mcp-method']);
     const headerName = str(headers['mcp-name']);
+    // Cloudflare's word on the client counts only when cloudflared said it.
     const base = {
       at,
       share_id: info.shareId,
       link: info.link,
       client,
-      remote_ip: str(headers['cf-connecting-ip'])?.trim() ?? null,
-      country: str(headers['cf-ipcountry'])?.trim() ?? null,
+      remote_ip: fromTunnel === false ? null : (str(headers['cf-connecting-ip'])?.trim() ?? null),
+      country: fromTunnel === false ? null : (str(headers['cf-ipcountry'])?.trim() ?? null),
+      from_tunnel: fromTunnel,
       http_method: req.method ?? 'GET',
       status: res.statusCode,
       duration_ms: Math.round(durationMs * 100) / 100,

@@ -67,16 +67,17 @@ export function checkPolicy(input: { tools?: unknown; readOnly?: unknown; maxBod
   return out.tools !== undefined || out.readOnly ? out : undefined;
 }
 
-/** One line for the UI and the log: `2 tools (echo, get-sum)`, `read-only`, `read-only, 1 tool (echo)`. */
+/**
+ * What a share offers, for the UI and the log: `2 tools (echo, get-sum)`, `read-only tools`,
+ * `read-only tools of 2 (echo, get-sum)`, `no tools`.
+ */
 export function describePolicy(p: ToolPolicy | undefined): string | undefined {
   if (!p || (p.tools === undefined && !p.readOnly)) return undefined;
-  const parts: string[] = [];
-  if (p.readOnly) parts.push('read-only');
-  if (p.tools !== undefined) {
-    const shown = p.tools.slice(0, 4).join(', ') + (p.tools.length > 4 ? ', …' : '');
-    parts.push(p.tools.length === 0 ? 'no tools' : `${p.tools.length} tool${p.tools.length === 1 ? '' : 's'} (${shown})`);
-  }
-  return parts.join(', ');
+  if (p.tools === undefined) return 'read-only tools';
+  if (p.tools.length === 0) return 'no tools';
+  const shown = `(${p.tools.slice(0, 4).join(', ')}${p.tools.length > 4 ? ', …' : ''})`;
+  if (p.readOnly) return `read-only tools of ${p.tools.length} ${shown}`;
+  return `${p.tools.length} tool${p.tools.length === 1 ? '' : 's'} ${shown}`;
 }
 
 type Id = string | number | null;
