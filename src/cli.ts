@@ -59,6 +59,9 @@ Options for start:
   --read-only          share only tools the server marks readOnlyHint (with
                        --allow-tool: both must hold). Either one makes the tunnel read
                        every request whole: bodies over 4 MiB get 413
+  --stop-after M       every share stops by itself M minutes after it starts (the
+                       last one stopping ends the tunnel and the CLI, exit 0)
+  --stop-idle M        ... or after M minutes without a request
   --json               one JSON object per state change instead of text, with
                        the shares
   --inspect            one line per MCP call through the tunnel (time, share, client,
@@ -267,6 +270,8 @@ async function start(argvAll: string[]): Promise<number> {
       inspect: { type: 'boolean', default: false },
       'allow-tool': { type: 'string', multiple: true },
       'read-only': { type: 'boolean', default: false },
+      'stop-after': { type: 'string' },
+      'stop-idle': { type: 'string' },
     },
     strict: true,
     allowPositionals: false,
@@ -278,7 +283,16 @@ async function start(argvAll: string[]): Promise<number> {
   } catch (err) {
     fail(`--allow-tool: ${(err as Error).message}`);
   }
-  const policyOption = policy ? { policy } : {};
+  const minutes = (flag: string, v: string | undefined): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!/^\d+(\.\d+)?$/.test(v) || !(n > 0) || n > 43_200) fail(`${flag} must be a number of minutes from 0 to 43200 (got "${v}").`);
+    return n * 60_000;
+  };
+  const afterMs = minutes('--stop-after', values['stop-after']);
+  const idleMs = minutes('--stop-idle', values['stop-idle']);
+  const lifetime = afterMs !== undefined || idleMs !== undefined ? { ...(afterMs !== undefined ? { afterMs } : {}), ...(idleMs !== undefined ? { idleMs } : {}) } : undefined;
+  const shareOptions = { ...(policy ? { policy } : {}), ...(lifetime ? { lifetime } : {}) };
   // One share per --port (each may be `port`, `host:port`, `port/path` or `host:port/path`;
   // --host and --path fill in what a plain one leaves out). With --stdio alone, no port share.
   const targets = (values.port ?? (stdio ? [] : [undefined])).map((spec) => shareTarget(spec, values));
@@ -363,6 +377,7 @@ async function start(argvAll: string[]): Promise<number> {
         if (primary?.command) out(`  Runs:            ${primary.command} (stdio${primary.detail ? `: ${primary.detail}` : ''}; one process per client session)`);
         else out(`  Local:           ${joinUrl(localUrlOf(s.target), s.target.path)}`);
         if (primary?.policy) out(`  Tools:           ${primary.policy.summary} only; the tunnel refuses calls of any other`);
+        if (primary?.stops_at) out(`  Stops:           by itself ${primary.stop_reason === 'idle' ? `after ${primary.idle_stop_minutes} min without requests` : `at ${new Date(primary.stops_at).toLocaleTimeString()}`}`);
         out(`Press Ctrl+C to stop.`);
         break;
       }
@@ -415,6 +430,9 @@ async function start(argvAll: string[]): Promise<number> {
     if (!json) process.stderr.write(`\n${sig}: stopping cloudflared…\n`);
     void controller.shutdown(controller.state.status === 'stopping' ? 0 : 6000).then(() => finish(exitCode ?? 0));
   };
+  controller.onDidStopShareByItself((e) => {
+    if (!json) out(e.message);
+  });
   controller.onDidRestart((e) => {
     if (!json && e.url && e.url !== e.previousUrl) out(`The tunnel restarted with a NEW URL: ${e.url} (was ${e.previousUrl ?? 'none'}).`);
   });
@@ -428,10 +446,10 @@ async function start(argvAll: string[]): Promise<number> {
     if (exitCode === undefined) exitCode = 0;
     void controller.shutdown(controller.state.status === 'stopping' ? 0 : 6000).then(() => finish(exitCode ?? 0));
   });
-  const settled = await controller.start(target, { ...(stdioStart ? { origin: stdioStart.origin } : {}), ...policyOption });
+  const settled = await controller.start(target, { ...(stdioStart ? { origin: stdioStart.origin } : {}), ...shareOptions });
   if (settled.status === 'connecting' && !json) out(`(${settled.url} is issued but not connected yet; still trying. Ctrl+C to stop.)`);
   if (listAll && (settled.status === 'active' || settled.status === 'connecting')) {
-    for (const t of moreTargets) await controller.start(t, policyOption).catch((err: unknown) => process.stderr.write(`Could not share ${joinUrl(localUrlOf(t), t.path)}: ${(err as Error).message}\n`));
+    for (const t of moreTargets) await controller.start(t, shareOptions).catch((err: unknown) => process.stderr.write(`Could not share ${joinUrl(localUrlOf(t), t.path)}: ${(err as Error).message}\n`));
     const shares = controller.listShares();
     if (json) out(JSON.stringify({ ...snapshotOf(controller.state, Date.now(), controller.lastError), shares }));
     else {

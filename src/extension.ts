@@ -62,8 +62,11 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
     access: config.target.access,
     shareSecretStore: shareSecretStore(),
     inspector: { maxEntries: config.inspector.maxEntries, captureBodies: config.inspector.captureBodies },
+    autoStop: autoStopOf(config),
   });
   controller = ctl;
+  // "Share for…": a share whose time was up says so (it is not an error).
+  context.subscriptions.push(ctl.onDidStopShareByItself((e) => void vscode.window.showInformationMessage(`MCP Tunnel: ${e.message}`)));
   // A new client on a share: who, from where, through which link; stopping it is one click.
   const newClients = ctl.recorder?.onDidSeeClient((c) => {
     if (!config.inspector.notifyNewClients) return;
@@ -179,7 +182,7 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
           .then((a) => a && vscode.commands.executeCommand('mcpTunnel.restart'));
       }
       warn(problems);
-      ctl.updateOptions({ startTimeoutMs: config.startTimeoutMs, stopGraceMs: config.stopGraceMs, hostHeader: config.hostHeader, protocol: config.protocol, logLevel: config.logLevel, autoRestart: config.autoRestart && DEFAULT_RESTART_POLICY, named: namedTunnel(), access: config.target.access, shareSecretStore: shareSecretStore() });
+      ctl.updateOptions({ startTimeoutMs: config.startTimeoutMs, stopGraceMs: config.stopGraceMs, hostHeader: config.hostHeader, protocol: config.protocol, logLevel: config.logLevel, autoRestart: config.autoRestart && DEFAULT_RESTART_POLICY, named: namedTunnel(), access: config.target.access, shareSecretStore: shareSecretStore(), autoStop: autoStopOf(config) });
       statusBar.render();
       tree.refresh();
       if (prevPath !== config.cloudflaredPath) void checkCloudflared();
@@ -204,6 +207,13 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
     configProblems: () => problems,
     checkCloudflared,
   };
+}
+
+/** The settings' default lifetime of a new share (`mcpTunnel.autoStop.*`), or undefined: until stopped. */
+function autoStopOf(config: TunnelConfig): { afterMs?: number; idleMs?: number } | undefined {
+  const { afterMinutes, idleMinutes } = config.autoStop;
+  if (!afterMinutes && !idleMinutes) return undefined;
+  return { ...(afterMinutes ? { afterMs: afterMinutes * 60_000 } : {}), ...(idleMinutes ? { idleMs: idleMinutes * 60_000 } : {}) };
 }
 
 /** VS Code gives deactivate about 5 s: cloudflared is stopped well within it. */

@@ -21,6 +21,7 @@ import { MetricsPoller, readMetrics, readQuickTunnel } from './metrics/metrics';
 import { ensureStateDir, newRunId, reapOrphans, removeRun, runConfigPath, writeRunRecord, type ReapResult } from './supervisor/orphans';
 import { spawnProcess, type SpawnFn, type SpawnedProcess } from './supervisor/processRunner';
 import { peerIsProcess } from './supervisor/socketOwner';
+import { AutoStop, describeLifetime, shortDuration, type LifetimeRequest } from './shares/lifetime';
 import { DEFAULT_RESTART_POLICY, decideRestart, type RestartPolicy } from './supervisor/restartPolicy';
 
 export { DEFAULT_RESTART_POLICY, type RestartPolicy } from './supervisor/restartPolicy';
@@ -91,6 +92,8 @@ export interface TunnelControllerOptions {
    * start): exponential backoff, at most `maxRestarts` within `windowMs`. `false` turns it off.
    */
   autoRestart?: RestartPolicy | false;
+  /** "Share for…" by default: every new share stops by itself after this time / idle time. */
+  autoStop?: LifetimeRequest | undefined;
 }
 
 export interface ShareSecretStore {
@@ -195,8 +198,8 @@ export class TunnelController implements TunnelApi {
   private _lastError: TunnelError | undefined;
   private _cloudflared: CloudflaredInfo | undefined;
   private run: Run | undefined;
-  private options: Required<Omit<TunnelControllerOptions, 'protocol' | 'baseEnv' | 'logLevel' | 'named' | 'access' | 'shareSecretStore' | 'inspector'>> &
-    Pick<TunnelControllerOptions, 'protocol' | 'baseEnv' | 'logLevel' | 'named' | 'access' | 'shareSecretStore' | 'inspector'>;
+  private options: Required<Omit<TunnelControllerOptions, 'protocol' | 'baseEnv' | 'logLevel' | 'named' | 'access' | 'shareSecretStore' | 'inspector' | 'autoStop'>> &
+    Pick<TunnelControllerOptions, 'protocol' | 'baseEnv' | 'logLevel' | 'named' | 'access' | 'shareSecretStore' | 'inspector' | 'autoStop'>;
   private disposed = false;
   /** Times of automatic restarts, for the policy's window. */
   private restarts: number[] = [];
@@ -237,6 +240,11 @@ export class TunnelController implements TunnelApi {
       ...options,
     };
     this.protocolMemory = protocolMemory(this.options.stateDir);
+    this.autoStop = new AutoStop(
+      () => this.registry.list().map((sh) => ({ id: sh.id, createdAt: sh.createdAt, ...(sh.lifetime ? { lifetime: sh.lifetime } : {}), ...this.lastRequestOf(sh.id) })),
+      (id, why) => void this.stopShareByItself(id, why),
+    );
+    this.registry.onDidChange(() => this.autoStop.reschedule());
     const inspector = this.options.inspector;
     this.recorder = inspector === false ? undefined : new Recorder({ ...inspector, secrets: () => this.run?.secrets ?? [] });
   }
@@ -246,6 +254,43 @@ export class TunnelController implements TunnelApi {
     const since = this.run?.http2Since;
     return since !== undefined ? `HTTP/2: QUIC failed on this network on ${new Date(since).toLocaleDateString()} (remembered for 7 days)` : undefined;
   }
+
+  private lastRequestOf(id: string): { lastRequestAt?: number } {
+    const at = this.run?.gate?.routeStats(id)?.lastRequestAt;
+    return at !== undefined ? { lastRequestAt: at } : {};
+  }
+
+  /** A share's time (or idle time) was up: it stops, saying why. */
+  private async stopShareByItself(id: string, why: 'time' | 'idle'): Promise<void> {
+    const share = this.registry.get(id);
+    if (!share) return;
+    const name = share.origin ? share.origin.name : shareName(share.target);
+    const idle = share.lifetime?.idleMs;
+    const message = why === 'idle' && idle !== undefined ? `${name} stopped by itself: no request for ${shortDuration(idle)}.` : `${name} stopped by itself: its time was up.`;
+    this.log('info', message);
+    // Said first: the last share stopping ends the tunnel (and the CLI with it).
+    this._onDidStopShareByItself.fire({ id, name, why, message });
+    await this.stopShare(id);
+  }
+
+  /**
+   * "Share for…": a share stops by itself after `afterMs`, or after `idleMs` without a request
+   * (undefined: until stopped). False if the share is unknown; throws on a bad value.
+   */
+  setLifetime(shareId: string, req: LifetimeRequest | undefined): boolean {
+    const share = this.registry.get(shareId);
+    if (!share) return false;
+    this.registry.setLifetime(shareId, req);
+    const name = share.origin ? share.origin.name : shareName(share.target);
+    const line = describeLifetime({ id: share.id, createdAt: share.createdAt, ...(share.lifetime ? { lifetime: share.lifetime } : {}), ...this.lastRequestOf(share.id) }, Date.now());
+    this.log('info', line ? `${name} ${line}.` : `${name} runs until you stop it.`);
+    return true;
+  }
+
+  private readonly _onDidStopShareByItself = new Emitter<{ id: string; name: string; why: 'time' | 'idle'; message: string }>();
+  /** A share stopped by itself (its lifetime): for a notification. */
+  readonly onDidStopShareByItself = this._onDidStopShareByItself.event;
+  private readonly autoStop: AutoStop;
 
   /** The calls the inspector recorded (oldest first): one share's, or every share's. */
   activity(shareId?: string): RecordedCall[] {
@@ -331,7 +376,7 @@ export class TunnelController implements TunnelApi {
       this.registry.clear();
       // A new tunnel: the last one's calls stay visible until now.
       this.recorder?.clear();
-      const share = this.registry.add(full, secret, options);
+      const share = this.registry.add(full, secret, this.withDefaults(options));
       this.probe(share);
       return this.launch(full);
     };
@@ -414,12 +459,18 @@ export class TunnelController implements TunnelApi {
       void origin?.close().catch(() => undefined);
       return;
     }
-    const share = this.registry.add(target, secret, options);
+    const share = this.registry.add(target, secret, this.withDefaults(options));
     if (share.secret) run.secrets.push(share.secret);
     this.routeShare(run, share);
     this.log('info', `Sharing ${origin ? `${origin.name} (stdio: ${origin.commandLine})` : joinUrl(localUrlOf(target), target.path)} on the same tunnel (${this.registry.size} shares; access ${target.access}).`);
     this.probe(share);
     if (isLive(this._state)) this.setState(this.liveState(run));
+  }
+
+  /** A share's options with the settings' defaults (its lifetime). */
+  private withDefaults(options: ShareOptions): ShareOptions {
+    const auto = this.options.autoStop;
+    return options.lifetime || !auto ? options : { ...options, lifetime: auto };
   }
 
   private routeShare(run: Run, share: Share): void {
@@ -603,6 +654,7 @@ export class TunnelController implements TunnelApi {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.autoStop.dispose();
     const done = this.shutdown();
     void done.finally(() => {
       this._onDidChangeState.dispose();
@@ -611,6 +663,7 @@ export class TunnelController implements TunnelApi {
       this._onDidRestart.dispose();
       this.registry.dispose();
       this.recorder?.dispose();
+      this._onDidStopShareByItself.dispose();
     });
   }
 

@@ -44,7 +44,19 @@ export const enum CommandId {
   RevokeShareLink = 'mcpTunnel.revokeShareLink',
   OpenInspector = 'mcpTunnel.openInspector',
   ChooseShareTools = 'mcpTunnel.chooseShareTools',
+  SetShareLifetime = 'mcpTunnel.setShareLifetime',
 }
+
+/** What Share For… offers. */
+const LIFETIMES: ReadonlyArray<{ label: string; afterMs?: number; idleMs?: number }> = [
+  { label: '15 minutes', afterMs: 15 * 60_000 },
+  { label: '1 hour', afterMs: 3_600_000 },
+  { label: '8 hours', afterMs: 8 * 3_600_000 },
+  { label: '24 hours', afterMs: 86_400_000 },
+  { label: 'Until 30 minutes without a request', idleMs: 30 * 60_000 },
+  { label: 'Until 2 hours without a request', idleMs: 2 * 3_600_000 },
+  { label: 'Until I stop it' },
+];
 
 /** The expiries a link may have (Create Link…), and `mcpTunnel.links.defaultExpiry`'s values. */
 export const LINK_EXPIRIES: ReadonlyArray<{ id: string; label: string; ms: number | undefined }> = [
@@ -255,6 +267,32 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
       const share = await pickShare(deps, arg, 'Choose Shared Tools');
       if (!share) return undefined;
       return chooseShareTools(controller, share, opts);
+    },
+    // Optional arguments: the share, and `{ afterMinutes?, idleMinutes? }` (0 or none: until stopped).
+    [CommandId.SetShareLifetime]: async (arg?: unknown, opts?: unknown) => {
+      const share = await pickShare(deps, arg, 'Share For');
+      if (!share) return undefined;
+      let req: { afterMs?: number; idleMs?: number } | undefined;
+      if (opts && typeof opts === 'object' && ('afterMinutes' in opts || 'idleMinutes' in opts)) {
+        const o = opts as { afterMinutes?: unknown; idleMinutes?: unknown };
+        const ms = (v: unknown): number | undefined => (typeof v === 'number' && v > 0 ? v * 60_000 : undefined);
+        const afterMs = ms(o.afterMinutes);
+        const idleMs = ms(o.idleMinutes);
+        req = { ...(afterMs !== undefined ? { afterMs } : {}), ...(idleMs !== undefined ? { idleMs } : {}) };
+      } else {
+        const picked = await vscode.window.showQuickPick(
+          LIFETIMES.map((l) => ({ label: l.label, l })),
+          { title: `Share For — ${share.name}`, placeHolder: share.stops_at ? `It stops by itself ${share.stop_reason === 'idle' ? `after ${share.idle_stop_minutes} min without requests` : `at ${new Date(share.stops_at).toLocaleTimeString()}`}. Change it to:` : 'Stop this share by itself after:' },
+        );
+        if (!picked) return undefined;
+        req = { ...(picked.l.afterMs !== undefined ? { afterMs: picked.l.afterMs } : {}), ...(picked.l.idleMs !== undefined ? { idleMs: picked.l.idleMs } : {}) };
+      }
+      try {
+        if (!controller.setLifetime(share.id, req)) return void vscode.window.showWarningMessage('MCP Tunnel: that share is no longer on the tunnel.');
+      } catch (err) {
+        return void vscode.window.showErrorMessage(`MCP Tunnel: ${(err as Error).message}`);
+      }
+      return controller.listShares().find((x) => x.id === share.id)?.stops_at ?? null;
     },
     [CommandId.SetTunnelToken]: async () => {
       const token = await vscode.window.showInputBox({

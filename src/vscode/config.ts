@@ -26,6 +26,8 @@ export interface TunnelConfig {
   allowedHosts: string[];
   /** The inspector: calls kept per share, whether bodies are kept (read at activation), new-client notices. */
   inspector: { maxEntries: number; captureBodies: boolean; notifyNewClients: boolean };
+  /** "Share for…" by default (0: off): a new share stops after so many minutes, or minutes without a request. */
+  autoStop: { afterMinutes: number; idleMinutes: number };
 }
 
 export interface ConfigProblem {
@@ -99,6 +101,10 @@ export function readConfig(cfg: vscode.WorkspaceConfiguration = vscode.workspace
         maxEntries: pick('inspector.maxEntries', (v) => intIn(v, 10, 100_000), 500, 'a whole number from 10 to 100000'),
         captureBodies: pick('inspector.captureBodies', (v) => (typeof v === 'boolean' ? v : undefined), true, 'true or false'),
         notifyNewClients: pick('inspector.notifyNewClients', (v) => (typeof v === 'boolean' ? v : undefined), true, 'true or false'),
+      },
+      autoStop: {
+        afterMinutes: pick('autoStop.afterMinutes', (v) => intIn(v, 0, 43_200), 0, 'a whole number of minutes from 0 (off) to 43200 (30 days)'),
+        idleMinutes: pick('autoStop.idleMinutes', (v) => intIn(v, 0, 43_200), 0, 'a whole number of minutes from 0 (off) to 43200 (30 days)'),
       },
     },
     problems,

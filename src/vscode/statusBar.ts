@@ -82,6 +82,13 @@ export class TunnelStatusBar implements vscode.Disposable {
           item.backgroundColor = new vscode.ThemeColor('statusBarItem.warningBackground');
           label = `MCP Tunnel active at ${shortHost(s.url, 64)}, up ${up}, open to anyone with the URL`;
         }
+        // "Share for…": the time left until the next share stops by itself.
+        const stops = shares.map((x) => (x.stops_at ? Date.parse(x.stops_at) : Infinity)).reduce((a, b) => Math.min(a, b), Infinity);
+        if (stops !== Infinity) {
+          const left = formatUptime(Math.max(0, stops - Date.now()) / 1000);
+          item.text += ` · $(watch) ${left}`;
+          label += `; ${shares.length > 1 ? 'a share stops' : 'it stops'} by itself in ${left}`;
+        }
         break;
       }
       case 'reconnecting':

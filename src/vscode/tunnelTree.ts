@@ -200,6 +200,8 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
     else if (shares[0]) {
       const tools = toolsNode(shares[0]);
       if (tools) rows.push(tools);
+      const stops = stopsNode(shares[0]);
+      if (stops) rows.push(stops);
       const links = linksNode(shares[0]);
       if (links) rows.push(links);
       const activity = activityNode(shares[0].id, this.controller.activity(shares[0].id));
@@ -247,6 +249,8 @@ function shareNode(sh: ShareSnapshot, tunnelUrl: string | null, calls: readonly 
   if (sh.command) children.unshift({ id: `${sh.id}:runs`, label: 'Runs', description: `${sh.detail ? `${sh.detail} · ` : ''}${sh.command}`, tooltip: `${sh.command}\nstdio, one process per client session. GET-stream notifications arrive late through a quick tunnel (cloudflared#1449).`, icon: 'terminal', contextValue: 'copyable stdioShare', value: sh.command, shareId: sh.id });
   const tools = toolsNode(sh);
   if (tools) children.push(tools);
+  const stops = stopsNode(sh);
+  if (stops) children.push(stops);
   const links = linksNode(sh);
   if (links) children.push(links);
   const activity = activityNode(sh.id, calls);
@@ -303,6 +307,15 @@ function activityNode(shareId: string, calls: readonly RecordedCall[]): TunnelTr
     shareId,
     children,
   };
+}
+
+/** When a share stops by itself ("Share For…"; none: no row). */
+function stopsNode(sh: ShareSnapshot): TunnelTreeRow | undefined {
+  if (!sh.stops_at) return undefined;
+  const at = Date.parse(sh.stops_at);
+  const left = formatUptime(Math.max(0, at - Date.now()) / 1000);
+  const description = sh.stop_reason === 'idle' ? `after ${sh.idle_stop_minutes ?? '?'} min without requests · in ${left}` : `in ${left} (at ${new Date(at).toLocaleTimeString()})`;
+  return { id: `${sh.id}:stops`, label: 'Stops', description, tooltip: `${sh.name} stops by itself ${description}. Share For… changes it.`, icon: 'watch', contextValue: 'shareLifetime', shareId: sh.id };
 }
 
 /** A share's tool policy (none: no row; Choose Shared Tools… is in the share's menu and the palette). */

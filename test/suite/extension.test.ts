@@ -379,6 +379,25 @@ suite('MCP Tunnel in VS Code', () => {
     }
   });
 
+  test('Share For…: the share stops by itself at its time; the view has a Stops row, the status bar the time left; "Until I stop it" clears it', async () => {
+    assert.equal((await vscode.commands.executeCommand<{ status: string } | undefined>('mcpTunnel.start'))?.status, 'active');
+    try {
+      const share = api.controller.listShares()[0];
+      assert.ok(share);
+      const stopsAt = await vscode.commands.executeCommand<string | null>('mcpTunnel.setShareLifetime', share.id, { afterMinutes: 90 });
+      assert.ok(stopsAt && Math.abs(Date.parse(stopsAt) - (Date.now() + 90 * 60_000)) < 10_000, String(stopsAt));
+      await waitFor(() => (/\$\(watch\) 1h (29|30)m$/.test(api.statusBarText()) ? true : undefined), 5000, `the time left in the status bar, got "${api.statusBarText()}"`);
+      assert.match(String(api.tree.rows().find((r) => r.id === `${share.id}:stops`)?.description), /^in 1h (29|30)m \(at /);
+      assert.equal(await vscode.commands.executeCommand('mcpTunnel.setShareLifetime', share.id, { afterMinutes: 0 }), null);
+      assert.equal(api.tree.rows().find((r) => r.id === `${share.id}:stops`), undefined);
+      // A short one: it stops by itself, and the tunnel with it (its last share).
+      await vscode.commands.executeCommand('mcpTunnel.setShareLifetime', share.id, { afterMinutes: 0.03 });
+      await waitFor(() => (api.controller.state.status === 'stopped' ? true : undefined), 10_000, 'the share to stop by itself');
+    } finally {
+      await vscode.commands.executeCommand('mcpTunnel.stop');
+    }
+  });
+
   test("Share MCP Server… with an http server from mcp.json: its configured headers reach it only when ticked, and never the client", async () => {
     const seen: Array<string | undefined> = [];
     const keyed = http.createServer((req, res) => {

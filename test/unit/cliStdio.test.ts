@@ -186,6 +186,17 @@ describe('mcp-tunnel start --stdio', { concurrency: false }, () => {
     assert.equal(await r.exit, 0, r.err());
   });
 
+  it('--stop-after: the share stops by itself, saying so, and the CLI ends with exit 0; a bad value is a usage error', async () => {
+    const bad = cli(['start', '--port', String(origin.port), '--stop-after', 'soon']);
+    assert.equal(await bad.exit, 2);
+    assert.match(bad.err(), /--stop-after must be a number of minutes/);
+    const r = cli(['start', '--port', String(origin.port), '--stop-after', '0.03', '--cloudflared', FAKE_CLOUDFLARED]);
+    await waitFor(() => (/Press Ctrl\+C/.test(r.out()) ? true : undefined), 20_000, 'active');
+    assert.match(r.out(), /Stops:\s+by itself at /);
+    assert.equal(await r.exit, 0, r.err());
+    assert.match(r.out(), /stopped by itself: its time was up/);
+  });
+
   it('a server that cannot start: the reason and the fix, exit 1, and nothing public (no cloudflared)', async () => {
     const r = cli(['start', '--stdio', '--cloudflared', FAKE_CLOUDFLARED, '--', 'no-such-mcp-server-xyz', '--flag']);
     assert.equal(await r.exit, 1);

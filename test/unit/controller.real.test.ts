@@ -53,6 +53,36 @@ describe('TunnelController + fake cloudflared (real processes)', { concurrency: 
     rmSync(work, { recursive: true, force: true });
   });
 
+  it('Share for…: a share stops by itself when its time is up (the others go on), an idle one after its idle time counted from its last request; the last one ends the tunnel', async () => {
+    const { c } = make('ok');
+    const stops: string[] = [];
+    c.onDidStopShareByItself((e) => stops.push(e.message));
+    const first = await c.start(target(), { lifetime: { idleMs: 1500 } });
+    assert.equal(first.status, 'active');
+    const second = await startStrictOrigin();
+    try {
+      await c.start({ host: 'localhost', port: second.port, path: '/mcp' }, { lifetime: { afterMs: 1000 } });
+      const [a, b] = c.listShares();
+      assert.equal(b?.stop_reason, 'time');
+      assert.equal(a?.stop_reason, 'idle');
+      assert.equal(a?.idle_stop_minutes, 0);
+      const fake = readFakeState(work, 'pid' in first ? (first.pid ?? 0) : 0);
+      assert.ok(fake && a?.mcp_url);
+      // Requests keep the idle share alive past its idle time.
+      const until = Date.now() + 2200;
+      while (Date.now() < until) {
+        assert.equal((await get(fake.publicPort, publicPath(a.mcp_url))).status, 200);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      assert.deepEqual(c.listShares().map((x) => x.id), [a.id], 'the timed share stopped, the busy idle one goes on');
+      assert.match(stops[0] ?? '', /stopped by itself: its time was up/);
+      await waitFor(() => (c.state.status === 'stopped' ? true : undefined), 5000, 'the idle share to stop, and with it the tunnel');
+      assert.match(stops[1] ?? '', /stopped by itself: no request for 2 s/);
+    } finally {
+      await second.close();
+    }
+  });
+
   it("the inspector takes Cf-* headers as Cloudflare's word only on cloudflared's own connections: a local process sending them straight to the gate is named as such", { skip: process.platform !== 'linux' ? 'tells the peer process from /proc' : false }, async () => {
     const { c } = make('ok');
     const s = await c.start(target());

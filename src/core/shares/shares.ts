@@ -11,6 +11,7 @@ import { Emitter, type Disposable, type Event } from '../util/events';
 import { canonicalHost, sameTarget } from '../model/target';
 import { joinUrl, localUrlOf, type AccessMode, type TunnelTarget } from '../model/tunnelState';
 import { describePolicy, type ToolPolicy } from '../policy/toolPolicy';
+import { deadlineOf, lifetimeFrom, type LifetimeRequest, type ShareLifetime } from './lifetime';
 
 /**
  * A share's origin that this process runs for it (the stdio bridge), instead of a server the user
@@ -55,6 +56,8 @@ export interface ShareOptions {
   originHeaders?: Record<string, string>;
   /** Which of its server's tools clients may see and call (see core/policy); none: all of them. */
   policy?: ToolPolicy;
+  /** "Share for…": stop by itself after a time, or after so long without a request. */
+  lifetime?: LifetimeRequest;
 }
 
 /** Whether a share's local server answers: unknown until probed or used. */
@@ -77,6 +80,8 @@ export interface Share {
   originHeaders?: Record<string, string>;
   /** Its tool policy (see `ShareOptions.policy`). */
   policy?: ToolPolicy;
+  /** When it stops by itself (see `ShareOptions.lifetime`). */
+  lifetime?: ShareLifetime;
   /** Its recipients' links (the gate is the judge of which are still live). */
   links: ShareLink[];
 }
@@ -108,6 +113,12 @@ export interface ShareSnapshot {
   links: ShareLinkSnapshot[];
   /** Its tool policy, or null when every tool of its server is shared. */
   policy: { tools: string[] | null; read_only: boolean; summary: string } | null;
+  /** When it stops by itself (ISO 8601; the earlier of its time and its idle deadline), or null. */
+  stops_at: string | null;
+  /** Why then: `time` (its time is up) or `idle` (that long without a request); null when it does not. */
+  stop_reason: 'time' | 'idle' | null;
+  /** Its idle limit in minutes, or null. */
+  idle_stop_minutes: number | null;
 }
 
 /** One recipient's link. `mcp_url` carries its secret: treat it like a password. */
@@ -191,6 +202,7 @@ export class ShareRegistry {
 
   add(target: TunnelTarget & { access: AccessMode }, secret?: string, options: ShareOptions = {}): Share {
     const { origin, originHeaders, policy } = options;
+    const lifetime = lifetimeFrom(options.lifetime, this.now());
     const share: Share = {
       id: `sh-${randomBytes(4).toString('hex')}`,
       target,
@@ -201,6 +213,7 @@ export class ShareRegistry {
       origin,
       ...(originHeaders && Object.keys(originHeaders).length ? { originHeaders } : {}),
       ...(policy ? { policy } : {}),
+      ...(lifetime ? { lifetime } : {}),
       links: [],
     };
     this.shares.set(share.id, share);
@@ -277,7 +290,22 @@ export class ShareRegistry {
 
   /** What a share is made with beyond its target (to make it again: a restart). */
   optionsOf(share: Share, origin: ShareOrigin | undefined): ShareOptions {
-    return { ...(origin ? { origin } : {}), ...(share.originHeaders ? { originHeaders: share.originHeaders } : {}), ...(share.policy ? { policy: share.policy } : {}) };
+    const now = this.now();
+    const l = share.lifetime;
+    // What is left of its time, not its whole time again.
+    const lifetime = l ? { ...(l.stopAt !== undefined ? { afterMs: Math.max(1000, l.stopAt - now) } : {}), ...(l.idleMs !== undefined ? { idleMs: l.idleMs } : {}) } : undefined;
+    return { ...(origin ? { origin } : {}), ...(share.originHeaders ? { originHeaders: share.originHeaders } : {}), ...(share.policy ? { policy: share.policy } : {}), ...(lifetime ? { lifetime } : {}) };
+  }
+
+  /** A share's lifetime from now (undefined: until stopped). False if unknown; throws on a bad value. */
+  setLifetime(id: string, req: LifetimeRequest | undefined): boolean {
+    const share = this.shares.get(id);
+    if (!share) return false;
+    const lifetime = lifetimeFrom(req, this.now());
+    if (lifetime) share.lifetime = lifetime;
+    else delete share.lifetime;
+    this._onDidChange.fire();
+    return true;
   }
 
   /** A share's tool policy changed (undefined: none). False if unknown. */
@@ -349,6 +377,16 @@ export function shareSnapshotOf(share: Share, tunnelUrl: string | undefined, ope
       .filter((l) => liveLinks.has(l.id))
       .map((l) => ({ id: l.id, label: l.label, expires_at: l.expiresAt !== undefined ? new Date(l.expiresAt).toISOString() : null, mcp_url: tunnelUrl ? joinUrl(`${tunnelUrl}/${l.secret}`, share.target.path) : null })),
     policy: share.policy ? { tools: share.policy.tools ? [...share.policy.tools] : null, read_only: share.policy.readOnly === true, summary: describePolicy(share.policy) ?? '' } : null,
+    ...stopsOf(share, counters),
+  };
+}
+
+function stopsOf(share: Share, counters: ShareCounters | undefined): Pick<ShareSnapshot, 'stops_at' | 'stop_reason' | 'idle_stop_minutes'> {
+  const d = deadlineOf({ id: share.id, createdAt: share.createdAt, ...(share.lifetime ? { lifetime: share.lifetime } : {}), ...(counters?.lastRequestAt !== undefined ? { lastRequestAt: counters.lastRequestAt } : {}) });
+  return {
+    stops_at: d ? new Date(d.at).toISOString() : null,
+    stop_reason: d?.why ?? null,
+    idle_stop_minutes: share.lifetime?.idleMs !== undefined ? Math.round(share.lifetime.idleMs / 60_000) : null,
   };
 }
 
