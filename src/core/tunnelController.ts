@@ -25,7 +25,7 @@ import { AutoStop, describeLifetime, shortDuration, type LifetimeRequest } from 
 import { DEFAULT_RESTART_POLICY, decideRestart, type RestartPolicy } from './supervisor/restartPolicy';
 
 export { DEFAULT_RESTART_POLICY, type RestartPolicy } from './supervisor/restartPolicy';
-import { ShareRegistry, probeOrigin, shareKey, shareName, shareSnapshotOf, type Share, type ShareLinkSnapshot, type ShareOptions, type ShareOrigin, type ShareSnapshot } from './shares/shares';
+import { ShareRegistry, linksKey, probeOrigin, shareKey, shareName, shareSnapshotOf, type Share, type ShareLink, type ShareLinkSnapshot, type ShareOptions, type ShareOrigin, type ShareSnapshot } from './shares/shares';
 export type { ShareOptions, ShareOrigin } from './shares/shares';
 import {
   TunnelBusyError,
@@ -372,11 +372,12 @@ export class TunnelController implements TunnelApi {
       });
     }
     this.cancelRestart();
-    const first = (secret: string | undefined): Promise<TunnelState> => {
+    const first = (secret: string | undefined, links: ShareLink[] = []): Promise<TunnelState> => {
       this.registry.clear();
       // A new tunnel: the last one's calls stay visible until now.
       this.recorder?.clear();
       const share = this.registry.add(full, secret, this.withDefaults(options));
+      share.links = links;
       this.probe(share);
       return this.launch(full);
     };
@@ -384,13 +385,13 @@ export class TunnelController implements TunnelApi {
     // the state as soon as start() returns.
     if (!this.options.shareSecretStore || full.access !== 'secret') return first(undefined);
     const generation = this.stopGeneration;
-    return this.storedSecret(full, origin).then((secret) => {
+    return Promise.all([this.storedSecret(full, origin), this.storedLinks(full, origin)]).then(([secret, links]) => {
       // A stop() while the secret was read wins; a start that got there first is joined.
       if (generation !== this.stopGeneration || this.disposed) {
         unused();
         return this._state;
       }
-      return this.run ? this.start(target, options) : first(secret);
+      return this.run ? this.start(target, options) : first(secret, links);
     });
   }
 
@@ -453,14 +454,15 @@ export class TunnelController implements TunnelApi {
 
   private async addShare(run: Run, target: TunnelTarget & { access: AccessMode }, options: ShareOptions): Promise<void> {
     const origin = options.origin;
-    const secret = await this.storedSecret(target, origin);
+    const [secret, links] = await Promise.all([this.storedSecret(target, origin), this.storedLinks(target, origin)]);
     // Raced by a stop, or by the same target shared meanwhile.
     if (run !== this.run || run.stopRequested || run.ended || (origin ? this.registry.findOrigin(origin.key) : this.registry.find(target))) {
       void origin?.close().catch(() => undefined);
       return;
     }
     const share = this.registry.add(target, secret, this.withDefaults(options));
-    if (share.secret) run.secrets.push(share.secret);
+    share.links = links;
+    if (share.secret) run.secrets.push(share.secret, ...links.map((l) => l.secret));
     this.routeShare(run, share);
     this.log('info', `Sharing ${origin ? `${origin.name} (stdio: ${origin.commandLine})` : joinUrl(localUrlOf(target), target.path)} on the same tunnel (${this.registry.size} shares; access ${target.access}).`);
     this.probe(share);
@@ -544,6 +546,7 @@ export class TunnelController implements TunnelApi {
     if (!made) return undefined;
     share.links.push({ id: made.id, label: made.label, secret: made.secret, ...(expiresAt !== undefined ? { expiresAt } : {}) });
     run.secrets.push(made.secret);
+    this.saveLinks(share);
     this.log('info', `New link "${made.label}" for ${share.origin ? share.origin.name : shareName(share.target)}${expiresAt !== undefined ? `, until ${new Date(expiresAt).toLocaleString()}` : ''}.`);
     this.registry.touched(shareId);
     return this.listShares().find((x) => x.id === shareId)?.links.find((l) => l.id === made.id);
@@ -582,6 +585,7 @@ export class TunnelController implements TunnelApi {
     if (!share) return false;
     const ok = run?.gate?.removeLink(shareId, linkId) ?? false;
     share.links = share.links.filter((l) => l.id !== linkId);
+    this.saveLinks(share);
     if (ok) this.log('info', `Link revoked: it no longer works.`);
     this.registry.touched(shareId);
     return ok;
@@ -893,6 +897,45 @@ export class TunnelController implements TunnelApi {
     } catch (err) {
       this.log('warn', `Could not record the cloudflared process (orphan clean-up will not know it): ${(err as Error).message}`);
     }
+  }
+
+  /**
+   * A named tunnel's links of this share, as stored (the expired ones dropped), so the links
+   * handed out keep working across restarts and editor sessions; [] without a store.
+   */
+  private async storedLinks(target: TunnelTarget & { access: AccessMode }, origin?: ShareOrigin): Promise<ShareLink[]> {
+    const store = this.options.shareSecretStore;
+    if (!store || target.access !== 'secret') return [];
+    let raw: string | undefined;
+    try {
+      raw = await store.get(linksKey(target, origin));
+    } catch (err) {
+      this.log('warn', `Could not read the stored links: ${(err as Error).message}`);
+      return [];
+    }
+    if (!raw) return [];
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw);
+    } catch {
+      this.log('warn', 'The stored links are unreadable; they are dropped (make new ones).');
+      return [];
+    }
+    const now = Date.now();
+    const links = (Array.isArray(parsed) ? parsed : []).flatMap((l: unknown): ShareLink[] => {
+      const o = l as Partial<ShareLink> | null;
+      if (!o || typeof o.id !== 'string' || !/^[\w-]{1,40}$/.test(o.id) || typeof o.label !== 'string' || typeof o.secret !== 'string' || !SHARE_SECRET_PATTERN.test(o.secret)) return [];
+      if (o.expiresAt !== undefined && (typeof o.expiresAt !== 'number' || o.expiresAt <= now)) return [];
+      return [{ id: o.id, label: o.label.slice(0, 80), secret: o.secret, ...(o.expiresAt !== undefined ? { expiresAt: o.expiresAt } : {}) }];
+    });
+    return links;
+  }
+
+  /** A named tunnel keeps a share's links (see storedLinks). */
+  private saveLinks(share: Share): void {
+    const store = this.options.shareSecretStore;
+    if (!store || share.target.access !== 'secret') return;
+    void store.set(linksKey(share.target, share.origin), JSON.stringify(share.links)).catch((err: unknown) => this.log('warn', `Could not store the links (they last until the tunnel stops): ${(err as Error).message}`));
   }
 
   /** The store's secret for this share, or a new one put there; undefined without a store, or for an open share. */

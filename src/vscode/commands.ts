@@ -6,7 +6,7 @@ import { maskSharePath } from '../core/util/format';
 import type { TunnelController } from '../core/tunnelController';
 import type { TunnelLog } from './log';
 import type { TunnelTreeRow } from './tunnelTree';
-import { CLIENT_KINDS, clientConfig, mcpUrlFor, shareInputOf, shareInputOfShare, type ClientConfigInput } from '../core/shares/clientConfigs';
+import { CLIENT_KINDS, clientConfig, mcpUrlFor, shareInputOf, shareInputOfLink, shareInputOfShare, type ClientConfigInput } from '../core/shares/clientConfigs';
 import type { ShareSnapshot } from '../core/shares/shares';
 import type { QrPanel } from './qrView';
 import type { InspectorPanels } from './inspectorPanel';
@@ -91,6 +91,12 @@ async function copy(text: string | null | undefined, what: string): Promise<void
 }
 
 export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
+  /** What a config or QR code carries for this share, or for the link whose row `arg` is. */
+  const inputOf = (arg: unknown, share: ShareSnapshot): ClientConfigInput | undefined => {
+    const url = deps.controller.snapshot().url ?? undefined;
+    const link = linkIdOf(arg);
+    return link ? shareInputOfLink(url, share, link) : shareInputOfShare(url, share);
+  };
   const { controller, log } = deps;
   const start = (target: TunnelTarget, restart = false): Promise<TunnelState | undefined> => runStart(deps, target, restart);
 
@@ -183,16 +189,19 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
       if (share) await copy(share.mcp_url, `MCP URL of ${share.name}`);
       return share?.mcp_url ?? undefined;
     },
+    // On a link's row: that recipient's config (its own secret).
     [CommandId.CopyShareClientConfig]: async (arg?: unknown, kind?: unknown) => {
       const share = await pickShare(deps, arg, 'Copy MCP Client Config');
-      return share ? copyClientConfig(shareInputOfShare(controller.snapshot().url ?? undefined, share), kind) : undefined;
+      return share ? copyClientConfig(inputOf(arg, share), kind) : undefined;
     },
     [CommandId.ShowShareQr]: async (arg?: unknown) => {
       const share = await pickShare(deps, arg, 'Show QR Code');
-      const input = share ? shareInputOfShare(controller.snapshot().url ?? undefined, share) : undefined;
-      if (!input) return undefined;
+      const input = share ? inputOf(arg, share) : undefined;
+      if (!share || !input) return undefined;
       const url = mcpUrlFor(input, true);
-      deps.qr.show(url, input.secret ? `Scan to get the MCP URL of ${share?.name ?? 'the share'} (it includes its secret: show it only to people you trust).` : `Scan to get the public MCP URL of ${share?.name ?? 'the share'}. Anyone with it can reach that server.`);
+      const link = linkIdOf(arg) ? share.links.find((l) => l.id === linkIdOf(arg)) : undefined;
+      const whose = link ? `link "${link.label}" of ${share.name}` : share.name;
+      deps.qr.show(url, input.secret ? `Scan to get the MCP URL of ${whose} (it includes its secret: show it only to people you trust).` : `Scan to get the public MCP URL of ${whose}. Anyone with it can reach that server.`);
       return url;
     },
     [CommandId.RotateShareSecret]: async (arg?: unknown) => {
@@ -348,6 +357,11 @@ async function copyClientConfig(input: ClientConfigInput | undefined, kind: unkn
  * The share a command acts on: a tree row's, an id given (keybindings, tests), the only one, or
  * the user's pick. Undefined (after saying why) when there is none.
  */
+/** A link's tree row (or `{ shareId, linkId }`): which link. */
+function linkIdOf(arg: unknown): string | undefined {
+  return arg && typeof arg === 'object' && typeof (arg as TunnelTreeRow).linkId === 'string' ? (arg as TunnelTreeRow).linkId : undefined;
+}
+
 async function pickShare(deps: CommandDeps, arg: unknown, title: string, fits: (s: ShareSnapshot) => boolean = () => true): Promise<ShareSnapshot | undefined> {
   const shares = deps.controller.listShares().filter(fits);
   const id = typeof arg === 'string' ? arg : arg && typeof arg === 'object' && 'shareId' in arg && typeof (arg as TunnelTreeRow).shareId === 'string' ? (arg as TunnelTreeRow).shareId : undefined;

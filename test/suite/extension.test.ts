@@ -368,6 +368,12 @@ suite('MCP Tunnel in VS Code', () => {
       const fake = JSON.parse(fs.readFileSync(path.join(process.env['FAKE_CLOUDFLARED_STATE_DIR'] ?? os.tmpdir(), `${api.controller.snapshot().pid}.json`), 'utf8')) as { publicPort: number };
       assert.equal((await request(fake.publicPort, new URL(linkUrl).pathname)).status, 200);
       await waitFor(() => api.controller.activity(share.id).some((c) => c.link === 'link "Alice"') || undefined, 5000, 'the call recorded under its link');
+      // The link's own client config (its row's menu): its secret, not the share's.
+      assert.equal(await vscode.commands.executeCommand('mcpTunnel.copyShareClientConfig', row, 'vscode'), 'vscode');
+      const cfg = JSON.parse(await vscode.env.clipboard.readText()) as { servers: Record<string, { headers?: Record<string, string> }> };
+      const [cfgName, cfgEntry] = Object.entries(cfg.servers)[0] ?? [];
+      assert.match(String(cfgName), /-alice$/);
+      assert.equal(cfgEntry?.headers?.['Authorization'], `Bearer ${new URL(linkUrl).pathname.split('/')[1] ?? ''}`);
       assert.equal(await vscode.commands.executeCommand('mcpTunnel.revokeShareLink', row), true);
       const refused = await request(fake.publicPort, new URL(linkUrl).pathname);
       assert.equal(refused.status, 401);

@@ -433,7 +433,37 @@ describe('TunnelController + fake cloudflared (real processes)', { concurrency: 
     assert.equal((await get(fake.publicPort, publicPath(first))).status, 401);
     assert.equal((await c.restart()).status, 'active');
     assert.equal(c.snapshot().mcp_url, `https://mcp.example.com${next}/mcp`, 'the rotated secret survives a restart');
-    assert.deepEqual([...keys], [`localhost:${origin.port}/mcp`], 'kept under the share\'s target');
+    assert.deepEqual([...keys].sort(), [`links|localhost:${origin.port}/mcp`, `localhost:${origin.port}/mcp`], 'kept under the share\'s target (its links beside it)');
+  });
+
+  it('a named tunnel keeps its links across stops and starts (the store): each link URL works again, an expired one is dropped, a revoked one stays revoked', async () => {
+    const saved = new Map<string, string>();
+    const store = { get: (k: string) => Promise.resolve(saved.get(k)), set: (k: string, v: string) => (saved.set(k, v), Promise.resolve()) };
+    const token = Buffer.from(JSON.stringify({ a: 'acct', t: '6ff42ae2-765d-4adf-8112-31c55c1551ef', s: 'c2VjcmV0' })).toString('base64');
+    const { c } = make('ok', {}, { named: { hostname: 'mcp.example.com', token: () => Promise.resolve(token) }, shareSecretStore: store });
+    assert.equal((await c.start(target())).status, 'active');
+    const shareId = c.listShares()[0]?.id ?? '';
+    const alice = c.createLink(shareId, { label: 'Alice' });
+    const bob = c.createLink(shareId, { label: 'Bob', expiresInMs: 1500 });
+    const carol = c.createLink(shareId, { label: 'Carol' });
+    assert.ok(alice?.mcp_url && bob?.mcp_url && carol?.mcp_url);
+    assert.ok(c.revokeLink(shareId, carol.id));
+    await waitFor(() => (JSON.parse(saved.get(`links|localhost:${origin.port}/mcp`) ?? '[]') as unknown[]).length === 2 || undefined, 2000, 'the links stored');
+    await c.stop();
+    await new Promise((r) => setTimeout(r, 1600)); // Bob's link expires while the tunnel is down
+    assert.equal((await c.start(target())).status, 'active');
+    const links = c.listShares()[0]?.links ?? [];
+    assert.deepEqual(links.map((l) => l.label), ['Alice'], 'Alice back, Bob expired, Carol revoked');
+    assert.equal(links[0]?.mcp_url, alice.mcp_url, 'the same link URL');
+    const fake = await waitFor(() => readFakeState(work, c.snapshot().pid!), 3000, 'fake state');
+    assert.equal((await get(fake.publicPort, publicPath(alice.mcp_url))).status, 200, "Alice's link works after the restart");
+    assert.equal((await get(fake.publicPort, publicPath(carol.mcp_url))).status, 401);
+    assert.equal((await get(fake.publicPort, publicPath(bob.mcp_url))).status, 401);
+    // A store with garbage in it loses the links, not the share.
+    saved.set(`links|localhost:${origin.port}/mcp`, '{not json');
+    await c.stop();
+    assert.equal((await c.start(target())).status, 'active');
+    assert.deepEqual(c.listShares()[0]?.links, []);
   });
 
   it('without a store every start makes a new share secret', async () => {

@@ -283,6 +283,26 @@ describe('routing gate', () => {
     assert.equal(gate.addLink('o', { label: 'x' }), undefined);
   });
 
+  it('a 24-hour link, with fake timers: it works until its expiry, then it ends by itself (no request needed) and gets 401 "expired"', async (t) => {
+    const a = await origin('a');
+    const gate = await gateFor(a);
+    t.mock.timers.enable({ apis: ['Date', 'setTimeout'], now: Date.now() });
+    try {
+      const day = gate.addLink('a', { label: 'a day', expiresAt: Date.now() + 86_400_000 });
+      assert.ok(day);
+      t.mock.timers.tick(86_400_000 - 1000);
+      assert.equal((await get(gate, `/${day.secret}/mcp`)).status, 200, 'a second before its expiry');
+      assert.deepEqual(gate.links('a').map((l) => l.label), ['a day']);
+      t.mock.timers.tick(2000);
+      assert.deepEqual(gate.links('a'), [], 'its timer ended it');
+      const r = await get(gate, `/${day.secret}/mcp`);
+      assert.equal(r.status, 401);
+      assert.match(r.body, /this link has expired/);
+    } finally {
+      t.mock.timers.reset();
+    }
+  });
+
   it("remove one share: its secret gets 401 (even beside an open share, which never sees it) and its streams are cut", async () => {
     const open = await origin('open');
     const b = await origin('b');

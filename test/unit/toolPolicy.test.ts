@@ -207,7 +207,7 @@ describe('tool policy: a hostile server', () => {
       else if (which === 'gzip') res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' }).end(gzipSync(JSON.stringify({ jsonrpc: '2.0', id: 1, result: { tools: [tool('rm-rf')] } })));
       else {
         res.writeHead(200, { 'content-type': 'text/event-stream' });
-        res.end(`: keep-alive\n\ndata: {"tools":[{"name":"rm-rf"}\n\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: 1, result: { tools: [tool('echo')] } })}\n\n`);
+        res.end(`event: endpoint\ndata: /messages?sessionId=1\n\n: keep-alive\n\ndata: {"tools":[{"name":"rm-rf"}\n\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: 1, result: { tools: [tool('echo')] } })}\n\n`);
       }
     });
     const { gate, base, logs } = await gateTo(srv.port, { tools: ['echo'] });
@@ -221,6 +221,7 @@ describe('tool policy: a hostile server', () => {
     const r = await post(gate.port, base, JSON.stringify(list(1)));
     assert.equal(r.status, 200);
     assert.ok(r.body.includes(': keep-alive') && r.body.includes('echo') && !r.body.includes('rm-rf'), r.body);
+    assert.ok(r.body.startsWith('event: endpoint\ndata: /messages?sessionId=1\n\n'), 'the old SSE transport\'s endpoint event passes as it is');
     await new Promise((res) => setTimeout(res, 20));
     assert.ok(logs.some((l) => /dropped 1 SSE event/.test(l)), logs.join('\n'));
   });

@@ -304,6 +304,8 @@ export class SseFilter {
       else other.push(l);
     }
     if (data.length === 0) return `${block}\n\n`;
+    // The 2024-11-05 HTTP+SSE transport's first event names the POST URL: not JSON-RPC, no tools.
+    if (other.includes('event: endpoint') || other.includes('event:endpoint')) return `${block}\n\n`;
     const text = data.join('\n');
     let v: unknown;
     try {

@@ -100,6 +100,16 @@ export function shareInputOfShare(tunnelUrl: string | undefined, share: ShareSna
   return share.access === 'secret' ? { url: tunnelUrl, path, secret: prefix.replace(/^\//, ''), name } : { url: tunnelUrl + prefix, path, name };
 }
 
+/** The same for one recipient's link of a share: its own secret, and a name of its own. */
+export function shareInputOfLink(tunnelUrl: string | undefined, share: ShareSnapshot, linkId: string): ClientConfigInput | undefined {
+  const base = shareInputOfShare(tunnelUrl, share);
+  const link = share.links.find((l) => l.id === linkId);
+  if (!base || !tunnelUrl || !link?.mcp_url?.startsWith(`${tunnelUrl}/`)) return undefined;
+  const secret = link.mcp_url.slice(tunnelUrl.length + 1).split('/')[0] ?? '';
+  const slug = link.label.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 24) || link.id;
+  return { ...base, secret, name: `${base.name ?? 'tunneled-mcp'}-${slug}` };
+}
+
 /** What the configs and the QR code share for a state: its URL, path and (behind the gate) secret. */
 export function shareInputOf(s: TunnelState): ClientConfigInput | undefined {
   if (!('url' in s) || !s.url || !('target' in s) || !s.target) return undefined;

@@ -154,6 +154,11 @@ export function shareKey(target: TunnelTarget, origin?: ShareOrigin): string {
   return `${canonicalHost(target.host) ?? target.host}:${target.port}${target.path}`;
 }
 
+/** The key a named tunnel's links of a share are kept under (beside its secret). */
+export function linksKey(target: TunnelTarget, origin?: ShareOrigin): string {
+  return `links|${shareKey(target, origin)}`;
+}
+
 export function shareName(target: TunnelTarget): string {
   const host = target.host.includes(':') ? `[${target.host}]` : target.host;
   return `${host}:${target.port}${target.path}`;
