@@ -92,7 +92,7 @@ export interface ExchangeInfo {
 const SENSITIVE_KEY = /authori[sz]ation|cookie|token|secret|passw(or)?d|api[-_]?key|credential/i;
 
 export class Recorder {
-  private readonly rings = new Map<string, RecordedCall[]>();
+  private readonly rings = new Map<string, Ring>();
   /** `share session` → client, from initialize. */
   private readonly clients = new Map<string, string>();
   /** `share client` pairs seen (for the new-client event); bounded. */
@@ -121,8 +121,8 @@ export class Recorder {
 
   /** The recorded calls, oldest first: of one share, or of all (by time). */
   list(shareId?: string): RecordedCall[] {
-    if (shareId !== undefined) return [...(this.rings.get(shareId) ?? [])];
-    return [...this.rings.values()].flat().sort((a, b) => a.at - b.at);
+    if (shareId !== undefined) return this.rings.get(shareId)?.list() ?? [];
+    return [...this.rings.values()].flatMap((r) => r.list()).sort((a, b) => a.at - b.at);
   }
 
   /** Forget a share's calls (it stopped). */
@@ -277,19 +277,42 @@ export class Recorder {
 
   private push(entry: RecordedCall): void {
     let ring = this.rings.get(entry.share_id);
-    if (!ring) this.rings.set(entry.share_id, (ring = []));
+    if (!ring) this.rings.set(entry.share_id, (ring = new Ring(this.maxEntries)));
     ring.push(entry);
-    if (ring.length > this.maxEntries) ring.splice(0, ring.length - this.maxEntries);
     this._onDidRecord.fire(entry);
   }
 
   /** Secrets out of a body: the gate's, then Bearer values, then sensitive keys' values. */
   redact(text: string): string {
     let out = text;
-    for (const s of this.options.secrets?.() ?? []) if (s) out = out.split(s).join('<secret>');
-    out = out.replace(/(Bearer\s+)[A-Za-z0-9._~+/=-]{8,}/gi, '$1<redacted>');
-    out = out.replace(/("([^"\\]*)"\s*:\s*)"((?:[^"\\]|\\.)*)"/g, (m, head: string, key: string) => (SENSITIVE_KEY.test(key) ? `${head}"<redacted>"` : m));
+    // Each rewrite only when a quick scan finds what it rewrites (most bodies have none).
+    for (const s of this.options.secrets?.() ?? []) if (s && out.includes(s)) out = out.split(s).join('<secret>');
+    if (BEARER_WORD.test(out)) out = out.replace(/(Bearer\s+)[A-Za-z0-9._~+/=-]{8,}/gi, '$1<redacted>');
+    if (SENSITIVE_KEY.test(out)) out = out.replace(/("([^"\\]*)"\s*:\s*)"((?:[^"\\]|\\.)*)"/g, (m, head: string, key: string) => (SENSITIVE_KEY.test(key) ? `${head}"<redacted>"` : m));
     return out;
+  }
+}
+
+const BEARER_WORD = /bearer/i;
+
+/** The last `max` calls of a share: a circular buffer (a push never moves the others). */
+class Ring {
+  private readonly buf: RecordedCall[] = [];
+  private start = 0;
+  constructor(private readonly max: number) {}
+
+  push(entry: RecordedCall): void {
+    if (this.buf.length < this.max) {
+      this.buf.push(entry);
+      return;
+    }
+    this.buf[this.start] = entry;
+    this.start = (this.start + 1) % this.max;
+  }
+
+  /** Oldest first. */
+  list(): RecordedCall[] {
+    return this.start === 0 ? [...this.buf] : [...this.buf.slice(this.start), ...this.buf.slice(0, this.start)];
   }
 }
 
