@@ -202,7 +202,9 @@ export class Recorder {
     const reqText = inBody.text();
     const resText = outBody.text();
     const calls = reqText !== undefined && !inBody.cut ? parseJsonRpc(reqText) : [];
-    const answers = resText !== undefined && !outBody.cut ? (sse ? parseSse(resText) : parseJsonRpc(resText)) : [];
+    // The answers tell only errors (a JSON-RPC error, a tool's isError): an answer with neither
+    // word in it is not parsed at all (most are not).
+    const answers = resText !== undefined && !outBody.cut && MAYBE_ERROR.test(resText) ? (sse ? parseSse(resText) : parseJsonRpc(resText)) : [];
     const events = sse && resText !== undefined ? (resText.match(/^data:/gm) ?? []).length : null;
     const clientKey = `${info.shareId} ${session ?? ''}`;
     const init = calls.find((c) => c.method === 'initialize');
@@ -294,6 +296,11 @@ export class Recorder {
 }
 
 const BEARER_WORD = /bearer/i;
+/**
+ * An answer that may carry an error: `"error":` or `"isError":`. A server that spells the key
+ * with escapes has its error left out of the record: the inspector informs, nothing relies on it.
+ */
+const MAYBE_ERROR = /"(?:error|isError)"\s*:/;
 
 /** The last `max` calls of a share: a circular buffer (a push never moves the others). */
 class Ring {
@@ -334,7 +341,8 @@ class Capture {
     }
     const take = Math.min(b.length, this.max - this.kept);
     if (take < b.length) this.cut = true;
-    this.parts.push(Buffer.from(b.subarray(0, take)));
+    // A view, not a copy: a chunk is not reused once written (a string was copied into `b`).
+    this.parts.push(Buffer.from(b.buffer, b.byteOffset, take));
     this.kept += take;
   }
 
