@@ -14,7 +14,7 @@ import type { ShareServer, ShareServerDeps } from './vscode/shareServer';
 import { loadShareServer, SHARE_SERVER_COMMANDS } from './vscode/shareServerModule';
 import { PROVIDER_ID, TunnelMcpProvider } from './vscode/mcpProvider';
 import { QrPanel } from './vscode/qrView';
-import { InspectorPanels } from './vscode/inspectorPanel';
+import { LazyInspector } from './vscode/panelsModule';
 import { TunnelStatusBar } from './vscode/statusBar';
 import { TunnelTreeProvider } from './vscode/tunnelTree';
 import { runStart } from './vscode/ui';
@@ -133,7 +133,7 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
   context.subscriptions.push(treeView.onDidChangeVisibility((e) => tree.setVisible(e.visible)));
   context.subscriptions.push(statusBar, tree, treeView, log);
   const qr = new QrPanel();
-  const inspector = new InspectorPanels(ctl, vscode.Uri.joinPath(context.extensionUri, 'media'));
+  const inspector = new LazyInspector(ctl, vscode.Uri.joinPath(context.extensionUri, 'media'));
   context.subscriptions.push(
     qr,
     inspector,

@@ -9,8 +9,7 @@ import type { TunnelTreeRow } from './tunnelTree';
 import { CLIENT_KINDS, clientConfig, mcpUrlFor, shareInputOf, shareInputOfLink, shareInputOfShare, type ClientConfigInput } from '../core/shares/clientConfigs';
 import type { ShareSnapshot } from '../core/shares/shares';
 import type { QrPanel } from './qrView';
-import type { InspectorPanels } from './inspectorPanel';
-import { chooseShareTools } from './toolsPicker';
+import { loadPanels, type LazyInspector } from './panelsModule';
 import { askTarget, locateCloudflared, runStart } from './ui';
 import { validateTarget } from '../core/model/target';
 import { ALLOW_HOST_HINT } from './config';
@@ -73,7 +72,7 @@ export interface CommandDeps {
   /** Re-check cloudflared after the path changed (updates the welcome view). */
   recheckCloudflared: () => Promise<void>;
   qr: QrPanel;
-  inspector: InspectorPanels;
+  inspector: LazyInspector;
   secrets: vscode.SecretStorage;
   /** Non-loopback hosts the user allowed (`mcpTunnel.allowedHosts`). */
   allowedHosts: () => readonly string[];
@@ -275,7 +274,7 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
     [CommandId.ChooseShareTools]: async (arg?: unknown, opts?: unknown) => {
       const share = await pickShare(deps, arg, 'Choose Shared Tools');
       if (!share) return undefined;
-      return chooseShareTools(controller, share, opts);
+      return loadPanels().chooseShareTools(controller, share, opts);
     },
     // Optional arguments: the share, and `{ afterMinutes?, idleMinutes? }` (0 or none: until stopped).
     [CommandId.SetShareLifetime]: async (arg?: unknown, opts?: unknown) => {
