@@ -616,7 +616,7 @@ async function main(): Promise<void> {
       const postNames = Object.keys(postTargets) as Array<keyof typeof postTargets>;
       for (const name of postNames) await loadTest({ port: postTargets[name].port, path: `/${postTargets[name].secret}/json`, body: callBody, connections: 16, durationMs: CFG.warmupMs });
       for (let r = 0; r < CFG.loadRounds + 2; r++) {
-        for (const name of postNames.map((_, i, a) => a[(i + r) % a.length] as keyof typeof postTargets)) {
+        for (const name of postNames.map((_, i, a) => a[(i + r) % a.length])) {
           const t = postTargets[name];
           const res = await loadTest({ port: t.port, path: `/${t.secret}/json`, body: callBody, connections: 16, durationMs: CFG.loadMs });
           postRounds.push({ target: name, rps: res.rps, non2xx: res.non2xx + res.errors });
