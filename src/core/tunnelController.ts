@@ -25,7 +25,7 @@ import { AutoStop, describeLifetime, shortDuration, type LifetimeRequest } from 
 import { DEFAULT_RESTART_POLICY, decideRestart, type RestartPolicy } from './supervisor/restartPolicy';
 
 export { DEFAULT_RESTART_POLICY, type RestartPolicy } from './supervisor/restartPolicy';
-import { ShareRegistry, linksKey, probeOrigin, shareKey, shareName, shareSnapshotOf, type Share, type ShareLink, type ShareLinkSnapshot, type ShareOptions, type ShareOrigin, type ShareSnapshot } from './shares/shares';
+import { ShareRegistry, displayName, lifetimeViewOf, linksKey, probeOrigin, shareKey, shareSnapshotOf, type Share, type ShareLink, type ShareLinkSnapshot, type ShareOptions, type ShareOrigin, type ShareSnapshot } from './shares/shares';
 export type { ShareOptions, ShareOrigin } from './shares/shares';
 import {
   TunnelBusyError,
@@ -241,7 +241,7 @@ export class TunnelController implements TunnelApi {
     };
     this.protocolMemory = protocolMemory(this.options.stateDir);
     this.autoStop = new AutoStop(
-      () => this.registry.list().map((sh) => ({ id: sh.id, createdAt: sh.createdAt, ...(sh.lifetime ? { lifetime: sh.lifetime } : {}), ...this.lastRequestOf(sh.id) })),
+      () => this.registry.list().map((sh) => lifetimeViewOf(sh, this.lastRequestAt(sh.id))),
       (id, why) => void this.stopShareByItself(id, why),
     );
     this.registry.onDidChange(() => this.autoStop.reschedule());
@@ -255,16 +255,15 @@ export class TunnelController implements TunnelApi {
     return since !== undefined ? `HTTP/2: QUIC failed on this network on ${new Date(since).toLocaleDateString()} (remembered for 7 days)` : undefined;
   }
 
-  private lastRequestOf(id: string): { lastRequestAt?: number } {
-    const at = this.run?.gate?.routeStats(id)?.lastRequestAt;
-    return at !== undefined ? { lastRequestAt: at } : {};
+  private lastRequestAt(id: string): number | undefined {
+    return this.run?.gate?.routeStats(id)?.lastRequestAt;
   }
 
   /** A share's time (or idle time) was up: it stops, saying why. */
   private async stopShareByItself(id: string, why: 'time' | 'idle'): Promise<void> {
     const share = this.registry.get(id);
     if (!share) return;
-    const name = share.origin ? share.origin.name : shareName(share.target);
+    const name = displayName(share);
     const idle = share.lifetime?.idleMs;
     const message = why === 'idle' && idle !== undefined ? `${name} stopped by itself: no request for ${shortDuration(idle)}.` : `${name} stopped by itself: its time was up.`;
     this.log('info', message);
@@ -281,8 +280,8 @@ export class TunnelController implements TunnelApi {
     const share = this.registry.get(shareId);
     if (!share) return false;
     this.registry.setLifetime(shareId, req);
-    const name = share.origin ? share.origin.name : shareName(share.target);
-    const line = describeLifetime({ id: share.id, createdAt: share.createdAt, ...(share.lifetime ? { lifetime: share.lifetime } : {}), ...this.lastRequestOf(share.id) }, Date.now());
+    const name = displayName(share);
+    const line = describeLifetime(lifetimeViewOf(share, this.lastRequestAt(share.id)), Date.now());
     this.log('info', line ? `${name} ${line}.` : `${name} runs until you stop it.`);
     return true;
   }
@@ -547,7 +546,7 @@ export class TunnelController implements TunnelApi {
     share.links.push({ id: made.id, label: made.label, secret: made.secret, ...(expiresAt !== undefined ? { expiresAt } : {}) });
     run.secrets.push(made.secret);
     this.saveLinks(share);
-    this.log('info', `New link "${made.label}" for ${share.origin ? share.origin.name : shareName(share.target)}${expiresAt !== undefined ? `, until ${new Date(expiresAt).toLocaleString()}` : ''}.`);
+    this.log('info', `New link "${made.label}" for ${displayName(share)}${expiresAt !== undefined ? `, until ${new Date(expiresAt).toLocaleString()}` : ''}.`);
     this.registry.touched(shareId);
     return this.listShares().find((x) => x.id === shareId)?.links.find((l) => l.id === made.id);
   }
@@ -561,7 +560,7 @@ export class TunnelController implements TunnelApi {
     if (!share) return false;
     this.registry.setPolicy(shareId, policy);
     this.run?.gate?.setRoutePolicy(shareId, policy);
-    const name = share.origin ? share.origin.name : shareName(share.target);
+    const name = displayName(share);
     this.log('info', policy ? `${name} now shares ${describePolicy(policy) ?? 'every tool'}.` : `${name} shares every tool of its server again.`);
     return true;
   }

@@ -4,7 +4,6 @@
  * headers, an oversized body); and its redaction and bounds on their own.
  */
 import assert from 'node:assert/strict';
-import * as http from 'node:http';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -12,6 +11,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { startStdioBridge, type StdioBridge } from '../../src/bridge/stdioBridge';
 import { startAccessGate, type AccessGate } from '../../src/core/gate/accessGate';
 import { Recorder, type NewClient } from '../../src/core/gate/recorder';
+import { postJson } from '../fixtures/origins';
 
 const REPO = path.resolve(__dirname, '..', '..');
 const EVERYTHING = path.join(REPO, 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');
@@ -34,18 +34,7 @@ async function rig(options: ConstructorParameters<typeof Recorder>[0] = {}): Pro
   return { gate, bridge, recorder, secret, clients };
 }
 
-function post(port: number, urlPath: string, body: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: urlPath, headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers }, agent: false }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text, headers: res.headers }));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+const post = postJson;
 
 const settle = () => new Promise((r) => setTimeout(r, 50));
 

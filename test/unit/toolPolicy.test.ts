@@ -17,6 +17,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { startStdioBridge } from '../../src/bridge/stdioBridge';
 import { startAccessGate, type AccessGate } from '../../src/core/gate/accessGate';
 import { checkPolicy, describePolicy, ToolGuard, type ToolPolicy } from '../../src/core/policy/toolPolicy';
+import { postJson } from '../fixtures/origins';
 
 const REPO = path.resolve(__dirname, '..', '..');
 const EVERYTHING = path.join(REPO, 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');
@@ -48,18 +49,7 @@ async function connect(url: URL): Promise<Client> {
   return client;
 }
 
-function post(port: number, urlPath: string, body: string | Buffer, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: urlPath, headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers }, agent: false }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text, headers: res.headers }));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+const post = postJson;
 
 const call = (id: number, name: string, args: Record<string, unknown> = {}) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args } });
 const list = (id: number) => ({ jsonrpc: '2.0', id, method: 'tools/list', params: {} });

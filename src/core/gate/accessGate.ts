@@ -5,7 +5,8 @@
  * the first path segment (`https://x.trycloudflare.com/<secret>/mcp`), and answers everything else
  * with 401 without ever opening a connection to the origin.
  *
- * Otherwise it is transparent: request and response bodies stream both ways (no buffering), SSE
+ * Otherwise it is transparent: request and response bodies stream both ways (no buffering, unless
+ * the share has a tool policy: then each body is read whole and judged, see core/policy), SSE
  * events go out as they arrive, WebSocket (any `Upgrade`) is proxied at the socket level, and
  * hop-by-hop headers are handled per RFC 9110 §7.6.1 (but the gate frames every message itself:
  * `Connection` cannot make it drop Content-Length, Transfer-Encoding or Host).
@@ -32,6 +33,7 @@ import {
 import type { AddressInfo, Socket } from 'node:net';
 import { pipeline } from 'node:stream';
 import { Emitter, type Event } from '../util/events';
+import { first, sendJson } from '../util/http';
 import { readJudged, relayFiltered } from '../policy/policyExchange';
 import { ToolGuard, type ToolPolicy } from '../policy/toolPolicy';
 
@@ -263,10 +265,6 @@ function anyDigest(candidate: string, digests: readonly Buffer[]): boolean {
   let hit = false;
   for (const s of digests) hit = timingSafeEqual(d, s) || hit;
   return hit;
-}
-
-function first(v: string | string[] | undefined): string | undefined {
-  return Array.isArray(v) ? v[0] : v;
 }
 
 type BearerState = 'none' | 'match' | 'mismatch' | 'other-scheme';
@@ -895,12 +893,6 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       clearTimeout(timer);
       delayTimers.delete(timer);
     });
-  };
-
-  const sendJson = (res: ServerResponse, status: number, body: string, extra: OutgoingHttpHeaders = {}): void => {
-    if (res.headersSent || res.destroyed) return;
-    res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', ...extra });
-    res.end(body);
   };
 
   const notAnswering = (route: Route, err: unknown): string => `The local server at ${route.url} is not answering: ${errorCode(err)}. Start it, or check the port.`;

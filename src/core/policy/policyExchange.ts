@@ -5,6 +5,7 @@
  * (JSON bodies whole, SSE event by event). Node's `http` only; no state of its own.
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { sendJson as send } from '../util/http';
 import { INVALID_REQUEST, type RequestVerdict, type ToolGuard } from './toolPolicy';
 
 type Forward = Extract<RequestVerdict, { kind: 'forward' }>;
@@ -14,12 +15,6 @@ const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
 
 function mib(n: number): string {
   return n >= 1024 * 1024 ? `${Math.round((n / (1024 * 1024)) * 10) / 10} MiB` : `${Math.round(n / 1024)} KiB`;
-}
-
-function send(res: ServerResponse, status: number, body: string, extra: OutgoingHttpHeaders = {}): void {
-  if (res.headersSent || res.destroyed) return;
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', ...extra });
-  res.end(body);
 }
 
 function rpcErrorBody(message: string, code = INVALID_REQUEST): string {
@@ -53,6 +48,7 @@ export function readJudged(req: IncomingMessage, res: ServerResponse, guard: Too
     send(res, 415, rpcErrorBody(`Unsupported Media Type: a share with a tool policy must read the body, and it is ${encoding}-encoded. Send it uncompressed.`), { connection: 'close' });
     return;
   }
+  const noteRefused = (names: string[]): void => note(`answered tools/call of ${names.map((n) => `"${n}"`).join(', ')} itself: not shared (tool policy)`);
   if (expectsContinue) res.writeContinue();
   const parts: Buffer[] = [];
   let size = 0;
@@ -79,7 +75,7 @@ export function readJudged(req: IncomingMessage, res: ServerResponse, guard: Too
         send(res, verdict.status, verdict.body);
         return;
       case 'answer':
-        note(`answered tools/call of ${verdict.refused.map((n) => `"${n}"`).join(', ')} itself: not shared (tool policy)`);
+        noteRefused(verdict.refused);
         if (verdict.body === '') {
           res.writeHead(202, { 'content-length': 0 });
           res.end();
@@ -88,7 +84,7 @@ export function readJudged(req: IncomingMessage, res: ServerResponse, guard: Too
         }
         return;
       case 'forward':
-        if (verdict.refused.length) note(`answered tools/call of ${verdict.refused.map((n) => `"${n}"`).join(', ')} itself: not shared (tool policy)`);
+        if (verdict.refused.length) noteRefused(verdict.refused);
         forward(verdict);
     }
   });

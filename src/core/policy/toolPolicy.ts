@@ -18,6 +18,8 @@
  * Pure: no sockets; the gate feeds it bodies and events.
  */
 
+import { first } from '../util/http';
+
 /** What a share lets through; undefined fields: no limit of that kind. */
 export interface ToolPolicy {
   /** Only these tools (by name). */
@@ -109,10 +111,6 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 function rpcError(id: Id, code: number, message: string): Message {
   return { jsonrpc: '2.0', id, error: { code, message } };
-}
-
-function first(v: string | string[] | undefined): string | undefined {
-  return Array.isArray(v) ? v[0] : v;
 }
 
 /** One share's judge: the policy, and what the server said of its tools (for read-only). */

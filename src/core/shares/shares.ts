@@ -11,7 +11,7 @@ import { Emitter, type Disposable, type Event } from '../util/events';
 import { canonicalHost, sameTarget } from '../model/target';
 import { joinUrl, localUrlOf, type AccessMode, type TunnelTarget } from '../model/tunnelState';
 import { describePolicy, type ToolPolicy } from '../policy/toolPolicy';
-import { deadlineOf, lifetimeFrom, type LifetimeRequest, type ShareLifetime } from './lifetime';
+import { deadlineOf, lifetimeFrom, type LifetimeRequest, type LifetimeView, type ShareLifetime } from './lifetime';
 
 /**
  * A share's origin that this process runs for it (the stdio bridge), instead of a server the user
@@ -157,6 +157,16 @@ export function shareKey(target: TunnelTarget, origin?: ShareOrigin): string {
 /** The key a named tunnel's links of a share are kept under (beside its secret). */
 export function linksKey(target: TunnelTarget, origin?: ShareOrigin): string {
   return `links|${shareKey(target, origin)}`;
+}
+
+/** What the user calls a share: a stdio server's name, else `host:port/path`. */
+export function displayName(share: Share): string {
+  return share.origin ? share.origin.name : shareName(share.target);
+}
+
+/** A share as its lifetime rules see it (`lastRequestAt` from the gate's counters). */
+export function lifetimeViewOf(share: Share, lastRequestAt: number | undefined): LifetimeView {
+  return { id: share.id, createdAt: share.createdAt, ...(share.lifetime ? { lifetime: share.lifetime } : {}), ...(lastRequestAt !== undefined ? { lastRequestAt } : {}) };
 }
 
 export function shareName(target: TunnelTarget): string {
@@ -364,7 +374,7 @@ export function shareUrlPrefix(tunnelUrl: string | null | undefined, share: Shar
 export function shareSnapshotOf(share: Share, tunnelUrl: string | undefined, openPrefix: string | undefined, counters: ShareCounters | undefined, liveLinks: ReadonlySet<string> = new Set()): ShareSnapshot {
   return {
     id: share.id,
-    name: share.origin ? share.origin.name : shareName(share.target),
+    name: displayName(share),
     kind: share.origin ? share.origin.kind : 'port',
     command: share.origin ? share.origin.commandLine : null,
     detail: share.origin?.detail() ?? null,
@@ -387,7 +397,7 @@ export function shareSnapshotOf(share: Share, tunnelUrl: string | undefined, ope
 }
 
 function stopsOf(share: Share, counters: ShareCounters | undefined): Pick<ShareSnapshot, 'stops_at' | 'stop_reason' | 'idle_stop_minutes'> {
-  const d = deadlineOf({ id: share.id, createdAt: share.createdAt, ...(share.lifetime ? { lifetime: share.lifetime } : {}), ...(counters?.lastRequestAt !== undefined ? { lastRequestAt: counters.lastRequestAt } : {}) });
+  const d = deadlineOf(lifetimeViewOf(share, counters?.lastRequestAt));
   return {
     stops_at: d ? new Date(d.at).toISOString() : null,
     stop_reason: d?.why ?? null,
