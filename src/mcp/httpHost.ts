@@ -17,6 +17,7 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { TunnelApi } from '../core/model/tunnelState';
+import { readCapped } from '../core/util/http';
 import { createTunnelMcpServer, type McpLogLevel, type TunnelMcpServerOptions } from './tunnelMcpServer';
 
 export const MCP_PATH = '/mcp';
@@ -238,26 +239,7 @@ function digest(s: string): Buffer {
 
 /** The body as text, or undefined if it is longer than `max` bytes (the rest is drained unread). */
 function readBody(req: IncomingMessage, max: number): Promise<string | undefined> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length']);
-    let size = 0;
-    let tooLarge = Number.isFinite(declared) && declared > max;
-    const chunks: Buffer[] = [];
-    if (tooLarge) resolve(undefined);
-    req.on('data', (chunk: Buffer) => {
-      if (tooLarge) return;
-      size += chunk.length;
-      if (size > max) {
-        tooLarge = true;
-        chunks.length = 0;
-        resolve(undefined);
-      } else {
-        chunks.push(chunk);
-      }
-    });
-    req.on('end', () => resolve(tooLarge ? undefined : Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
+  return readCapped(req, max).then((body) => body?.toString('utf8'));
 }
 
 function sendError(res: ServerResponse, status: number, code: number, message: string, headers: Record<string, string> = {}): void {

@@ -5,7 +5,7 @@
  * (JSON bodies whole, SSE event by event). Node's `http` only; no state of its own.
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { sendJson as send } from '../util/http';
+import { readCapped, sendJson as send } from '../util/http';
 import { INVALID_REQUEST, type RequestVerdict, type ToolGuard } from './toolPolicy';
 
 type Forward = Extract<RequestVerdict, { kind: 'forward' }>;
@@ -50,25 +50,13 @@ export function readJudged(req: IncomingMessage, res: ServerResponse, guard: Too
   }
   const noteRefused = (names: string[]): void => note(`answered tools/call of ${names.map((n) => `"${n}"`).join(', ')} itself: not shared (tool policy)`);
   if (expectsContinue) res.writeContinue();
-  const parts: Buffer[] = [];
-  let size = 0;
-  let over = false;
-  const onData = (chunk: Buffer): void => {
-    size += chunk.length;
-    if (size > cap) {
-      over = true;
-      req.off('data', onData);
-      parts.length = 0;
+  readCapped(req, cap).then((body) => {
+    if (res.destroyed) return;
+    if (body === undefined) {
       tooLarge();
       return;
     }
-    parts.push(chunk);
-  };
-  req.on('data', onData);
-  req.once('error', () => res.destroy());
-  req.once('end', () => {
-    if (over || res.destroyed) return;
-    const verdict = guard.judge(Buffer.concat(parts, size), req.headers);
+    const verdict = guard.judge(body, req.headers);
     switch (verdict.kind) {
       case 'refuse':
         note(`refused ${verdict.reason} (tool policy)`);
@@ -87,7 +75,7 @@ export function readJudged(req: IncomingMessage, res: ServerResponse, guard: Too
         if (verdict.refused.length) noteRefused(verdict.refused);
         forward(verdict);
     }
-  });
+  }, () => res.destroy());
 }
 
 /**
@@ -143,26 +131,16 @@ export function relayFiltered(ures: IncomingMessage, res: ServerResponse, guard:
     ures.pipe(res);
     return;
   }
-  const parts: Buffer[] = [];
-  let size = 0;
-  let over = false;
-  ures.on('data', (chunk: Buffer) => {
-    if (over) return;
-    size += chunk.length;
-    if (size > MAX_ANSWER_BYTES) {
-      // Refused at once; the rest is read and thrown away.
-      over = true;
-      parts.length = 0;
+  // A stream error is the gate's `cut`: nothing more to do here.
+  readCapped(ures, MAX_ANSWER_BYTES).then((answer) => {
+    if (res.destroyed) return;
+    if (answer === undefined) {
       unreadable(`it is larger than ${mib(MAX_ANSWER_BYTES)}`);
       return;
     }
-    parts.push(chunk);
-  });
-  ures.on('end', () => {
-    if (over) return;
     let body = '';
-    if (json && size > 0) {
-      const filtered = guard.filterJson(Buffer.concat(parts, size).toString('utf8'));
+    if (json && answer.length > 0) {
+      const filtered = guard.filterJson(answer.toString('utf8'));
       if (filtered === undefined) {
         unreadable('it is not JSON');
         return;
@@ -177,5 +155,5 @@ export function relayFiltered(ures: IncomingMessage, res: ServerResponse, guard:
     out['content-length'] = Buffer.byteLength(body);
     res.writeHead(answers.length > 0 && status === 202 ? 200 : status, out);
     res.end(body);
-  });
+  }, () => undefined);
 }

@@ -1,5 +1,32 @@
 /** Small node:http helpers the gate and its tool policy share. */
-import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+
+/**
+ * A request body, whole, up to `max` bytes: undefined as soon as it is known to be larger (its
+ * Content-Length, or the bytes so far; the rest is read and thrown away). Rejects on a stream error.
+ */
+export function readCapped(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length']);
+    let size = 0;
+    let tooLarge = Number.isFinite(declared) && declared > max;
+    const chunks: Buffer[] = [];
+    if (tooLarge) resolve(undefined);
+    req.on('data', (chunk: Buffer) => {
+      if (tooLarge) return;
+      size += chunk.length;
+      if (size > max) {
+        tooLarge = true;
+        chunks.length = 0;
+        resolve(undefined);
+      } else {
+        chunks.push(chunk);
+      }
+    });
+    req.on('end', () => resolve(tooLarge ? undefined : Buffer.concat(chunks, size)));
+    req.on('error', reject);
+  });
+}
 
 /** A header's first value. */
 export function first(v: string | string[] | undefined): string | undefined {
