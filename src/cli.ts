@@ -13,6 +13,7 @@ import { loadMcpModule } from './mcpModule';
 import { DEFAULT_TARGET, joinUrl, localUrlOf, snapshotOf, type TunnelState, type TunnelTarget } from './core/model/tunnelState';
 import { shareKey, type ShareOrigin } from './core/shares/shares';
 import { checkPolicy, type ToolPolicy } from './core/policy/toolPolicy';
+import { lifetimeInMinutes } from './core/shares/lifetime';
 import { defaultServerName, type StdioServerDefinition } from './bridge/child';
 
 /** Replaced by esbuild with package.json's version; `tsx src/cli.ts` (no build) says so. */
@@ -287,11 +288,9 @@ async function start(argvAll: string[]): Promise<number> {
     if (v === undefined) return undefined;
     const n = Number(v);
     if (!/^\d+(\.\d+)?$/.test(v) || !(n > 0) || n > 43_200) fail(`${flag} must be a number of minutes from 0 to 43200 (got "${v}").`);
-    return n * 60_000;
+    return n;
   };
-  const afterMs = minutes('--stop-after', values['stop-after']);
-  const idleMs = minutes('--stop-idle', values['stop-idle']);
-  const lifetime = afterMs !== undefined || idleMs !== undefined ? { ...(afterMs !== undefined ? { afterMs } : {}), ...(idleMs !== undefined ? { idleMs } : {}) } : undefined;
+  const lifetime = lifetimeInMinutes(minutes('--stop-after', values['stop-after']), minutes('--stop-idle', values['stop-idle']));
   const shareOptions = { ...(policy ? { policy } : {}), ...(lifetime ? { lifetime } : {}) };
   // One share per --port (each may be `port`, `host:port`, `port/path` or `host:port/path`;
   // --host and --path fill in what a plain one leaves out). With --stdio alone, no port share.

@@ -15,6 +15,7 @@ import { loadShareServer, SHARE_SERVER_COMMANDS } from './vscode/shareServerModu
 import { PROVIDER_ID, TunnelMcpProvider } from './vscode/mcpProvider';
 import { QrPanel } from './vscode/qrView';
 import { LazyInspector } from './vscode/panelsModule';
+import { lifetimeInMinutes, type LifetimeRequest } from './core/shares/lifetime';
 import { TunnelStatusBar } from './vscode/statusBar';
 import { TunnelTreeProvider } from './vscode/tunnelTree';
 import { runStart } from './vscode/ui';
@@ -210,10 +211,8 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
 }
 
 /** The settings' default lifetime of a new share (`mcpTunnel.autoStop.*`), or undefined: until stopped. */
-function autoStopOf(config: TunnelConfig): { afterMs?: number; idleMs?: number } | undefined {
-  const { afterMinutes, idleMinutes } = config.autoStop;
-  if (!afterMinutes && !idleMinutes) return undefined;
-  return { ...(afterMinutes ? { afterMs: afterMinutes * 60_000 } : {}), ...(idleMinutes ? { idleMs: idleMinutes * 60_000 } : {}) };
+function autoStopOf(config: TunnelConfig): LifetimeRequest | undefined {
+  return lifetimeInMinutes(config.autoStop.afterMinutes, config.autoStop.idleMinutes);
 }
 
 /** VS Code gives deactivate about 5 s: cloudflared is stopped well within it. */

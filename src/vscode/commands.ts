@@ -10,6 +10,7 @@ import { CLIENT_KINDS, clientConfig, mcpUrlFor, shareInputOf, shareInputOfLink, 
 import type { ShareSnapshot } from '../core/shares/shares';
 import type { QrPanel } from './qrView';
 import { loadPanels, type LazyInspector } from './panelsModule';
+import { lifetimeInMinutes, type LifetimeRequest } from '../core/shares/lifetime';
 import { askTarget, locateCloudflared, runStart } from './ui';
 import { validateTarget } from '../core/model/target';
 import { ALLOW_HOST_HINT } from './config';
@@ -47,13 +48,13 @@ export const enum CommandId {
 }
 
 /** What Share For… offers. */
-const LIFETIMES: ReadonlyArray<{ label: string; afterMs?: number; idleMs?: number }> = [
-  { label: '15 minutes', afterMs: 15 * 60_000 },
-  { label: '1 hour', afterMs: 3_600_000 },
-  { label: '8 hours', afterMs: 8 * 3_600_000 },
-  { label: '24 hours', afterMs: 86_400_000 },
-  { label: 'Until 30 minutes without a request', idleMs: 30 * 60_000 },
-  { label: 'Until 2 hours without a request', idleMs: 2 * 3_600_000 },
+const LIFETIMES: ReadonlyArray<{ label: string; afterMinutes?: number; idleMinutes?: number }> = [
+  { label: '15 minutes', afterMinutes: 15 },
+  { label: '1 hour', afterMinutes: 60 },
+  { label: '8 hours', afterMinutes: 8 * 60 },
+  { label: '24 hours', afterMinutes: 24 * 60 },
+  { label: 'Until 30 minutes without a request', idleMinutes: 30 },
+  { label: 'Until 2 hours without a request', idleMinutes: 120 },
   { label: 'Until I stop it' },
 ];
 
@@ -280,20 +281,18 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
     [CommandId.SetShareLifetime]: async (arg?: unknown, opts?: unknown) => {
       const share = await pickShare(deps, arg, 'Share For');
       if (!share) return undefined;
-      let req: { afterMs?: number; idleMs?: number } | undefined;
+      let req: LifetimeRequest | undefined;
       if (opts && typeof opts === 'object' && ('afterMinutes' in opts || 'idleMinutes' in opts)) {
         const o = opts as { afterMinutes?: unknown; idleMinutes?: unknown };
-        const ms = (v: unknown): number | undefined => (typeof v === 'number' && v > 0 ? v * 60_000 : undefined);
-        const afterMs = ms(o.afterMinutes);
-        const idleMs = ms(o.idleMinutes);
-        req = { ...(afterMs !== undefined ? { afterMs } : {}), ...(idleMs !== undefined ? { idleMs } : {}) };
+        const num = (v: unknown): number | undefined => (typeof v === 'number' ? v : undefined);
+        req = lifetimeInMinutes(num(o.afterMinutes), num(o.idleMinutes));
       } else {
         const picked = await vscode.window.showQuickPick(
           LIFETIMES.map((l) => ({ label: l.label, l })),
           { title: `Share For — ${share.name}`, placeHolder: share.stops_at ? `It stops by itself ${share.stop_reason === 'idle' ? `after ${share.idle_stop_minutes} min without requests` : `at ${new Date(share.stops_at).toLocaleTimeString()}`}. Change it to:` : 'Stop this share by itself after:' },
         );
         if (!picked) return undefined;
-        req = { ...(picked.l.afterMs !== undefined ? { afterMs: picked.l.afterMs } : {}), ...(picked.l.idleMs !== undefined ? { idleMs: picked.l.idleMs } : {}) };
+        req = lifetimeInMinutes(picked.l.afterMinutes, picked.l.idleMinutes);
       }
       try {
         if (!controller.setLifetime(share.id, req)) return void vscode.window.showWarningMessage('MCP Tunnel: that share is no longer on the tunnel.');

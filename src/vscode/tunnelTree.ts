@@ -197,16 +197,7 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
     // One tunnel, several shares: each with its own node (the rows above describe the first).
     const shares = isLive(s) ? this.controller.listShares() : [];
     if (shares.length > 1) rows.push({ id: 'shares', label: 'Shares', description: `${shares.length} on this tunnel`, icon: 'layers', children: shares.map((sh) => shareNode(sh, snap.url, this.controller.activity(sh.id))) });
-    else if (shares[0]) {
-      const tools = toolsNode(shares[0]);
-      if (tools) rows.push(tools);
-      const stops = stopsNode(shares[0]);
-      if (stops) rows.push(stops);
-      const links = linksNode(shares[0]);
-      if (links) rows.push(links);
-      const activity = activityNode(shares[0].id, this.controller.activity(shares[0].id));
-      if (activity) rows.push(activity);
-    }
+    else if (shares[0]) rows.push(...shareDetails(shares[0], this.controller.activity(shares[0].id)));
     return rows;
   }
 
@@ -247,14 +238,7 @@ function shareNode(sh: ShareSnapshot, tunnelUrl: string | null, calls: readonly 
     { id: `${sh.id}:traffic`, label: 'Traffic', description: traffic + last, icon: 'pulse', shareId: sh.id },
   ];
   if (sh.command) children.unshift({ id: `${sh.id}:runs`, label: 'Runs', description: `${sh.detail ? `${sh.detail} · ` : ''}${sh.command}`, tooltip: `${sh.command}\nstdio, one process per client session. GET-stream notifications arrive late through a quick tunnel (cloudflared#1449).`, icon: 'terminal', contextValue: 'copyable stdioShare', value: sh.command, shareId: sh.id });
-  const tools = toolsNode(sh);
-  if (tools) children.push(tools);
-  const stops = stopsNode(sh);
-  if (stops) children.push(stops);
-  const links = linksNode(sh);
-  if (links) children.push(links);
-  const activity = activityNode(sh.id, calls);
-  if (activity) children.push(activity);
+  children.push(...shareDetails(sh, calls));
   if (sh.problem) children.push({ id: `${sh.id}:problem`, label: 'Problem', description: sh.problem, icon: 'warning', color: 'problemsWarningIcon.foreground', shareId: sh.id });
   const icon = sh.reachable === false ? 'warning' : sh.access === 'open' ? 'unlock' : 'lock';
   return {
@@ -269,6 +253,11 @@ function shareNode(sh: ShareSnapshot, tunnelUrl: string | null, calls: readonly 
     shareId: sh.id,
     children,
   };
+}
+
+/** The rows a share has only when it has them: Tools, Stops, Links, Activity (the same under a share node and for a lone share). */
+function shareDetails(sh: ShareSnapshot, calls: readonly RecordedCall[]): TunnelTreeRow[] {
+  return [toolsNode(sh), stopsNode(sh), linksNode(sh), activityNode(sh.id, calls)].filter((r): r is TunnelTreeRow => r !== undefined);
 }
 
 /** What a recorded call was, in a few words: `tools/call echo`. */

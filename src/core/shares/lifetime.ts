@@ -24,6 +24,15 @@ export interface LifetimeView {
   lastRequestAt?: number;
 }
 
+/** Minutes (a setting, a flag, a pick) as a lifetime request; 0 or none: no limit of that kind; undefined when neither limits. */
+export function lifetimeInMinutes(afterMinutes: number | undefined, idleMinutes: number | undefined): LifetimeRequest | undefined {
+  const ms = (m: number | undefined): number | undefined => (m !== undefined && m > 0 ? m * 60_000 : undefined);
+  const afterMs = ms(afterMinutes);
+  const idleMs = ms(idleMinutes);
+  if (afterMs === undefined && idleMs === undefined) return undefined;
+  return { ...(afterMs !== undefined ? { afterMs } : {}), ...(idleMs !== undefined ? { idleMs } : {}) };
+}
+
 /** Longest a share may be asked to live or idle: 30 days (a longer one is "until stopped"). */
 export const MAX_LIFETIME_MS = 30 * 86_400_000;
 
