@@ -810,9 +810,14 @@ export class TunnelController implements TunnelApi {
           origin: { host: first.target.host, port: first.target.port },
           hostHeader: this.options.hostHeader,
           log: (level, message) => this.log(level, `[gate] ${message}`),
-          ...(this.recorder ? { onPass: (req, res, info) => this.recorder?.tap(req, res, info) } : {}),
-          // Cf-* headers are Cloudflare's word only on cloudflared's own connections.
-          peerCheck: (clientPort, serverPort) => (run.pid ? peerIsProcess(run.pid, clientPort, serverPort) : Promise.resolve(false)),
+          // Cf-* headers are Cloudflare's word only on cloudflared's own connections (the recorder
+          // is their only reader: without it, no connection is looked up).
+          ...(this.recorder
+            ? {
+                onPass: (req, res, info) => this.recorder?.tap(req, res, info),
+                peerCheck: (clientPort, serverPort) => (run.pid ? peerIsProcess(run.pid, clientPort, serverPort) : Promise.resolve(false)),
+              }
+            : {}),
         });
         this.restoreLinks(run, first);
         for (const sh of rest) this.routeShare(run, sh);
