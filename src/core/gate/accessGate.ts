@@ -33,7 +33,8 @@ import {
 import type { AddressInfo, Socket } from 'node:net';
 import { pipeline } from 'node:stream';
 import { Emitter, type Event } from '../util/events';
-import { first, sendJson } from '../util/http';
+import { first, readCapped, sendJson } from '../util/http';
+import { discoveryForm, discoveryOriginPath, isDiscoveryPath, originBasesOf, publicPrefixOf, rewriteChallenge, rewriteDocument, mapUrl, type PublicMapping } from './oauthDiscovery';
 import { readJudged, relayFiltered } from '../policy/policyExchange';
 import { ToolGuard, type ToolPolicy } from '../policy/toolPolicy';
 
@@ -158,6 +159,8 @@ export interface GateRouteStats {
   readonly errors: number;
   /** When the last one arrived (epoch ms). */
   readonly lastRequestAt?: number;
+  /** Something about its origin the share should show (see `Route.warnings`). */
+  readonly warning?: string;
 }
 
 /** A route's origin stopped answering (`ok: false`, with why and the fix) or answers again. */
@@ -532,7 +535,12 @@ interface Route {
   failing: boolean;
   /** Further secrets, one per recipient (see `addLink`). */
   links: Map<string, Link>;
+  /** What the share should show about its origin (an OAuth document naming a server the tunnel does not carry). */
+  warnings: Set<string>;
 }
+
+/** The largest OAuth discovery document the gate reads to rewrite. */
+const MAX_DISCOVERY_BYTES = 1024 * 1024;
 
 const ROUTE_NAME = /^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$/;
 
@@ -687,6 +695,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       errors: 0,
       failing: false,
       links: new Map(),
+      warnings: new Set(),
     };
     routes.set(route.id, route);
     bySecret.set(digestHex, route);
@@ -806,7 +815,27 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     return found;
   };
 
+  /**
+   * An OAuth discovery request carries the secret after the well-known prefix
+   * (`/.well-known/oauth-protected-resource/<secret>/mcp`, RFC 9728 §3.1): routed as
+   * `/<secret>/mcp` would be, to the document at the origin's root. A segment that is no secret
+   * of ours (a root form) is an ordinary request.
+   */
   const resolve = (url: string, headers: IncomingHttpHeaders): Decision => {
+    const target = originForm(url);
+    const form = target !== undefined ? discoveryForm(target) : undefined;
+    if (form) {
+      const { segment } = splitFirstSegment(form.inner);
+      const hex = SECRET_SHAPE.test(segment) ? digest(segment).toString('hex') : undefined;
+      if (hex !== undefined && (bySecret.has(hex) || byLink.has(hex) || endedLinks.has(hex) || spentHex.has(hex))) {
+        const d = resolveTarget(form.inner, headers);
+        return d.ok && d.via === 'path' ? { ...d, path: discoveryOriginPath(form.doc, d.path) } : d;
+      }
+    }
+    return resolveTarget(url, headers);
+  };
+
+  const resolveTarget = (url: string, headers: IncomingHttpHeaders): Decision => {
     const target = originForm(url);
     const bearer = bearerToken(headers);
     const bearerHex = bearer.state === 'token' ? digest(bearer.token).toString('hex') : undefined;
@@ -981,6 +1010,9 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     policy?: { guard: ToolGuard; note: (line: string) => void; body?: Buffer; answers?: readonly unknown[] },
   ): void => {
     const headers = originHeaders(req, route, stripBearer, knowsSecret);
+    // An OAuth discovery document is read and rewritten (uncompressed, please).
+    const discovery = isDiscoveryPath(path) && req.method !== 'HEAD';
+    if (discovery) headers['accept-encoding'] = 'identity';
     if (policy) {
       // Its answer is read: uncompressed, please.
       headers['accept-encoding'] = 'identity';
@@ -1014,6 +1046,9 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       const out = endToEnd(ures.headers);
       if ((ures.statusCode ?? 502) >= 500) route.errors++;
       originAnswered(route);
+      // What the origin says about itself names the public URL (OAuth: RFC 9728, RFC 8414).
+      const mapping = discovery || out['www-authenticate'] !== undefined || out['location'] !== undefined ? publicMapping(req, route, path) : undefined;
+      if (mapping) rewriteSelfReferences(out, mapping);
       // A response cut short (the origin died mid-stream): drop the client's end too, so it sees
       // an aborted response rather than a clean end. (The client leaving is handled below.)
       const cut = (): void => {
@@ -1025,6 +1060,10 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       ures.on('close', () => {
         if (!ures.complete) cut();
       });
+      if (mapping && discovery && ures.statusCode === 200) {
+        relayDocument(ures, res, route, out, mapping, cut);
+        return;
+      }
       if (policy) {
         relayFiltered(ures, res, policy.guard, policy.answers ?? [], out, cut, policy.note);
         return;
@@ -1061,6 +1100,62 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     if (expectsContinue) res.writeContinue();
     if (policy?.body) upstream.end(policy.body);
     else req.pipe(upstream);
+  };
+
+  /** How URLs naming this route's origin read from the public side of this request; undefined without a Host. */
+  const publicMapping = (req: IncomingMessage, route: Route, path: string): PublicMapping | undefined => {
+    const host = req.headers.host?.toLowerCase();
+    const target = originForm(req.url ?? '/');
+    if (!host || target === undefined || !/^[a-z0-9.:[\]-]+$/.test(host)) return undefined;
+    return { originBases: originBasesOf(route.host, route.port, route.hostHeader), publicOrigin: `https://${host}`, prefix: publicPrefixOf(target, path) };
+  };
+
+  const rewriteSelfReferences = (out: OutgoingHttpHeaders, m: PublicMapping): void => {
+    const challenge = out['www-authenticate'];
+    if (typeof challenge === 'string') out['www-authenticate'] = rewriteChallenge(challenge, m);
+    else if (Array.isArray(challenge)) out['www-authenticate'] = challenge.map((c) => rewriteChallenge(c, m));
+    const location = out['location'];
+    if (typeof location === 'string') out['location'] = mapUrl(location, m) ?? location;
+  };
+
+  /**
+   * A discovery document, read whole (1 MiB at most), with the URLs naming the origin in public
+   * form. One naming another local-only server (an authorization server on another port) cannot be
+   * mapped: the share says so, once per server.
+   */
+  const relayDocument = (ures: IncomingMessage, res: ServerResponse, route: Route, out: OutgoingHttpHeaders, m: PublicMapping, cut: () => void): void => {
+    const encoded = ures.headers['content-encoding'] !== undefined && ures.headers['content-encoding'] !== 'identity';
+    readCapped(ures, MAX_DISCOVERY_BYTES).then(
+      (body) => {
+        if (res.destroyed) return;
+        if (body === undefined) {
+          sendJson(res, 502, JSON.stringify({ error: `The OAuth discovery document of ${route.url} is over ${MAX_DISCOVERY_BYTES / 1024} KiB; the tunnel reads it to put its public URL in, and refuses one that large.` }), { connection: 'close' });
+          return;
+        }
+        let sent = body;
+        if (!encoded) {
+          try {
+            const r = rewriteDocument(JSON.parse(body.toString('utf8')) as unknown, m);
+            if (r.changed) sent = Buffer.from(JSON.stringify(r.doc), 'utf8');
+            for (const base of r.unmapped) warnRoute(route, `its OAuth metadata names ${base}, which the tunnel does not carry: clients on the internet cannot reach it. Serve the authorization server from the shared server itself (${route.url}), or give it a public URL.`);
+          } catch {
+            // not JSON: passed on as it is
+          }
+        }
+        delete out['transfer-encoding'];
+        out['content-length'] = sent.length;
+        res.writeHead(200, ures.statusMessage, out);
+        res.end(sent);
+      },
+      () => cut(),
+    );
+  };
+
+  const warnRoute = (route: Route, message: string): void => {
+    if (route.warnings.has(message)) return;
+    if (route.warnings.size >= 8) return;
+    route.warnings.add(message);
+    log('warn', `access gate: share ${route.id}: ${message}`);
   };
 
   const rawResponse = (socket: Socket, status: number, reason: string, body: string, extra: string[] = []): void => {
@@ -1310,6 +1405,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       if (o.handler) r.handler = o.handler;
       else delete r.handler;
       revoke(r, `share ${id} points elsewhere`);
+      r.warnings.clear();
       log('info', `access gate: share ${id} -> ${r.url}`);
       return true;
     },
@@ -1366,7 +1462,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     },
     routeStats: (id) => {
       const r = routes.get(id);
-      return r ? { passed: r.passed, errors: r.errors, ...(r.lastRequestAt !== undefined ? { lastRequestAt: r.lastRequestAt } : {}) } : undefined;
+      return r ? { passed: r.passed, errors: r.errors, ...(r.lastRequestAt !== undefined ? { lastRequestAt: r.lastRequestAt } : {}), ...(r.warnings.size > 0 ? { warning: [...r.warnings][0] } : {}) } : undefined;
     },
     routeIds: () => [...routes.keys()],
     onDidChangeOriginHealth: healthEmitter.event,

@@ -106,7 +106,7 @@ export interface ShareSnapshot {
   requests: number;
   errors: number;
   last_request_at: string | null;
-  /** null until probed; false with `problem` when its local server does not answer. */
+  /** null until probed; false with `problem` when its local server does not answer (`problem` may also warn of its OAuth metadata). */
   reachable: boolean | null;
   problem: string | null;
   /** Further secret links of this share, one per recipient (each with its own mcp_url and secret). */
@@ -143,6 +143,8 @@ export interface ShareCounters {
   passed: number;
   errors: number;
   lastRequestAt?: number;
+  /** Something about its origin to show (e.g. OAuth metadata naming a server the tunnel does not carry). */
+  warning?: string;
 }
 
 /**
@@ -387,7 +389,7 @@ export function shareSnapshotOf(share: Share, tunnelUrl: string | undefined, ope
     errors: counters?.errors ?? 0,
     last_request_at: counters?.lastRequestAt !== undefined ? new Date(counters.lastRequestAt).toISOString() : null,
     reachable: share.health === undefined ? null : share.health.ok,
-    problem: share.health && !share.health.ok ? share.health.message : null,
+    problem: share.health && !share.health.ok ? share.health.message : (counters?.warning ?? null),
     links: share.links
       .filter((l) => liveLinks.has(l.id))
       .map((l) => ({ id: l.id, label: l.label, expires_at: l.expiresAt !== undefined ? new Date(l.expiresAt).toISOString() : null, mcp_url: tunnelUrl ? joinUrl(`${tunnelUrl}/${l.secret}`, share.target.path) : null })),
