@@ -2,6 +2,8 @@
  * `mcp-tunnel` — the engine outside VS Code.
  *   mcp-tunnel start [--port 8002] [--host localhost] [--path /mcp] [--cloudflared PATH] [--json]
  * runs a tunnel in the foreground; Ctrl+C stops cloudflared cleanly.
+ *   mcp-tunnel doctor <mcp_url> [--json] [--connect-to HOST=ADDR:PORT] [--timeout S]
+ * checks a public MCP URL as a client on the internet would.
  */
 import { parseArgs } from 'node:util';
 import { findCloudflared, type EdgeProtocol, type HostHeaderMode } from './core/cloudflared/locate';
@@ -15,6 +17,8 @@ import { shareKey, type ShareOrigin } from './core/shares/shares';
 import { checkPolicy, type ToolPolicy } from './core/policy/toolPolicy';
 import { lifetimeInMinutes } from './core/shares/lifetime';
 import { defaultServerName, type StdioServerDefinition } from './bridge/child';
+import { checkReachability, connectToFor, parseConnectTo, showUrl, type ConnectTo, type ReachabilityResult } from './core/doctor/reachability';
+import { ReachabilityMonitor, redirectedCheck, type ReachabilityChange } from './core/doctor/monitor';
 
 /** Replaced by esbuild with package.json's version; `tsx src/cli.ts` (no build) says so. */
 declare const __MCP_TUNNEL_VERSION__: string | undefined;
@@ -27,6 +31,9 @@ Usage:
   mcp-tunnel mcp [options]       serve the tunnel tools to an MCP client over stdio
   mcp-tunnel mcp --http [--port N]
                                  ... or over Streamable HTTP on 127.0.0.1 (prints URL and token)
+  mcp-tunnel doctor MCP_URL [options]
+                                 check a public MCP URL as a client on the internet would
+                                 (exit 0 when it gets an MCP answer, 1 with the cause and fix)
 
 Options for start:
   --stdio -- CMD [ARGS…]
@@ -64,7 +71,10 @@ Options for start:
                        last one stopping ends the tunnel and the CLI, exit 0)
   --stop-idle M        ... or after M minutes without a request
   --json               one JSON object per state change instead of text, with
-                       the shares
+                       the shares (and {"event":"reachability","share_id",…} per check)
+  --no-check           do not check each share from the internet side once the tunnel
+                       is active (by default: one line per share, the cause and fix
+                       when a client would get no answer)
   --inspect            one line per MCP call through the tunnel (time, share, client,
                        country, method and tool, status, duration; with --json: a
                        JSON object per call, bodies left out); secrets never shown
@@ -84,6 +94,21 @@ Options for mcp:
   --allow-host H       let agents expose this non-loopback host (repeatable)
   The token for --http comes from MCP_TUNNEL_TOKEN (at least 32 characters), or
   is generated and printed.
+
+Options for doctor:
+  MCP_URL              the public MCP URL (https://<host>/<secret>/mcp), or - to read it
+                       from standard input (a secret in argv is visible to other local
+                       users). A bearer comes from MCP_TUNNEL_BEARER, never a flag
+  --json               the result as one JSON object (state, ok, message, fix, status,
+                       rtt_ms, first_event_ms, checked_at, host)
+  --connect-to H=A:P   connect to A:P instead of resolving H (HTTPS, as curl's
+                       --connect-to); H=http://A:P for plain HTTP; H may be * (any host)
+  --timeout S          seconds to wait for a new name to resolve (default 60); the
+                       answer itself gets at most 15
+
+Environment:
+  MCP_TUNNEL_BEARER             doctor: sent as "Authorization: Bearer <it>"
+  MCP_TUNNEL_DOCTOR_CONNECT_TO  start: as doctor's --connect-to, for its checks
   -h, --help           this help
   -v, --version        print the version
 `;
@@ -212,8 +237,11 @@ async function mcp(argv: string[]): Promise<number> {
   const mod = loadMcpModule();
   // This host cannot ask the user: an agent's "open" is allowed only if the user said so up front.
   const openAllowed = values['allow-open'] || values.access === 'open';
+  // get_tunnel_status and tunnel://status say whether the public URL answers from the internet.
+  const reachability = new ReachabilityMonitor(controller, { check: redirectedCheck(() => connectToRule(process.env['MCP_TUNNEL_DOCTOR_CONNECT_TO'], 'MCP_TUNNEL_DOCTOR_CONNECT_TO')) });
   const serverOptions = {
     version: VERSION,
+    reachability,
     allowedHosts: values['allow-host'] ?? [],
     howToAllowHost: 'restart `mcp-tunnel mcp` with --allow-host <host>',
     openAccess: openAllowed ? ('allow' as const) : ('refuse' as const),
@@ -244,6 +272,7 @@ async function mcp(argv: string[]): Promise<number> {
     await Promise.race([server.closed, done]);
     await server.close();
   }
+  reachability.dispose();
   await controller.shutdown(6000);
   controller.dispose();
   return 0;
@@ -273,10 +302,12 @@ async function start(argvAll: string[]): Promise<number> {
       'read-only': { type: 'boolean', default: false },
       'stop-after': { type: 'string' },
       'stop-idle': { type: 'string' },
+      'no-check': { type: 'boolean', default: false },
     },
     strict: true,
     allowPositionals: false,
   });
+  const doctorRule = values['no-check'] ? undefined : connectToRule(process.env['MCP_TUNNEL_DOCTOR_CONNECT_TO'], 'MCP_TUNNEL_DOCTOR_CONNECT_TO');
   const stdio = stdioShare(values, stdioCommand);
   let policy: ToolPolicy | undefined;
   try {
@@ -445,6 +476,10 @@ async function start(argvAll: string[]): Promise<number> {
     if (exitCode === undefined) exitCode = 0;
     void controller.shutdown(controller.state.status === 'stopping' ? 0 : 6000).then(() => finish(exitCode ?? 0));
   });
+  // Once active, each share is checked from the internet side (not before: a name probed before it
+  // exists gets its miss cached by resolvers).
+  const reachability = values['no-check'] ? undefined : new ReachabilityMonitor(controller, { check: redirectedCheck(() => doctorRule) });
+  reachability?.onDidChange(reachabilityReporter(controller, json, out));
   const settled = await controller.start(target, { ...(stdioStart ? { origin: stdioStart.origin } : {}), ...shareOptions });
   if (settled.status === 'connecting' && !json) out(`(${settled.url} is issued but not connected yet; still trying. Ctrl+C to stop.)`);
   if (listAll && (settled.status === 'active' || settled.status === 'connecting')) {
@@ -461,8 +496,100 @@ async function start(argvAll: string[]): Promise<number> {
     }
   }
   const code = await finished;
+  reachability?.dispose();
   controller.dispose();
   return code;
+}
+
+/** A `--connect-to` / MCP_TUNNEL_DOCTOR_CONNECT_TO rule, or undefined when not given (exits 2 when malformed). */
+function connectToRule(spec: string | undefined, name: string): { host: string; to: ConnectTo } | undefined {
+  if (spec === undefined || spec === '') return undefined;
+  try {
+    return parseConnectTo(spec);
+  } catch (err) {
+    return fail(`${name}: ${(err as Error).message}.`);
+  }
+}
+
+/** One line per share checked (a JSON event with --json); a DNS wait is said once, on stderr. */
+function reachabilityReporter(controller: TunnelController, json: boolean, out: (line: string) => void): (e: ReachabilityChange) => void {
+  const waited = new Set<string>();
+  return ({ shareId, result }) => {
+    if (!result || result.state === 'checking') return;
+    const name = controller.listShares().find((s) => s.id === shareId)?.name ?? shareId;
+    if (result.state === 'waiting-dns') {
+      if (!json && !waited.has(shareId)) process.stderr.write(`${name}: ${result.message}\n`);
+      waited.add(shareId);
+      return;
+    }
+    waited.delete(shareId);
+    if (json) out(JSON.stringify({ event: 'reachability', share_id: shareId, ...result }));
+    else out(`${name}: ${outcomeText(result, ' ')}`);
+  };
+}
+
+/** The message, and the fix after `glue` when there is one. */
+function outcomeText(r: ReachabilityResult, glue: string): string {
+  return r.fix ? `${r.message}${glue}Fix: ${r.fix}` : r.message;
+}
+
+/**
+ * `mcp-tunnel doctor MCP_URL`: one check of a public MCP URL as a client on the internet would
+ * make; progress on stderr, the outcome on stdout. Exit 0 when it gets an MCP answer, 1 when not.
+ */
+async function doctor(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { json: { type: 'boolean', default: false }, 'connect-to': { type: 'string' }, timeout: { type: 'string' } },
+    strict: true,
+    allowPositionals: true,
+  });
+  if (positionals.length !== 1) fail('doctor needs one MCP URL: mcp-tunnel doctor https://<host>/<secret>/mcp (or - to read it from standard input).');
+  const mcpUrl = positionals[0] === '-' ? await firstLineOfStdin() : (positionals[0] ?? '');
+  const timeoutS = values.timeout !== undefined ? Number(values.timeout) : 60;
+  if (!(timeoutS >= 1 && timeoutS <= 600)) fail(`--timeout must be a number of seconds between 1 and 600 (got "${values.timeout}").`);
+  let url: URL;
+  try {
+    url = new URL(mcpUrl);
+  } catch {
+    return fail('doctor: that is not a URL (https://<host>/<secret>/mcp).'); // not echoed: it may hold a secret
+  }
+  const rule = connectToRule(values['connect-to'], '--connect-to');
+  const connectTo = connectToFor(rule, mcpUrl);
+  if (rule && !connectTo) fail(`--connect-to names ${rule.host}, but the URL's host is ${url.hostname}.`);
+  const bearer = process.env['MCP_TUNNEL_BEARER'];
+  const abort = new AbortController();
+  process.once('SIGINT', () => abort.abort(new Error('interrupted')));
+  let said = '';
+  let result: ReachabilityResult;
+  try {
+    result = await checkReachability(
+      { mcpUrl, ...(bearer ? { headers: { authorization: `Bearer ${bearer}` } } : {}), signal: abort.signal },
+      { ...(connectTo ? { connectTo } : {}), dnsDeadlineMs: timeoutS * 1000, timeoutMs: Math.min(timeoutS, 15) * 1000 },
+      (p) => {
+        if (p.message !== said) process.stderr.write(`${p.message}\n`);
+        said = p.message;
+      },
+    );
+  } catch (err) {
+    if (abort.signal.aborted) {
+      process.stderr.write(`Check of ${showUrl(url)} interrupted.\n`);
+      return 130;
+    }
+    return fail((err as Error).message, 1);
+  }
+  process.stdout.write(values.json ? `${JSON.stringify(result)}\n` : `${outcomeText(result, '\n')}\n`);
+  return result.ok ? 0 : 1;
+}
+
+/** The first non-empty line of standard input (a URL piped in, kept out of argv). */
+async function firstLineOfStdin(): Promise<string> {
+  let text = '';
+  for await (const chunk of process.stdin) {
+    text += String(chunk);
+    if (/\S\s*\n/.test(text)) break;
+  }
+  return text.split(/\r?\n/).map((l) => l.trim()).find(Boolean) ?? '';
 }
 
 interface StdioFlags {
@@ -510,11 +637,12 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'start':
     case 'mcp':
+    case 'doctor':
       if (rest.includes('--help') || rest.includes('-h')) {
         process.stdout.write(HELP);
         return 0;
       }
-      return cmd === 'start' ? start(rest) : mcp(rest);
+      return cmd === 'start' ? start(rest) : cmd === 'mcp' ? mcp(rest) : doctor(rest);
     default:
       return fail(`unknown command "${cmd}".\n${HELP}`);
   }

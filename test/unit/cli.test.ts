@@ -1,4 +1,4 @@
-/** The CLI `start` against the fake cloudflared: output, exit codes, Ctrl+C, orphans after SIGKILL. */
+/** The CLI `start` (and `doctor`) against the fake cloudflared: output, exit codes, Ctrl+C, orphans after SIGKILL, the reachability check. */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { reapOrphans } from '../../src/core/supervisor/orphans';
-import { get, startStrictOrigin, type Origin } from '../fixtures/origins';
+import { freePort, get, startStrictOrigin, type Origin } from '../fixtures/origins';
+import { startMcpOrigin } from '../fixtures/mcpOrigin';
 import { FAKE_CLOUDFLARED, REPO, isAlive, publicPath, readFakeState, waitFor, waitGone } from './helpers/proc';
 
 const CLI = path.join(REPO, 'dist', 'cli.js');
@@ -76,8 +77,10 @@ describe('mcp-tunnel CLI', { concurrency: false }, () => {
     const second = await startStrictOrigin();
     try {
       const r = cli(['start', '--port', String(origin.port), '--port', `127.0.0.1:${second.port}/other`, '--cloudflared', FAKE_CLOUDFLARED]);
-      await waitFor(() => (/Shares on this tunnel \(2;/.test(r.out()) ? true : undefined), 8000, 'the shares list');
-      const lines = r.out().split('\n').filter((l) => /^ {2}\S+:\d+\//.test(l));
+      // Each line is its own write: wait for the list's two lines, not just its heading.
+      const shareLines = (): string[] => (/Shares on this tunnel \(2;/.test(r.out()) ? r.out().split('\n').filter((l) => /^ {2}\S+:\d+\/\S*\s+https:/.test(l)) : []);
+      await waitFor(() => (shareLines().length >= 2 ? true : undefined), 8000, 'the shares list');
+      const lines = shareLines();
       assert.equal(lines.length, 2, r.out());
       const urls = lines.map((l) => /(https:\/\/\S+)/.exec(l)?.[1] ?? '');
       assert.match(urls[0] ?? '', /^https:\/\/[a-z-]+\.trycloudflare\.com\/[A-Za-z0-9_-]{43}\/mcp$/);
@@ -284,6 +287,77 @@ describe('mcp-tunnel CLI', { concurrency: false }, () => {
     const stopping = snaps.find((x) => x.status === 'stopping')!;
     assert.match(active.mcp_url ?? '', /\/[A-Za-z0-9_-]{43}\/mcp$/);
     assert.equal(stopping.mcp_url, active.mcp_url, 'the stopping snapshot names the same (secret) MCP URL');
+  });
+
+  it('start checks the share from the internet once active (one line); doctor: exit 0 when a client gets an MCP answer, 1 with the cause and fix, 2 on bad input', async () => {
+    const mcp = await startMcpOrigin({ stateful: true });
+    try {
+      const publicPort = await freePort();
+      const connectTo = `*=http://127.0.0.1:${publicPort}`;
+      const r = cli(['start', '--port', String(mcp.port), '--cloudflared', FAKE_CLOUDFLARED], { FAKE_CLOUDFLARED_PUBLIC_PORT: String(publicPort), MCP_TUNNEL_DOCTOR_CONNECT_TO: connectTo });
+      const line = await waitFor(() => /^localhost:\d+\/mcp: .*$/m.exec(r.out())?.[0], 10_000, 'the check line');
+      assert.match(line, new RegExp(`^localhost:${mcp.port}/mcp: Reachable from the internet · \\d+ ms$`));
+      const mcpUrl = /Public MCP URL:\s+(\S+)/.exec(r.out())![1];
+      const secret = mcpUrl.split('/')[3];
+
+      const ok = cli(['doctor', mcpUrl, '--connect-to', connectTo]);
+      assert.equal((await ok.exit).code, 0, ok.err());
+      assert.match(ok.out(), /^Reachable from the internet · \d+ ms\n$/);
+      assert.match(ok.err(), /^Checking https:\/\/[a-z-]+\.trycloudflare\.com\/… from the internet side…\n$/, 'progress on stderr, without the secret');
+      const json = cli(['doctor', mcpUrl, '--json', '--connect-to', connectTo]);
+      assert.equal((await json.exit).code, 0, json.err());
+      const result = JSON.parse(json.out()) as { state: string; ok: boolean; status: number; fix: string | null; host: string };
+      assert.deepEqual([result.state, result.ok, result.status, result.fix], ['ok', true, 200, null]);
+      assert.equal(result.host, new URL(mcpUrl).hostname);
+
+      // The bearer instead of the secret path: from the environment, never argv.
+      const plain = mcpUrl.replace(`/${secret}/`, '/');
+      const bearer = cli(['doctor', plain, '--connect-to', connectTo], { MCP_TUNNEL_BEARER: secret });
+      assert.equal((await bearer.exit).code, 0, bearer.out());
+      const refused = cli(['doctor', plain, '--connect-to', connectTo]);
+      assert.equal((await refused.exit).code, 1);
+      assert.match(refused.out(), /refused the secret this URL carries \(401\).*\nFix: Copy the share's current MCP URL/);
+
+      const usage = [cli(['doctor']), cli(['doctor', mcpUrl, '--connect-to', 'nope']), cli(['doctor', mcpUrl, '--connect-to', 'other.example=127.0.0.1:1']), cli(['doctor', 'not a url'])];
+      const codes = await Promise.all(usage.map((u) => u.exit));
+      assert.deepEqual(codes.map((c) => c.code), [2, 2, 2, 2]);
+      assert.match(usage[0].err(), /doctor needs one MCP URL/);
+      assert.match(usage[1].err(), /--connect-to: "nope" is not HOST=ADDR:PORT/);
+      assert.match(usage[2].err(), /--connect-to names other\.example, but the URL's host is /);
+      for (const x of [ok, json, refused, ...usage]) assert.ok(!x.out().includes(secret) && !x.err().includes(secret), 'the secret is never printed');
+      r.child.kill('SIGINT');
+      assert.equal((await r.exit).code, 0);
+    } finally {
+      await mcp.close();
+    }
+  });
+
+  it('start --json: a reachability event per share with the cause when not ok; --no-check: no check', async () => {
+    const publicPort = await freePort();
+    const env = { FAKE_CLOUDFLARED_PUBLIC_PORT: String(publicPort), MCP_TUNNEL_DOCTOR_CONNECT_TO: `*=http://127.0.0.1:${publicPort}` };
+    const j = cli(['start', '--json', '--port', String(origin.port), '--cloudflared', FAKE_CLOUDFLARED], env);
+    type Line = { event?: string; status?: string; share_id?: string; state?: string; ok?: boolean; fix?: string; shares?: Array<{ id: string }> };
+    const lines = () => j.out().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Line);
+    const event = await waitFor(() => lines().find((x) => x.event === 'reachability'), 10_000, 'a reachability event');
+    const active = lines().find((x) => x.status === 'active');
+    assert.equal(event.share_id, active?.shares?.[0]?.id);
+    assert.equal(event.state, 'not-mcp', 'the strict origin answers JSON, not JSON-RPC');
+    assert.equal(event.ok, false);
+    assert.match(event.fix ?? '', /path and port/);
+    j.child.kill('SIGINT');
+    assert.equal((await j.exit).code, 0);
+
+    const n = cli(['start', '--no-check', '--port', String(origin.port), '--cloudflared', FAKE_CLOUDFLARED], env);
+    const mcpUrl = await waitFor(() => /Public MCP URL:\s+(\S+)/.exec(n.out())?.[1], 8000, 'the MCP URL');
+    const before = origin.hosts.length;
+    // A check of its own, to know one would have had time to print.
+    const d = cli(['doctor', mcpUrl, '--connect-to', env.MCP_TUNNEL_DOCTOR_CONNECT_TO]);
+    assert.equal((await d.exit).code, 1);
+    assert.match(d.out(), /not with a JSON-RPC answer/);
+    assert.equal(origin.hosts.length, before + 1, "only the doctor's request reached the origin");
+    assert.doesNotMatch(n.out() + n.err(), /not with a JSON-RPC answer|waiting for DNS|Waiting for DNS/);
+    n.child.kill('SIGINT');
+    assert.equal((await n.exit).code, 0);
   });
 
   it('a non-loopback --host needs --allow-host; ports are decimal; MCP_TUNNEL_TOKEN is at least 32 characters', async () => {
