@@ -19,6 +19,8 @@ import { lifetimeInMinutes, type LifetimeRequest } from './core/shares/lifetime'
 import { TunnelStatusBar } from './vscode/statusBar';
 import { TunnelTreeProvider } from './vscode/tunnelTree';
 import { runStart } from './vscode/ui';
+import { ReachabilityMonitor, redirectedCheck, type ReachabilityCheck } from './core/doctor/monitor';
+import { parseConnectTo } from './core/doctor/reachability';
 
 /** What `activate` returns: the extension-host tests drive and read these. */
 export interface MpcTunnelExtensionApi {
@@ -124,8 +126,11 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
     }),
   );
 
+  // Is the public URL reachable from the internet? Checked once a share is active, and on demand.
+  const reachability = new ReachabilityMonitor(ctl, { check: doctorCheck(log), auto: () => config.checkReachability });
+  context.subscriptions.push(reachability);
   const statusBar = new TunnelStatusBar(ctl, () => config.target);
-  const tree = new TunnelTreeProvider(ctl, () => config.target, () => cloudflared, () => ctl.accessStats);
+  const tree = new TunnelTreeProvider(ctl, () => config.target, () => cloudflared, () => ctl.accessStats, reachability);
   // Look for cloudflared when the view is first shown, not at activation (no process at start-up).
   tree.onFirstVisible = () => void checkCloudflared();
   const treeView = vscode.window.createTreeView('mcpTunnel.status', { treeDataProvider: tree });
@@ -153,7 +158,7 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
     // With headers for the origin: not through the public Start Tunnel command (whose arguments other extensions may pass).
     sharePort: async (target, originHeaders) => (originHeaders ? runStart(commandDeps, { ...target, access: config.target.access }, false, { originHeaders }) : vscode.commands.executeCommand('mcpTunnel.start', target)),
   };
-  const commandDeps = { controller: ctl, log, defaultTarget: () => config.target, recheckCloudflared: async () => void (await checkCloudflared()), qr, inspector, secrets: context.secrets, allowedHosts: () => config.allowedHosts };
+  const commandDeps = { controller: ctl, log, defaultTarget: () => config.target, recheckCloudflared: async () => void (await checkCloudflared()), qr, inspector, secrets: context.secrets, allowedHosts: () => config.allowedHosts, reachability };
   context.subscriptions.push(
     ...registerCommands(commandDeps),
   );
@@ -166,7 +171,7 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
   );
 
   const version = (context.extension.packageJSON as { version?: string }).version ?? '0.0.0';
-  const mcp = new TunnelMcpProvider(ctl, version, () => config, log, (name) => sharing().shareForAgent(name));
+  const mcp = new TunnelMcpProvider(ctl, version, () => config, log, (name) => sharing().shareForAgent(name), reachability);
   context.subscriptions.push(mcp, vscode.lm.registerMcpServerDefinitionProvider(PROVIDER_ID, mcp));
 
   context.subscriptions.push(
@@ -208,6 +213,23 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
     configProblems: () => problems,
     checkCloudflared,
   };
+}
+
+/**
+ * The doctor as the extension runs it. `MCP_TUNNEL_DOCTOR_CONNECT_TO` (`host=addr:port`, as the
+ * CLI's) points it elsewhere: the e2e tests aim it at the fake cloudflared's loopback edge. It comes
+ * from the editor's own environment, which no workspace sets; read at each check.
+ */
+function doctorCheck(log: TunnelLog): ReachabilityCheck {
+  return redirectedCheck(() => {
+    const spec = process.env['MCP_TUNNEL_DOCTOR_CONNECT_TO'];
+    try {
+      return spec ? parseConnectTo(spec) : undefined;
+    } catch (err) {
+      log.warn(`MCP_TUNNEL_DOCTOR_CONNECT_TO ignored: ${(err as Error).message}`);
+      return undefined;
+    }
+  });
 }
 
 /** The settings' default lifetime of a new share (`mcpTunnel.autoStop.*`), or undefined: until stopped. */

@@ -15,7 +15,8 @@ import {
   type ReadResourceResult,
 } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
-import type { Disposable } from '../core/util/events';
+import type { Disposable, Event } from '../core/util/events';
+import type { ReachabilityResult } from '../core/doctor/reachability';
 import { validateTarget, MAX_TARGET_PATH_LENGTH } from '../core/model/target';
 import { checkPolicy, describePolicy, type ToolPolicy } from '../core/policy/toolPolicy';
 import {
@@ -61,7 +62,18 @@ export interface TunnelMcpServerOptions {
    * command line, the check). Not given (the CLI): no such tool.
    */
   shareServer?: (name: string) => Promise<AgentShareResult>;
+  /**
+   * The reachability doctor's latest result per share (`reachable` in get_tunnel_status and
+   * tunnel://status, for the first share). Not given: `reachable` is always null.
+   */
+  reachability?: ReachabilityView;
   log?: (level: McpLogLevel, message: string) => void;
+}
+
+/** What the MCP server reads of the reachability monitor. */
+export interface ReachabilityView {
+  result(shareId: string): ReachabilityResult | undefined;
+  readonly onDidChange: Event<unknown>;
 }
 
 /** What the host's `shareServer` answers: the new (or existing) share, or why not and what to do. */
@@ -170,6 +182,19 @@ const statusOutput = {
   access: startOutput.access,
   uptime_seconds: z.number().int().min(0).describe('Seconds since the first edge connection; 0 when not active.'),
   started_at: nullableString('When cloudflared was started (ISO 8601).'),
+  reachable: z
+    .object({
+      state: z.string().describe('ok, checking, waiting-dns, dns, not-registered, rate-limited, edge-error, host-rejected, accept-refused, nothing-listening, unauthorized, not-mcp, server-error, sse-buffered or unreachable.'),
+      ok: z.boolean(),
+      message: z.string(),
+      fix: z.string().nullable(),
+      status: z.number().int().nullable(),
+      rtt_ms: z.number().nullable(),
+      first_event_ms: z.number().nullable(),
+      checked_at: z.string(),
+    })
+    .nullable()
+    .describe('Whether a client on the internet gets an MCP answer through the public URL, as last checked from this machine (the first share); null before a check.'),
   last_error: z
     .object({
       code: z.string(),
@@ -256,6 +281,14 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
     const all = controller.activity(shareId);
     const calls = all.slice(-ACTIVITY_LIMIT).map(({ request_body: _q, response_body: _r, ...rest }) => ({ ...rest, at: new Date(rest.at).toISOString() }));
     return { ...(shareId ? { share_id: shareId } : {}), recorded: all.length, calls };
+  };
+
+  /** The doctor's word on the first share, without the host (the URL says it). */
+  const reachableOf = (): StatusOutput['reachable'] => {
+    const first = controller.listShares()[0];
+    const r = first ? options.reachability?.result(first.id) : undefined;
+    if (!r) return null;
+    return { state: r.state, ok: r.ok, message: r.message, fix: r.fix, status: r.status, rtt_ms: r.rtt_ms, first_event_ms: r.first_event_ms, checked_at: r.checked_at };
   };
 
   /** What list_shares returns and tunnel://shares holds. */
@@ -456,8 +489,8 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
     {
       title: 'Get tunnel status',
       description:
-        'Report the tunnel: status, whether the public URL works (active), the public url and mcp_url, the local origin, ' +
-        'cloudflared pid, uptime and the last error. Changes nothing.',
+        'Report the tunnel: status, whether the public URL works (active), whether a client on the internet gets an answer (reachable, with the cause and fix when not), ' +
+        'the public url and mcp_url, the local origin, cloudflared pid, uptime and the last error. Changes nothing.',
       inputSchema: {},
       outputSchema: statusOutput,
       annotations: { title: 'Get tunnel status', readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
@@ -474,6 +507,7 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
         access: s.access,
         uptime_seconds: s.uptime_seconds,
         started_at: s.started_at,
+        reachable: reachableOf(),
         last_error: s.last_error,
       });
     },
@@ -494,7 +528,7 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
   );
 
   const readers: Record<ResourceUri, () => Record<string, unknown>> = {
-    [RESOURCE_URIS.status]: () => ({ ...controller.snapshot() }),
+    [RESOURCE_URIS.status]: () => ({ ...controller.snapshot(), reachable: reachableOf() }),
     [RESOURCE_URIS.url]: () => {
       const s = controller.snapshot();
       return { available: s.active && s.url !== null, url: s.url, mcp_url: s.mcp_url };
@@ -628,6 +662,7 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
       controller.onDidChangeState(() => notify([...ALL_URIS, ...shareUris()])),
       controller.onDidChangeMetrics(() => notify([RESOURCE_URIS.metrics, RESOURCE_URIS.shares, ...shareUris()])),
       controller.onDidChangeShares(() => notify([...ALL_URIS, ...shareUris()])),
+      ...(options.reachability ? [options.reachability.onDidChange(() => notify([RESOURCE_URIS.status]))] : []),
       // Calls can come by the thousand: at most one round of updates per 250 ms.
       controller.onDidRecordActivity(() => {
         activityTimer ??= setTimeout(() => {

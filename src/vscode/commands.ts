@@ -14,6 +14,7 @@ import { lifetimeInMinutes, type LifetimeRequest } from '../core/shares/lifetime
 import { askTarget, locateCloudflared, runStart } from './ui';
 import { validateTarget } from '../core/model/target';
 import { ALLOW_HOST_HINT } from './config';
+import type { ReachabilityMonitor } from '../core/doctor/monitor';
 
 export const enum CommandId {
   Start = 'mcpTunnel.start',
@@ -45,6 +46,7 @@ export const enum CommandId {
   OpenInspector = 'mcpTunnel.openInspector',
   ChooseShareTools = 'mcpTunnel.chooseShareTools',
   SetShareLifetime = 'mcpTunnel.setShareLifetime',
+  CheckTunnel = 'mcpTunnel.checkTunnel',
 }
 
 /** What Share For… offers. */
@@ -77,6 +79,8 @@ export interface CommandDeps {
   secrets: vscode.SecretStorage;
   /** Non-loopback hosts the user allowed (`mcpTunnel.allowedHosts`). */
   allowedHosts: () => readonly string[];
+  /** The reachability doctor (Check Tunnel). */
+  reachability: ReachabilityMonitor;
 }
 
 export const TUNNEL_TOKEN_KEY = 'mcpTunnel.namedTunnel.token';
@@ -203,6 +207,26 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
       const whose = link ? `link "${link.label}" of ${share.name}` : share.name;
       deps.qr.show(url, input.secret ? `Scan to get the MCP URL of ${whose} (it includes its secret: show it only to people you trust).` : `Scan to get the public MCP URL of ${whose}. Anyone with it can reach that server.`);
       return url;
+    },
+    // From the palette: every share; from a share's menu or its Internet row: that one.
+    [CommandId.CheckTunnel]: async (arg?: unknown) => {
+      if (controller.state.status !== 'active') return void vscode.window.showWarningMessage('MCP Tunnel: no active tunnel to check. Start the tunnel first (a tunnel still connecting is not reachable yet).');
+      const share = arg === undefined ? undefined : await pickShare(deps, arg, 'Check Tunnel');
+      if (arg !== undefined && !share) return undefined;
+      const results = await vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: 'Checking the tunnel from the internet…' }, () => deps.reachability.check(share?.id));
+      const names = new Map(controller.listShares().map((x) => [x.id, x.name]));
+      const ids = share ? [share.id] : [...names.keys()];
+      const failed = ids.map((id) => ({ id, r: deps.reachability.result(id) })).filter((x) => x.r && !x.r.ok);
+      for (const { id, r } of failed) log.warn(`Check Tunnel: ${names.get(id) ?? id}: ${r?.message ?? ''}${r?.fix ? ` ${r.fix}` : ''}`);
+      if (failed.length === 0) {
+        const rtts = results.map((r) => r.rtt_ms).filter((n): n is number => n !== null);
+        vscode.window.setStatusBarMessage(`$(pass) MCP Tunnel: reachable from the internet${rtts.length ? ` · ${Math.max(...rtts)} ms` : ''}`, 5000);
+        return results;
+      }
+      const [one] = failed;
+      const label = failed.length === 1 && one ? `${names.size > 1 ? `${names.get(one.id) ?? one.id}: ` : ''}${one.r?.message ?? ''}${one.r?.fix ? ` ${one.r.fix}` : ''}` : `${failed.length} shares are not reachable from the internet; the view says why for each.`;
+      void vscode.window.showWarningMessage(`MCP Tunnel: ${label}`, 'Show Log').then((a) => a && log.show());
+      return results;
     },
     [CommandId.RotateShareSecret]: async (arg?: unknown) => {
       const share = await pickShare(deps, arg, 'Rotate Share Secret', (x) => x.access === 'secret');

@@ -7,6 +7,8 @@ import { joinUrl, localUrlOf, type TunnelApi, type TunnelTarget } from '../core/
 import { loadMcpModule, type McpModule } from '../mcpModule';
 import { ALLOW_HOST_HINT, type TunnelConfig } from './config';
 import type { TunnelLog } from './log';
+import type { ReachabilityResult } from '../core/doctor/reachability';
+import type { Event } from '../core/util/events';
 
 export const PROVIDER_ID = 'mcpTunnel';
 export const SERVER_LABEL = 'MCP Tunnel';
@@ -26,6 +28,8 @@ export class TunnelMcpProvider implements vscode.McpServerDefinitionProvider<vsc
     private readonly log: TunnelLog,
     /** `share_mcp_server` (see shareServer.ts's shareForAgent): the setting, the consent, the check. */
     private readonly shareServer?: (name: string) => Promise<McpModule.AgentShareResult>,
+    /** The reachability doctor: `reachable` in get_tunnel_status and tunnel://status. */
+    private readonly reachability?: { result(shareId: string): ReachabilityResult | undefined; readonly onDidChange: Event<unknown> },
   ) {}
 
   provideMcpServerDefinitions(): vscode.McpHttpServerDefinition[] {
@@ -50,6 +54,7 @@ export class TunnelMcpProvider implements vscode.McpServerDefinitionProvider<vsc
           confirmStart: (t) => this.confirmStart(t),
           openAccess: 'ask',
           ...(this.shareServer ? { shareServer: this.shareServer } : {}),
+          ...(this.reachability ? { reachability: this.reachability } : {}),
           log: (level, message) => this.log.write({ level, message: `[mcp] ${message}` }),
         },
         log: (level, message) => this.log.write({ level, message: `[mcp] ${message}` }),

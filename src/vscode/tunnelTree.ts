@@ -4,6 +4,8 @@ import type { RecordedCall } from '../core/gate/recorder';
 import { formatResponses, formatUptime, maskSharePath, msUntilNextUptimeChange } from '../core/util/format';
 import { isLive, joinUrl, localUrlOf, sharePathOf, type CloudflaredInfo, type TunnelApi, type TunnelTarget } from '../core/model/tunnelState';
 import { shareUrlPrefix, type ShareSnapshot } from '../core/shares/shares';
+import type { ReachabilityResult } from '../core/doctor/reachability';
+import type { Event } from '../core/util/events';
 
 export interface TunnelTreeRow {
   id: string;
@@ -41,7 +43,10 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
     private readonly cloudflaredHint: () => CloudflaredInfo | undefined,
     /** Requests the access gate let through and refused (a live tunnel in secret mode). */
     private readonly accessStats: () => { passed: number; rejected: number } | undefined = () => undefined,
+    /** The reachability doctor: each share's Internet row. */
+    private readonly reachability?: { result(shareId: string): ReachabilityResult | undefined; readonly onDidChange: Event<unknown> },
   ) {
+    if (reachability) this.subs.push(reachability.onDidChange(() => this.refresh()));
     this.subs.push(
       controller.onDidChangeState(() => this.refresh()),
       controller.onDidChangeMetrics(() => this.refresh()),
@@ -196,8 +201,9 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
     }
     // One tunnel, several shares: each with its own node (the rows above describe the first).
     const shares = isLive(s) ? this.controller.listShares() : [];
-    if (shares.length > 1) rows.push({ id: 'shares', label: 'Shares', description: `${shares.length} on this tunnel`, icon: 'layers', children: shares.map((sh) => shareNode(sh, snap.url, this.controller.activity(sh.id))) });
-    else if (shares[0]) rows.push(...shareDetails(shares[0], this.controller.activity(shares[0].id)));
+    const reach = (id: string): ReachabilityResult | undefined => this.reachability?.result(id);
+    if (shares.length > 1) rows.push({ id: 'shares', label: 'Shares', description: `${shares.length} on this tunnel`, icon: 'layers', children: shares.map((sh) => shareNode(sh, snap.url, this.controller.activity(sh.id), s.status === 'active' ? reach(sh.id) : undefined, s.status === 'active')) });
+    else if (shares[0]) rows.push(...shareDetails(shares[0], this.controller.activity(shares[0].id), s.status === 'active' ? reach(shares[0].id) : undefined, s.status === 'active'));
     return rows;
   }
 
@@ -225,7 +231,7 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
 }
 
 /** A share: its name and state, and under it the rows a user acts on. */
-function shareNode(sh: ShareSnapshot, tunnelUrl: string | null, calls: readonly RecordedCall[]): TunnelTreeRow {
+function shareNode(sh: ShareSnapshot, tunnelUrl: string | null, calls: readonly RecordedCall[], reach: ReachabilityResult | undefined, live: boolean): TunnelTreeRow {
   const secretPath = sh.access === 'secret' ? shareUrlPrefix(tunnelUrl, sh) : undefined;
   const shown = sh.mcp_url ? maskSharePath(sh.mcp_url, secretPath) : 'no URL yet';
   const traffic = `${sh.requests} request${sh.requests === 1 ? '' : 's'} · ${sh.errors} error${sh.errors === 1 ? '' : 's'}`;
@@ -238,7 +244,7 @@ function shareNode(sh: ShareSnapshot, tunnelUrl: string | null, calls: readonly 
     { id: `${sh.id}:traffic`, label: 'Traffic', description: traffic + last, icon: 'pulse', shareId: sh.id },
   ];
   if (sh.command) children.unshift({ id: `${sh.id}:runs`, label: 'Runs', description: `${sh.detail ? `${sh.detail} · ` : ''}${sh.command}`, tooltip: `${sh.command}\nstdio, one process per client session. GET-stream notifications arrive late through a quick tunnel (cloudflared#1449).`, icon: 'terminal', contextValue: 'copyable stdioShare', value: sh.command, shareId: sh.id });
-  children.push(...shareDetails(sh, calls));
+  children.push(...shareDetails(sh, calls, reach, live));
   if (sh.problem) children.push({ id: `${sh.id}:problem`, label: 'Problem', description: sh.problem, icon: 'warning', color: 'problemsWarningIcon.foreground', shareId: sh.id });
   const icon = sh.reachable === false ? 'warning' : sh.access === 'open' ? 'unlock' : 'lock';
   return {
@@ -256,8 +262,18 @@ function shareNode(sh: ShareSnapshot, tunnelUrl: string | null, calls: readonly 
 }
 
 /** The rows a share has only when it has them: Tools, Stops, Links, Activity (the same under a share node and for a lone share). */
-function shareDetails(sh: ShareSnapshot, calls: readonly RecordedCall[]): TunnelTreeRow[] {
-  return [toolsNode(sh), stopsNode(sh), linksNode(sh), activityNode(sh.id, calls)].filter((r): r is TunnelTreeRow => r !== undefined);
+function shareDetails(sh: ShareSnapshot, calls: readonly RecordedCall[], reach: ReachabilityResult | undefined, live: boolean): TunnelTreeRow[] {
+  return [live ? internetNode(sh, reach) : undefined, toolsNode(sh), stopsNode(sh), linksNode(sh), activityNode(sh.id, calls)].filter((r): r is TunnelTreeRow => r !== undefined);
+}
+
+/** What the reachability doctor found from the internet side: "Reachable from the internet · 230 ms", or the cause. */
+function internetNode(sh: ShareSnapshot, r: ReachabilityResult | undefined): TunnelTreeRow {
+  const base = { id: `${sh.id}:internet`, label: 'Internet', contextValue: 'shareReach', shareId: sh.id };
+  if (!r) return { ...base, description: 'not checked yet', tooltip: 'Check Tunnel asks the public URL as a client on the internet would.', icon: 'globe' };
+  if (r.state === 'checking' || r.state === 'waiting-dns') return { ...base, description: r.state === 'waiting-dns' ? 'waiting for DNS…' : 'checking…', tooltip: r.message, icon: 'sync~spin' };
+  const when = `Checked ${new Date(r.checked_at).toLocaleTimeString()}.`;
+  if (r.ok) return { ...base, description: r.message, tooltip: `${r.message}\n${when}`, icon: 'pass', color: 'testing.iconPassed' };
+  return { ...base, description: r.message, tooltip: `${r.message}${r.fix ? `\n${r.fix}` : ''}\n${when}`, icon: 'warning', color: 'problemsWarningIcon.foreground' };
 }
 
 /** What a recorded call was, in a few words: `tools/call echo`. */

@@ -240,8 +240,28 @@ suite('MCP Tunnel in VS Code', () => {
   });
 
   test('Share MCP Server… shares a stdio server from .vscode/mcp.json through the bridge: reachable only with its secret, its tools listed through the tunnel; a changed definition is shown and Restart Share runs it under the same link; Stop Share ends its processes', async () => {
-    const id = await vscode.commands.executeCommand<string | undefined>('mcpTunnel.shareMcpServer', 'everything');
+    // The reachability doctor goes "through the internet": the fake's public port, fixed for this run.
+    const publicPort = await new Promise<number>((resolve) => {
+      const probe = http.createServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as AddressInfo;
+        probe.close(() => resolve(port));
+      });
+    });
+    process.env['FAKE_CLOUDFLARED_PUBLIC_PORT'] = String(publicPort);
+    process.env['MCP_TUNNEL_DOCTOR_CONNECT_TO'] = `*=http://127.0.0.1:${publicPort}`;
+    const id = await Promise.resolve(vscode.commands.executeCommand<string | undefined>('mcpTunnel.shareMcpServer', 'everything')).finally(() => delete process.env['FAKE_CLOUDFLARED_PUBLIC_PORT']);
     assert.ok(id, 'a share id');
+    try {
+      // Once active, the share is checked from the internet side by itself: its Internet row says so.
+      const internet = await waitFor(() => api.tree.rows().find((r) => r.id === `${id}:internet` && r.icon === 'pass'), 30_000, 'the Internet row to say reachable');
+      assert.match(internet.description, /^Reachable from the internet · \d+ ms/);
+      const checked = await vscode.commands.executeCommand<Array<{ state: string; ok: boolean; rtt_ms: number | null }>>('mcpTunnel.checkTunnel', id);
+      assert.equal(checked?.[0]?.state, 'ok', JSON.stringify(checked));
+      assert.ok((checked[0]?.rtt_ms ?? -1) >= 0);
+      await waitFor(() => /\b0 sessions/.test(api.controller.listShares().find((s) => s.id === id)?.detail ?? '') || undefined, 10_000, "the doctor's session to end");
+    } finally {
+      delete process.env['MCP_TUNNEL_DOCTOR_CONNECT_TO'];
+    }
     const share = api.controller.listShares().find((s) => s.id === id);
     assert.ok(share);
     assert.equal(share.kind, 'stdio');

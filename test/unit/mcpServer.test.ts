@@ -11,6 +11,8 @@ import { validateTarget } from '../../src/core/model/target';
 import type { TunnelTarget } from '../../src/core/model/tunnelState';
 import { serveStdio } from '../../src/mcp/index';
 import { createTunnelMcpServer, type TunnelMcpServerOptions } from '../../src/mcp/tunnelMcpServer';
+import type { ReachabilityResult } from '../../src/core/doctor/reachability';
+import { Emitter } from '../../src/core/util/events';
 import { FAKE_PID, FAKE_SHARE_PATH, FAKE_URL, FakeController } from './helpers/fakeController';
 
 async function connect(controller = new FakeController(), options: Partial<TunnelMcpServerOptions> = {}) {
@@ -107,7 +109,7 @@ void describe('createTunnelMcpServer', () => {
     assert.equal(byName.get('stop_tunnel')!.annotations?.readOnlyHint, false);
     assert.deepEqual(
       Object.keys(byName.get('get_tunnel_status')!.outputSchema?.properties ?? {}).sort(),
-      ['access', 'active', 'last_error', 'local_url', 'mcp_url', 'pid', 'started_at', 'status', 'uptime_seconds', 'url'],
+      ['access', 'active', 'last_error', 'local_url', 'mcp_url', 'pid', 'reachable', 'started_at', 'status', 'uptime_seconds', 'url'],
     );
     await client.close();
   });
@@ -117,7 +119,7 @@ void describe('createTunnelMcpServer', () => {
     const r = await call(client, 'get_tunnel_status');
     assert.equal(r.isError, undefined);
     assert.deepEqual(structured(r), {
-      status: 'stopped', active: false, url: null, mcp_url: null, local_url: null, pid: null, access: null, uptime_seconds: 0, started_at: null, last_error: null,
+      status: 'stopped', active: false, url: null, mcp_url: null, local_url: null, pid: null, access: null, uptime_seconds: 0, started_at: null, reachable: null, last_error: null,
     });
     await client.close();
   });
@@ -344,6 +346,30 @@ void describe('createTunnelMcpServer', () => {
     for (const k of ['status', 'active', 'uptime_seconds', 'total_requests', 'request_errors', 'concurrent_requests', 'responses_by_code', 'edge_locations']) assert.ok(k in metrics, `metrics.${k}`);
     assert.equal(metrics['total_requests'], 0);
     assert.deepEqual(metrics['edge_locations'], ['ams01']);
+    await client.close();
+  });
+
+  void it('reachable: what the doctor found for the first share, in get_tunnel_status and tunnel://status, with resources/updated when it changes', async () => {
+    const controller = new FakeController();
+    const box: { current?: ReachabilityResult } = {};
+    const changed = new Emitter<unknown>();
+    const reachability = { result: (id: string) => (id === controller.listShares()[0]?.id ? box.current : undefined), onDidChange: changed.event };
+    const { client } = await connect(controller, { reachability });
+    await call(client, 'start_tunnel');
+    assert.equal(structured(await call(client, 'get_tunnel_status'))['reachable'], null, 'not checked yet');
+    const updates: string[] = [];
+    client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => {
+      updates.push(n.params.uri);
+    });
+    await client.subscribeResource({ uri: 'tunnel://status' });
+    const current: ReachabilityResult = { state: 'host-rejected', ok: false, message: 'The local server rejected the tunnelled Host (403).', fix: 'Set mcpTunnel.hostHeader to "origin".', status: 403, rtt_ms: 40, first_event_ms: null, checked_at: '2026-12-03T07:00:00.000Z', host: 'x.trycloudflare.com' };
+    box.current = current;
+    changed.fire(undefined);
+    await tick();
+    assert.deepEqual(updates, ['tunnel://status']);
+    const { host: _host, ...expected } = current;
+    assert.deepEqual(structured(await call(client, 'get_tunnel_status'))['reachable'], expected);
+    assert.deepEqual((await readJson(client, 'tunnel://status'))['reachable'], expected);
     await client.close();
   });
 
