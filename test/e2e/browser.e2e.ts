@@ -405,9 +405,26 @@ async function openWorkbenchFor(ctx: Ctx, server: VsCodeServer): Promise<Page> {
   return page;
 }
 
+/** A loopback port free now. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = http.createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
 async function serverA(ctx: Ctx): Promise<{ server: VsCodeServer; page: Page }> {
   if (!ctx.serverA) {
+    // The fake's "internet" side on a port known up front: the extension's reachability check
+    // (which would ask real DNS for *.trycloudflare.com) connects there instead.
+    const edgePort = await freePort();
     ctx.serverA = await startServerWith(ctx, 'a', {
+      FAKE_CLOUDFLARED_PUBLIC_PORT: String(edgePort),
+      MCP_TUNNEL_DOCTOR_CONNECT_TO: `*=http://127.0.0.1:${edgePort}`,
       PATH: `${FIXTURES}${path.delimiter}${path.dirname(NODE24)}${path.delimiter}${process.env.PATH ?? ''}`,
       FAKE_CLOUDFLARED_STATE_DIR: ctx.stateDirA,
       // Slow enough for the progress notification to be seen, fast enough not to matter.
@@ -491,6 +508,12 @@ async function scenarioUserPath(ctx: Ctx): Promise<string[]> {
     notes.push('no "Tunnel active" notification seen');
   }
   await progress.waitFor({ state: 'hidden', timeout: 15_000 }).catch(() => notes.push('the progress notification is still shown after the start'));
+  // The check from the internet side: this origin answers JSON, but not MCP, and the row says so.
+  const internet = await waitUntil(async () => {
+    const d = (await treeRows(sidebar)).get('Internet') ?? '';
+    return /^(checking|not checked)/.test(d) || d === '' ? undefined : d;
+  }, 'the Internet row to show the check', 30_000);
+  check(/not with a JSON-RPC answer to initialize: this is not an MCP endpoint/.test(internet), `Internet row names the cause, got "${internet}"`);
   await shot(page, 'e2e-03-active-view');
   notes.push(`tunnel ${url} (pid ${pid}); status bar "${active}"`);
 
@@ -641,12 +664,12 @@ async function scenarioUserPath(ctx: Ctx): Promise<string[]> {
   await pickQuickItem(page, 'everything');
   const stdioRows = await waitUntil(async () => {
     const r = await treeRows(sidebar);
-    return r.get('Shares') === '2 on this tunnel' && /^stdio · secret · /.test(r.get('everything') ?? '') && /tools/.test(r.get('Runs') ?? '') ? r : undefined;
-  }, 'the stdio share in the Shares section', 60_000);
+    return r.get('Shares') === '2 on this tunnel' && /^stdio · secret · /.test(r.get('everything') ?? '') && /tools · 0 sessions/.test(r.get('Runs') ?? '') && /^Reachable from the internet · \d+ ms/.test(r.get('Internet') ?? '') ? r : undefined;
+  }, 'the stdio share in the Shares section, checked from the internet side', 60_000);
   check(/^1\d tools · 0 sessions · .*server-everything/.test(stdioRows.get('Runs') ?? ''), `the stdio share's Runs row, got "${stdioRows.get('Runs')}"`);
   await clearNotifications(page);
   await shot(page, 'e2e-06e-stdio-share');
-  notes.push(`Share MCP Server…: everything from .vscode/mcp.json, "${stdioRows.get('Runs')}"`);
+  notes.push(`Share MCP Server…: everything from .vscode/mcp.json, "${stdioRows.get('Runs')}", Internet "${stdioRows.get('Internet')}"`);
 
   // VS Code's own MCP client, given the stdio share's client config (the user's mcp.json; the URL's
   // public host played by the fake's public port), lists the server's tools through the tunnel.
