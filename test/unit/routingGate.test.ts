@@ -8,6 +8,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { startAccessGate, type AccessGate, type GateOriginHealth } from '../../src/core/gate/accessGate';
+import { SELF_CHECK_HEADER, selfCheckHeaders } from '../../src/core/util/selfCheck';
 
 const closers: Array<() => Promise<unknown>> = [];
 after(async () => {
@@ -17,7 +18,7 @@ after(async () => {
 interface Origin {
   name: string;
   port: number;
-  seen: { url: string; authorization?: string | undefined; referer?: string | undefined; apiKey?: string | undefined }[];
+  seen: { url: string; authorization?: string | undefined; referer?: string | undefined; apiKey?: string | undefined; self?: string | undefined }[];
   /** Open SSE responses (for cut checks). */
   streams: http.ServerResponse[];
   close(): Promise<void>;
@@ -26,7 +27,7 @@ interface Origin {
 async function origin(name: string): Promise<Origin> {
   const o: Origin = { name, port: 0, seen: [], streams: [], close: () => Promise.resolve() };
   const server = http.createServer((req, res) => {
-    o.seen.push({ url: req.url ?? '', authorization: req.headers.authorization, referer: req.headers.referer, apiKey: req.headers['x-api-key'] as string | undefined });
+    o.seen.push({ url: req.url ?? '', authorization: req.headers.authorization, referer: req.headers.referer, apiKey: req.headers['x-api-key'] as string | undefined, self: req.headers[SELF_CHECK_HEADER] as string | undefined });
     if (req.url?.endsWith('/sse')) {
       res.writeHead(200, { 'content-type': 'text/event-stream' });
       res.write(`data: ${name}\n\n`);
@@ -108,6 +109,24 @@ describe('routing gate', () => {
     assert.equal(gate.routeStats('a')?.passed, 3);
     assert.equal(gate.routeStats('b')?.passed, 2);
     assert.ok((gate.routeStats('b')?.lastRequestAt ?? 0) > 0);
+  });
+
+  it("the tunnel's own reachability check passes with the secret but is not traffic: not counted, not recorded, its header never reaches the origin", async () => {
+    const o = await origin('self');
+    const recorded: string[] = [];
+    const gate = await gateFor(o, { onPass: (req) => recorded.push(req.url ?? '') });
+    const secret = gate.secretPath();
+    const selfSeen = (): boolean => o.seen.length > 0;
+    assert.equal((await get(gate, `${secret}/mcp`, selfCheckHeaders())).status, 200);
+    assert.ok(selfSeen(), 'it reached the origin');
+    assert.equal(o.seen[0]?.self, undefined, 'without the header');
+    assert.equal(gate.routeStats('self')?.passed, 0, 'not counted');
+    assert.equal(gate.routeStats('self')?.lastRequestAt, undefined, 'no idle reset');
+    assert.deepEqual(recorded, [], 'not recorded');
+    assert.equal((await get(gate, '/mcp', selfCheckHeaders())).status, 401, 'it still needs the secret');
+    assert.equal((await get(gate, `${secret}/mcp`, { [SELF_CHECK_HEADER]: 'a-guess-of-the-token-xxxxxxxxxxxx' })).status, 200);
+    assert.equal(gate.routeStats('self')?.passed, 1, 'a forged token is ordinary traffic');
+    assert.equal(recorded.length, 1);
   });
 
   it('a lone open share keeps https://<host>/mcp; with secret shares beside it, they still need their secrets', async () => {

@@ -4,6 +4,7 @@
  * the UI, the CLI and agents. Never before `active`: probing a brand-new name before cloudflared
  * registered it makes resolvers cache the miss (negative caching, up to 30 min).
  */
+import { selfCheckHeaders } from '../util/selfCheck';
 import { Emitter, DisposableStore, type Disposable, type Event } from '../util/events';
 import type { TunnelState } from '../model/tunnelState';
 import type { ShareSnapshot } from '../shares/shares';
@@ -166,7 +167,7 @@ export class ReachabilityMonitor implements Disposable {
     this.running = run;
     this.attempted.set(id, url);
     const current = () => this.running === run;
-    void this.check_({ mcpUrl: url, signal: run.abort.signal }, (p) => current() && this.setProgress(id, p))
+    void this.check_({ mcpUrl: url, headers: selfCheckHeaders(), signal: run.abort.signal }, (p) => current() && this.setProgress(id, p))
       .then(
         (result) => {
           if (!current()) return;

@@ -34,6 +34,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { pipeline } from 'node:stream';
 import { Emitter, type Event } from '../util/events';
 import { first, readCapped, sendJson } from '../util/http';
+import { isSelfCheck, SELF_CHECK_HEADER } from '../util/selfCheck';
 import { discoveryForm, discoveryOriginPath, isDiscoveryPath, originBasesOf, publicPrefixOf, rewriteChallenge, rewriteDocument, mapUrl, type PublicMapping } from './oauthDiscovery';
 import { readJudged, relayFiltered } from '../policy/policyExchange';
 import { ToolGuard, type ToolPolicy } from '../policy/toolPolicy';
@@ -779,6 +780,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
    */
   const originHeaders = (req: IncomingMessage, route: Route, stripBearer: boolean, knowsSecret: boolean): OutgoingHttpHeaders => {
     const headers = endToEnd(req.headers);
+    delete headers[SELF_CHECK_HEADER];
     // The secret never reaches the origin; another Authorization (the origin's own) does.
     if (stripBearer) delete headers['authorization'];
     if (route.originAuthorization !== undefined) headers['authorization'] = route.originAuthorization;
@@ -876,7 +878,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
    */
   const gate = (
     req: IncomingMessage,
-    pass: (route: Route, path: string, stripBearer: boolean, knowsSecret: boolean, link: Link | undefined) => void,
+    pass: (route: Route, path: string, stripBearer: boolean, knowsSecret: boolean, link: Link | undefined, selfCheck?: boolean) => void,
     refuse: (status: 401 | 429, body?: string) => void,
     onGone: (cb: () => void) => void,
   ): void => {
@@ -886,6 +888,11 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     // failures are ever delayed or refused with 429.
     const d = resolve(req.url ?? '/', req.headers);
     if (d.ok) {
+      // The tunnel's own reachability check is not traffic: not counted, no idle reset, not recorded.
+      if (req.headers[SELF_CHECK_HEADER] !== undefined && isSelfCheck(req.headers)) {
+        pass(d.route, d.path, d.stripBearer, d.knowsSecret, d.link, true);
+        return;
+      }
       stats.passed++;
       d.route.passed++;
       d.route.lastRequestAt = Date.now();
@@ -950,8 +957,8 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
     gate(
       req,
-      (route, path, stripBearer, knowsSecret, link) => {
-        tapped(req, res, route, link);
+      (route, path, stripBearer, knowsSecret, link, selfCheck) => {
+        if (!selfCheck) tapped(req, res, route, link);
         if (route.guard) guarded(req, res, route, route.guard, path, stripBearer, knowsSecret, expectsContinue, link);
         else if (route.handler) handOver(req, res, route, route.handler, path, stripBearer, knowsSecret, expectsContinue, link);
         else proxyRequest(req, res, route, path, stripBearer, knowsSecret, expectsContinue, link);
