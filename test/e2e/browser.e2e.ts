@@ -513,7 +513,7 @@ async function scenarioUserPath(ctx: Ctx): Promise<string[]> {
     const d = (await treeRows(sidebar)).get('Internet') ?? '';
     return /^(checking|not checked)/.test(d) || d === '' ? undefined : d;
   }, 'the Internet row to show the check', 30_000);
-  check(/not with a JSON-RPC answer to initialize: this is not an MCP endpoint/.test(internet), `Internet row names the cause, got "${internet}"`);
+  check(/^Not an MCP endpoint: .* but not with a JSON-RPC answer to initialize/.test(internet), `Internet row names the cause, got "${internet}"`);
   await shot(page, 'e2e-03-active-view');
   notes.push(`tunnel ${url} (pid ${pid}); status bar "${active}"`);
 

@@ -185,7 +185,7 @@ describe('reachability doctor', { concurrency: false }, () => {
     it('not-mcp: a 200 that is not JSON-RPC, and a 404', async () => {
       const strict = await origin(startStrictOrigin());
       const r = await check(await t.share(at(strict.port)), { connectTo: t.edge });
-      expectState(r, 'not-mcp', /answers \(200, application\/json\), but not with a JSON-RPC answer/, /path and port/);
+      expectState(r, 'not-mcp', /^Not an MCP endpoint: .* answers \(200, application\/json\), but not with a JSON-RPC answer/, /path and port/);
       const missing = await answering(404, 'Cannot POST /mcp');
       const r404 = await check(await t.share(at(missing.port)), { connectTo: t.edge });
       expectState(r404, 'not-mcp', /the path is not found \(404\): the path is not the MCP endpoint/);

@@ -555,7 +555,7 @@ export function classify(status: number, headers: Record<string, string>, body: 
   if (status === 404 || status === 405) {
     return {
       state: 'not-mcp',
-      message: `${host} answers, but ${status === 404 ? 'the path is not found (404)' : 'POST is not allowed there (405)'}: the path is not the MCP endpoint.`,
+      message: `Not the MCP endpoint: ${host} answers, but ${status === 404 ? 'the path is not found (404)' : 'POST is not allowed there (405)'}: the path is not the MCP endpoint.`,
       fix: "Check the share's path: it must be the server's MCP endpoint (often /mcp).",
     };
   }
@@ -564,7 +564,7 @@ export function classify(status: number, headers: Record<string, string>, body: 
   if (status >= 200 && status < 300) {
     return {
       state: 'not-mcp',
-      message: `${host} answers (${status}${headers['content-type'] ? `, ${headers['content-type'].split(';')[0]}` : ''}), but not with a JSON-RPC answer to initialize: this is not an MCP endpoint.`,
+      message: `Not an MCP endpoint: ${host} answers (${status}${headers['content-type'] ? `, ${headers['content-type'].split(';')[0]}` : ''}), but not with a JSON-RPC answer to initialize.`,
       fix: "Check the share's path and port: they must be the MCP server's Streamable HTTP endpoint (often /mcp).",
     };
   }
