@@ -17,8 +17,8 @@ import { shareKey, type ShareOrigin } from './core/shares/shares';
 import { checkPolicy, type ToolPolicy } from './core/policy/toolPolicy';
 import { lifetimeInMinutes } from './core/shares/lifetime';
 import { defaultServerName, type StdioServerDefinition } from './bridge/child';
-import { checkReachability, connectToFor, parseConnectTo, showUrl, type ConnectTo, type ReachabilityResult } from './core/doctor/reachability';
-import { ReachabilityMonitor, redirectedCheck, type ReachabilityChange } from './core/doctor/monitor';
+import { checkReachability, connectToFor, parseConnectTo, redirectedCheck, showUrl, type ConnectTo, type ReachabilityResult } from './core/doctor/reachability';
+import { ReachabilityMonitor, type ReachabilityChange } from './core/doctor/monitor';
 
 /** Replaced by esbuild with package.json's version; `tsx src/cli.ts` (no build) says so. */
 declare const __MCP_TUNNEL_VERSION__: string | undefined;

@@ -19,8 +19,8 @@ import { lifetimeInMinutes, type LifetimeRequest } from './core/shares/lifetime'
 import { TunnelStatusBar } from './vscode/statusBar';
 import { TunnelTreeProvider } from './vscode/tunnelTree';
 import { runStart } from './vscode/ui';
-import { ReachabilityMonitor, redirectedCheck, type ReachabilityCheck } from './core/doctor/monitor';
-import { parseConnectTo } from './core/doctor/reachability';
+import { ReachabilityMonitor, type ReachabilityCheck } from './core/doctor/monitor';
+import type * as Doctor from './core/doctor/reachability';
 
 /** What `activate` returns: the extension-host tests drive and read these. */
 export interface MpcTunnelExtensionApi {
@@ -221,15 +221,20 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
  * from the editor's own environment, which no workspace sets; read at each check.
  */
 function doctorCheck(log: TunnelLog): ReachabilityCheck {
-  return redirectedCheck(() => {
-    const spec = process.env['MCP_TUNNEL_DOCTOR_CONNECT_TO'];
-    try {
-      return spec ? parseConnectTo(spec) : undefined;
-    } catch (err) {
-      log.warn(`MCP_TUNNEL_DOCTOR_CONNECT_TO ignored: ${(err as Error).message}`);
-      return undefined;
-    }
-  });
+  return (target, onProgress) => {
+    // dist/doctor.js, loaded on the first check (a computed require: esbuild leaves it out of extension.js).
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const doctor = require(path.join(__dirname, 'doctor.js')) as typeof Doctor;
+    return doctor.redirectedCheck(() => {
+      const spec = process.env['MCP_TUNNEL_DOCTOR_CONNECT_TO'];
+      try {
+        return spec ? doctor.parseConnectTo(spec) : undefined;
+      } catch (err) {
+        log.warn(`MCP_TUNNEL_DOCTOR_CONNECT_TO ignored: ${(err as Error).message}`);
+        return undefined;
+      }
+    })(target, onProgress);
+  };
 }
 
 /** The settings' default lifetime of a new share (`mcpTunnel.autoStop.*`), or undefined: until stopped. */

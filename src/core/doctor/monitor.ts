@@ -8,7 +8,8 @@ import { selfCheckHeaders } from '../util/selfCheck';
 import { Emitter, DisposableStore, type Disposable, type Event } from '../util/events';
 import type { TunnelState } from '../model/tunnelState';
 import type { ShareSnapshot } from '../shares/shares';
-import { checkReachability, connectToFor, type ConnectTo, type ReachabilityResult, type ReachabilityTarget } from './reachability';
+// Types only: the check itself (reachability.ts) is given, so the extension can load it on first use (dist/doctor.js).
+import type { ReachabilityResult, ReachabilityTarget } from './reachability';
 
 /** What the monitor needs of the controller (TunnelController has it). */
 export interface ReachabilitySource {
@@ -21,19 +22,9 @@ export interface ReachabilitySource {
 /** checkReachability with its dependencies bound (tests point it at a fake edge). */
 export type ReachabilityCheck = (target: ReachabilityTarget, onProgress?: (progress: ReachabilityResult) => void) => Promise<ReachabilityResult>;
 
-/**
- * checkReachability that connects where a `--connect-to` rule says for the host it names, else
- * through DNS. `rule` is read at each check.
- */
-export function redirectedCheck(rule: () => { host: string; to: ConnectTo } | undefined): ReachabilityCheck {
-  return (target, onProgress) => {
-    const connectTo = connectToFor(rule(), target.mcpUrl);
-    return checkReachability(target, connectTo ? { connectTo } : {}, onProgress);
-  };
-}
-
 export interface ReachabilityMonitorOptions {
-  check?: ReachabilityCheck;
+  /** The check to run (`redirectedCheck` in reachability.ts, or a test's). */
+  check: ReachabilityCheck;
   /** Check every share once when the tunnel becomes active and each new one (default true); false: only check(). */
   auto?: boolean | (() => boolean);
 }
@@ -72,9 +63,9 @@ export class ReachabilityMonitor implements Disposable {
 
   constructor(
     private readonly source: ReachabilitySource,
-    options: ReachabilityMonitorOptions = {},
+    options: ReachabilityMonitorOptions,
   ) {
-    this.check_ = options.check ?? ((target, onProgress) => checkReachability(target, {}, onProgress));
+    this.check_ = options.check;
     const auto = options.auto ?? true;
     this.auto = typeof auto === 'function' ? auto : () => auto;
     this.subscriptions.add(source.onDidChangeState((s) => this.onState(s)));

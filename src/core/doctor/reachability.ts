@@ -677,3 +677,14 @@ async function endSession(url: URL, session: Record<string, string>, addresses: 
     limit.done();
   }
 }
+
+/**
+ * checkReachability that connects where a `--connect-to` rule says for the host it names, else
+ * through DNS. `rule` is read at each check.
+ */
+export function redirectedCheck(rule: () => { host: string; to: ConnectTo } | undefined): (target: ReachabilityTarget, onProgress?: (progress: ReachabilityResult) => void) => Promise<ReachabilityResult> {
+  return (target, onProgress) => {
+    const connectTo = connectToFor(rule(), target.mcpUrl);
+    return checkReachability(target, connectTo ? { connectTo } : {}, onProgress);
+  };
+}
