@@ -15,8 +15,8 @@ import {
   type ReadResourceResult,
 } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
-import type { Disposable, Event } from '../core/util/events';
-import type { ReachabilityResult } from '../core/doctor/reachability';
+import type { Disposable } from '../core/util/events';
+import type { ReachabilityView } from '../core/doctor/monitor';
 import { validateTarget, MAX_TARGET_PATH_LENGTH } from '../core/model/target';
 import { checkPolicy, describePolicy, type ToolPolicy } from '../core/policy/toolPolicy';
 import {
@@ -70,11 +70,6 @@ export interface TunnelMcpServerOptions {
   log?: (level: McpLogLevel, message: string) => void;
 }
 
-/** What the MCP server reads of the reachability monitor. */
-export interface ReachabilityView {
-  result(shareId: string): ReachabilityResult | undefined;
-  readonly onDidChange: Event<unknown>;
-}
 
 /** What the host's `shareServer` answers: the new (or existing) share, or why not and what to do. */
 export type AgentShareResult =

@@ -7,8 +7,7 @@ import { joinUrl, localUrlOf, type TunnelApi, type TunnelTarget } from '../core/
 import { loadMcpModule, type McpModule } from '../mcpModule';
 import { ALLOW_HOST_HINT, type TunnelConfig } from './config';
 import type { TunnelLog } from './log';
-import type { ReachabilityResult } from '../core/doctor/reachability';
-import type { Event } from '../core/util/events';
+import type { ReachabilityView } from '../core/doctor/monitor';
 
 export const PROVIDER_ID = 'mcpTunnel';
 export const SERVER_LABEL = 'MCP Tunnel';
@@ -29,7 +28,7 @@ export class TunnelMcpProvider implements vscode.McpServerDefinitionProvider<vsc
     /** `share_mcp_server` (see shareServer.ts's shareForAgent): the setting, the consent, the check. */
     private readonly shareServer?: (name: string) => Promise<McpModule.AgentShareResult>,
     /** The reachability doctor: `reachable` in get_tunnel_status and tunnel://status. */
-    private readonly reachability?: { result(shareId: string): ReachabilityResult | undefined; readonly onDidChange: Event<unknown> },
+    private readonly reachability?: ReachabilityView,
   ) {}
 
   provideMcpServerDefinitions(): vscode.McpHttpServerDefinition[] {

@@ -5,7 +5,7 @@ import { formatResponses, formatUptime, maskSharePath, msUntilNextUptimeChange }
 import { isLive, joinUrl, localUrlOf, sharePathOf, type CloudflaredInfo, type TunnelApi, type TunnelTarget } from '../core/model/tunnelState';
 import { shareUrlPrefix, type ShareSnapshot } from '../core/shares/shares';
 import type { ReachabilityResult } from '../core/doctor/reachability';
-import type { Event } from '../core/util/events';
+import type { ReachabilityView } from '../core/doctor/monitor';
 
 export interface TunnelTreeRow {
   id: string;
@@ -44,7 +44,7 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
     /** Requests the access gate let through and refused (a live tunnel in secret mode). */
     private readonly accessStats: () => { passed: number; rejected: number } | undefined = () => undefined,
     /** The reachability doctor: each share's Internet row. */
-    private readonly reachability?: { result(shareId: string): ReachabilityResult | undefined; readonly onDidChange: Event<unknown> },
+    private readonly reachability?: ReachabilityView,
   ) {
     if (reachability) this.subs.push(reachability.onDidChange(() => this.refresh()));
     this.subs.push(
@@ -201,9 +201,11 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
     }
     // One tunnel, several shares: each with its own node (the rows above describe the first).
     const shares = isLive(s) ? this.controller.listShares() : [];
-    const reach = (id: string): ReachabilityResult | undefined => this.reachability?.result(id);
-    if (shares.length > 1) rows.push({ id: 'shares', label: 'Shares', description: `${shares.length} on this tunnel`, icon: 'layers', children: shares.map((sh) => shareNode(sh, snap.url, this.controller.activity(sh.id), s.status === 'active' ? reach(sh.id) : undefined, s.status === 'active')) });
-    else if (shares[0]) rows.push(...shareDetails(shares[0], this.controller.activity(shares[0].id), s.status === 'active' ? reach(shares[0].id) : undefined, s.status === 'active'));
+    // The Internet row only while active: a check runs only then.
+    const active = s.status === 'active';
+    const reach = (id: string): ReachabilityResult | undefined => (active ? this.reachability?.result(id) : undefined);
+    if (shares.length > 1) rows.push({ id: 'shares', label: 'Shares', description: `${shares.length} on this tunnel`, icon: 'layers', children: shares.map((sh) => shareNode(sh, snap.url, this.controller.activity(sh.id), reach(sh.id), active)) });
+    else if (shares[0]) rows.push(...shareDetails(shares[0], this.controller.activity(shares[0].id), reach(shares[0].id), active));
     return rows;
   }
 

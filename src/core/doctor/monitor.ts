@@ -22,6 +22,12 @@ export interface ReachabilitySource {
 /** checkReachability with its dependencies bound (tests point it at a fake edge). */
 export type ReachabilityCheck = (target: ReachabilityTarget, onProgress?: (progress: ReachabilityResult) => void) => Promise<ReachabilityResult>;
 
+/** What the tree and the MCP server read of the monitor. */
+export interface ReachabilityView {
+  result(shareId: string): ReachabilityResult | undefined;
+  readonly onDidChange: Event<unknown>;
+}
+
 export interface ReachabilityMonitorOptions {
   /** The check to run (`redirectedCheck` in reachability.ts, or a test's). */
   check: ReachabilityCheck;
@@ -41,7 +47,7 @@ interface Running {
   abort: AbortController;
 }
 
-export class ReachabilityMonitor implements Disposable {
+export class ReachabilityMonitor implements Disposable, ReachabilityView {
   private readonly _onDidChange = new Emitter<ReachabilityChange>();
   /** A share's result changed (progress, outcome, or cleared). */
   readonly onDidChange: Event<ReachabilityChange> = this._onDidChange.event;

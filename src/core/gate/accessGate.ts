@@ -834,11 +834,11 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
         return d.ok && d.via === 'path' ? { ...d, path: discoveryOriginPath(form.doc, d.path) } : d;
       }
     }
-    return resolveTarget(url, headers);
+    return resolveTarget(target, headers);
   };
 
-  const resolveTarget = (url: string, headers: IncomingHttpHeaders): Decision => {
-    const target = originForm(url);
+  /** `target`: the request target in origin form (undefined: malformed). */
+  const resolveTarget = (target: string | undefined, headers: IncomingHttpHeaders): Decision => {
     const bearer = bearerToken(headers);
     const bearerHex = bearer.state === 'token' ? digest(bearer.token).toString('hex') : undefined;
     const bearerRoute = bearerHex !== undefined ? bySecret.get(bearerHex) : undefined;
@@ -889,7 +889,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     const d = resolve(req.url ?? '/', req.headers);
     if (d.ok) {
       // The tunnel's own reachability check is not traffic: not counted, no idle reset, not recorded.
-      if (req.headers[SELF_CHECK_HEADER] !== undefined && isSelfCheck(req.headers)) {
+      if (isSelfCheck(req.headers)) {
         pass(d.route, d.path, d.stripBearer, d.knowsSecret, d.link, true);
         return;
       }
