@@ -42,7 +42,7 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
   const warn = (ps: ConfigProblem[]) => {
     for (const p of ps) {
       log.warn(p.message);
-      void vscode.window.showWarningMessage(`MCP Tunnel: ${p.message}`, 'Open Settings').then((a) => a && vscode.commands.executeCommand('workbench.action.openSettings', p.setting));
+      void vscode.window.showWarningMessage(vscode.l10n.t('MCP Tunnel: {0}', p.message), vscode.l10n.t('Open Settings')).then((a) => a && vscode.commands.executeCommand('workbench.action.openSettings', p.setting));
     }
   };
   warn(problems);
@@ -69,27 +69,34 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
   });
   controller = ctl;
   // "Share for…": a share whose time was up says so (it is not an error).
-  context.subscriptions.push(ctl.onDidStopShareByItself((e) => void vscode.window.showInformationMessage(`MCP Tunnel: ${e.message}`)));
+  context.subscriptions.push(ctl.onDidStopShareByItself((e) => void vscode.window.showInformationMessage(vscode.l10n.t('MCP Tunnel: {0}', e.message))));
   // A new client on a share: who, from where, through which link; stopping it is one click.
   const newClients = ctl.recorder?.onDidSeeClient((c) => {
     if (!config.inspector.notifyNewClients) return;
     const share = ctl.listShares().find((x) => x.id === c.share_id);
     if (!share) return;
+    const stop = vscode.l10n.t('Stop Share');
+    const never = vscode.l10n.t("Don't Show Again");
+    const message = c.country
+      ? vscode.l10n.t('MCP Tunnel: {0} connected to {1} from {2} via its {3}.', c.client, share.name, c.country, c.link)
+      : vscode.l10n.t('MCP Tunnel: {0} connected to {1} via its {2}.', c.client, share.name, c.link);
     void vscode.window
-      .showInformationMessage(`MCP Tunnel: ${c.client} connected to ${share.name}${c.country ? ` from ${c.country}` : ''} via its ${c.link}.`, 'Stop Share', "Don't Show Again")
+      .showInformationMessage(message, stop, never)
       .then((a) => {
-        if (a === 'Stop Share') void vscode.commands.executeCommand('mcpTunnel.stopShare', c.share_id);
-        if (a === "Don't Show Again") void vscode.workspace.getConfiguration(SECTION).update('inspector.notifyNewClients', false, vscode.ConfigurationTarget.Global);
+        if (a === stop) void vscode.commands.executeCommand('mcpTunnel.stopShare', c.share_id);
+        if (a === never) void vscode.workspace.getConfiguration(SECTION).update('inspector.notifyNewClients', false, vscode.ConfigurationTarget.Global);
       });
   });
   if (newClients) context.subscriptions.push(newClients);
   context.subscriptions.push(
     ctl.onDidRestart((e) => {
       if (e.state.status !== 'active' && e.state.status !== 'connecting') return;
-      const msg = e.url && e.url !== e.previousUrl ? `MCP Tunnel restarted after cloudflared stopped unexpectedly. The public URL changed to ${e.url}; share the new MCP URL.` : 'MCP Tunnel restarted after cloudflared stopped unexpectedly.';
-      void vscode.window.showWarningMessage(msg, 'Copy MCP URL', 'Show Log').then((a) => {
-        if (a === 'Copy MCP URL') void vscode.commands.executeCommand('mcpTunnel.copyMcpUrl');
-        if (a === 'Show Log') log.show();
+      const msg = e.url && e.url !== e.previousUrl ? vscode.l10n.t('MCP Tunnel restarted after cloudflared stopped unexpectedly. The public URL changed to {0}; share the new MCP URL.', e.url) : vscode.l10n.t('MCP Tunnel restarted after cloudflared stopped unexpectedly.');
+      const copy = vscode.l10n.t('Copy MCP URL');
+      const showLog = vscode.l10n.t('Show Log');
+      void vscode.window.showWarningMessage(msg, copy, showLog).then((a) => {
+        if (a === copy) void vscode.commands.executeCommand('mcpTunnel.copyMcpUrl');
+        if (a === showLog) log.show();
       });
     }),
   );
@@ -146,7 +153,7 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
     ctl.onDidChangeState((s) => {
       // The same URL Show QR Code shows (with the share secret behind the gate), or close it.
       const share = isLive(s) ? shareInputOf(s) : undefined;
-      qr.update(share && mcpUrlFor(share, true), 'The tunnel URL changed.');
+      qr.update(share && mcpUrlFor(share, true), vscode.l10n.t('The tunnel URL changed.'));
     }),
   );
   const shareDeps: ShareServerDeps = {
@@ -182,9 +189,12 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
       ({ config, problems } = readConfig());
       const running = ctl.snapshot().access;
       if (config.target.access !== prevAccess && running && running !== config.target.access) {
-        const now = config.target.access === 'secret' ? 'require the share secret' : 'be open to anyone with the URL';
+        const message =
+          config.target.access === 'secret'
+            ? vscode.l10n.t('New tunnels will require the share secret. The running tunnel keeps its mode until it restarts (a quick tunnel gets a new URL).')
+            : vscode.l10n.t('New tunnels will be open to anyone with the URL. The running tunnel keeps its mode until it restarts (a quick tunnel gets a new URL).');
         void vscode.window
-          .showInformationMessage(`New tunnels will ${now}. The running tunnel keeps its mode until it restarts (a quick tunnel gets a new URL).`, 'Restart Tunnel')
+          .showInformationMessage(message, vscode.l10n.t('Restart Tunnel'))
           .then((a) => a && vscode.commands.executeCommand('mcpTunnel.restart'));
       }
       warn(problems);
@@ -199,7 +209,7 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
   const reap = setTimeout(() => {
     void ctl.reapOrphans().then((rs) => {
       const n = rs.filter((r) => r.outcome === 'ended').length;
-      if (n) void vscode.window.showInformationMessage(`MCP Tunnel ended ${n} cloudflared process${n > 1 ? 'es' : ''} left running by an earlier session.`);
+      if (n) void vscode.window.showInformationMessage(n > 1 ? vscode.l10n.t('MCP Tunnel ended {0} cloudflared processes left running by an earlier session.', n) : vscode.l10n.t('MCP Tunnel ended a cloudflared process left running by an earlier session.'));
     });
   }, 1000);
   context.subscriptions.push({ dispose: () => clearTimeout(reap) });

@@ -49,7 +49,7 @@ function oneOf<T extends string>(v: unknown, allowed: readonly T[]): T | undefin
 export function readConfig(cfg: vscode.WorkspaceConfiguration = vscode.workspace.getConfiguration(SECTION)): { config: TunnelConfig; problems: ConfigProblem[] } {
   const problems: ConfigProblem[] = [];
   const bad = (key: string, value: unknown, expected: string, fallback: unknown) =>
-    problems.push({ setting: `${SECTION}.${key}`, message: `\`${SECTION}.${key}\` is ${JSON.stringify(value)}; it must be ${expected}. Using ${JSON.stringify(fallback)}.` });
+    problems.push({ setting: `${SECTION}.${key}`, message: vscode.l10n.t('{0} is {1}; it must be {2}. Using {3}.', `\`${SECTION}.${key}\``, JSON.stringify(value), expected, JSON.stringify(fallback)) });
 
   const pick = <T>(key: string, parse: (v: unknown) => T | undefined, fallback: T, expected: string): T => {
     const v = cfg.get<unknown>(key);
@@ -81,7 +81,7 @@ export function readConfig(cfg: vscode.WorkspaceConfiguration = vscode.workspace
   const checked = validateTarget(target, { allowedHosts, howToAllow: ALLOW_HOST_HINT });
   if (!checked.ok) {
     const setting = `${SECTION}.${checked.field === 'host' ? 'defaultHost' : checked.field === 'port' ? 'defaultPort' : 'defaultPath'}`;
-    problems.push({ setting, message: `The default target is invalid: ${checked.message} Using ${DEFAULT_TARGET.host}:${DEFAULT_TARGET.port}${DEFAULT_TARGET.path}.` });
+    problems.push({ setting, message: vscode.l10n.t('The default target is invalid: {0} Using {1}.', checked.message, `${DEFAULT_TARGET.host}:${DEFAULT_TARGET.port}${DEFAULT_TARGET.path}`) });
     target = { ...DEFAULT_TARGET };
   } else target = checked.target;
 

@@ -71,7 +71,7 @@ export class InspectorPanels implements vscode.Disposable {
       open.panel.reveal();
       return open.panel;
     }
-    const panel = vscode.window.createWebviewPanel('mcpTunnel.inspector', `Inspector: ${share.name}`, vscode.ViewColumn.Active, {
+    const panel = vscode.window.createWebviewPanel('mcpTunnel.inspector', vscode.l10n.t('Inspector: {0}', share.name), vscode.ViewColumn.Active, {
       enableScripts: true,
       localResourceRoots: [this.mediaRoot],
     });

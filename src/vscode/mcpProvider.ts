@@ -86,17 +86,20 @@ export class TunnelMcpProvider implements vscode.McpServerDefinitionProvider<vsc
     const key = `${access} ${local}`;
     if (this.consented.has(key)) return true;
     const open = access === 'open';
+    const allowLabel = open ? vscode.l10n.t('Allow Open Access') : vscode.l10n.t('Allow');
     const choice = await vscode.window.showWarningMessage(
-      open ? `An agent wants to make ${local} public, open to anyone with the URL.` : `An agent wants to make ${local} reachable through a public tunnel.`,
+      open ? vscode.l10n.t('An agent wants to make {0} public, open to anyone with the URL.', local) : vscode.l10n.t('An agent wants to make {0} reachable through a public tunnel.', local),
       {
         modal: true,
-        detail: open
-          ? `MCP Tunnel will start a Cloudflare quick tunnel WITHOUT the access gate: anyone who learns its https://….trycloudflare.com URL reaches your server until the tunnel stops.${weaker ? ' Your setting (mcpTunnel.access) asks for a share secret; the agent asked for none.' : ''} Allow for this window?`
-          : `MCP Tunnel will start a Cloudflare quick tunnel. Only requests carrying its share secret (in the MCP URL the agent receives) reach your server, until the tunnel stops. Allow for this window?`,
+        detail: !open
+          ? vscode.l10n.t('MCP Tunnel will start a Cloudflare quick tunnel. Only requests carrying its share secret (in the MCP URL the agent receives) reach your server, until the tunnel stops. Allow for this window?')
+          : weaker
+            ? vscode.l10n.t('MCP Tunnel will start a Cloudflare quick tunnel WITHOUT the access gate: anyone who learns its https://….trycloudflare.com URL reaches your server until the tunnel stops. Your setting (mcpTunnel.access) asks for a share secret; the agent asked for none. Allow for this window?')
+            : vscode.l10n.t('MCP Tunnel will start a Cloudflare quick tunnel WITHOUT the access gate: anyone who learns its https://….trycloudflare.com URL reaches your server until the tunnel stops. Allow for this window?'),
       },
-      open ? 'Allow Open Access' : 'Allow',
+      allowLabel,
     );
-    const ok = choice === 'Allow' || choice === 'Allow Open Access';
+    const ok = choice === allowLabel;
     this.log.info(`Agent request to expose ${local} (access ${access}): ${ok ? 'allowed' : 'declined'} by the user.`);
     if (ok) this.consented.add(key);
     return ok;

@@ -43,7 +43,7 @@ export class QrPanel implements vscode.Disposable {
   show(url: string, caption: string): void {
     this.shown = url;
     if (!this.panel) {
-      this.panel = vscode.window.createWebviewPanel('mcpTunnel.qr', 'MCP Tunnel: QR Code', vscode.ViewColumn.Active, {
+      this.panel = vscode.window.createWebviewPanel('mcpTunnel.qr', vscode.l10n.t('MCP Tunnel: QR Code'), vscode.ViewColumn.Active, {
         enableScripts: false,
         localResourceRoots: [],
       });

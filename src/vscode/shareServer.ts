@@ -84,9 +84,9 @@ async function findServers(deps: ShareServerDeps): Promise<Found> {
     add(text, `Workspace ${folder.name} (.vscode/mcp.json)`);
   }
   const user = await readText(deps.userMcpJson());
-  if (user !== undefined) add(user, 'User mcp.json');
+  if (user !== undefined) add(user, vscode.l10n.t('User mcp.json'));
   const legacy = vscode.workspace.getConfiguration('mcp').inspect('servers');
-  if (legacy?.globalValue) add({ servers: legacy.globalValue }, 'User settings (mcp)');
+  if (legacy?.globalValue) add({ servers: legacy.globalValue }, vscode.l10n.t('User settings (mcp)'));
   return found;
 }
 
@@ -107,7 +107,7 @@ async function startChecked(deps: ShareServerDeps, def: StdioServerDefinition): 
   if (check.ok) return { bridge, check };
   await bridge.close();
   log.warn(check.message ?? 'the stdio server did not start');
-  void vscode.window.showErrorMessage(`MCP Tunnel: ${check.message ?? `${def.name} did not start.`} Nothing was shared.`, 'Show Log').then((a) => a && log.show());
+  void vscode.window.showErrorMessage(vscode.l10n.t('MCP Tunnel: {0} Nothing was shared.', check.message ?? vscode.l10n.t('{0} did not start.', def.name)), vscode.l10n.t('Show Log')).then((a) => a && log.show());
   return undefined;
 }
 
@@ -117,29 +117,31 @@ export async function shareStdio(deps: ShareServerDeps, def: StdioServerDefiniti
   const { bridge: b } = loadMcpModule();
   const existing = controller.listShares().find((s) => s.kind === 'stdio' && s.command === b.commandLine(def));
   if (existing) {
-    vscode.window.setStatusBarMessage(`$(check) ${def.name} is already shared`, 3000);
+    vscode.window.setStatusBarMessage(`$(check) ${vscode.l10n.t('{0} is already shared', def.name)}`, 3000);
     return existing.id;
   }
-  return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `MCP Tunnel: ${def.name}`, cancellable: false }, async (progress) => {
-    progress.report({ message: `Starting ${b.commandLine(def)}…` });
+  return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: vscode.l10n.t('MCP Tunnel: {0}', def.name), cancellable: false }, async (progress) => {
+    progress.report({ message: vscode.l10n.t('Starting {0}…', b.commandLine(def)) });
     const ready = await startChecked(deps, def);
     if (!ready) return undefined;
     const { bridge, check } = ready;
-    progress.report({ message: `${check.tools ?? 0} tools; opening the tunnel…` });
+    progress.report({ message: vscode.l10n.t('{0} tools; opening the tunnel…', check.tools ?? 0) });
     const origin = b.bridgeOrigin(bridge, check);
     const target = { host: '127.0.0.1', port: bridge.port, path: bridge.path, access: 'secret' as const };
     const state = await controller.start(target, { origin });
     const share = controller.listShares().find((s) => s.kind === 'stdio' && s.command === origin.commandLine);
     if (!share || (state.status !== 'active' && state.status !== 'connecting')) {
-      if (state.status === 'failed') void vscode.window.showErrorMessage(`MCP Tunnel: ${state.error.message}`, 'Show Log').then((a) => a && log.show());
+      if (state.status === 'failed') void vscode.window.showErrorMessage(vscode.l10n.t('MCP Tunnel: {0}', state.error.message), vscode.l10n.t('Show Log')).then((a) => a && log.show());
       return undefined;
     }
     started.set(share.id, { def, origin, tools: check.tools, ...(from ? { from } : {}) });
+    const copyUrl = vscode.l10n.t('Copy MCP URL');
+    const copyConfig = vscode.l10n.t('Copy MCP Client Config…');
     void vscode.window
-      .showInformationMessage(`Sharing ${def.name} (${check.tools ?? 0} tools) through the bridge: one process per client session, secret link only.`, 'Copy MCP URL', 'Copy MCP Client Config…')
+      .showInformationMessage(vscode.l10n.t('Sharing {0} ({1} tools) through the bridge: one process per client session, secret link only.', def.name, check.tools ?? 0), copyUrl, copyConfig)
       .then((a) => {
-        if (a === 'Copy MCP URL') void vscode.commands.executeCommand('mcpTunnel.copyShareMcpUrl', share.id);
-        if (a === 'Copy MCP Client Config…') void vscode.commands.executeCommand('mcpTunnel.copyShareClientConfig', share.id);
+        if (a === copyUrl) void vscode.commands.executeCommand('mcpTunnel.copyShareMcpUrl', share.id);
+        if (a === copyConfig) void vscode.commands.executeCommand('mcpTunnel.copyShareClientConfig', share.id);
       });
     return share.id;
   });
@@ -159,18 +161,18 @@ async function restartShare(deps: ShareServerDeps, arg: unknown): Promise<boolea
   if (id === undefined && stdio.length > 1) {
     const picked = await vscode.window.showQuickPick(
       stdio.map((s) => ({ label: s.name, description: s.detail ?? '', detail: s.command ?? '', id: s.id })),
-      { title: 'Restart Share', placeHolder: 'Which stdio share? Its links stay the same.' },
+      { title: vscode.l10n.t('Restart Share'), placeHolder: vscode.l10n.t('Which stdio share? Its links stay the same.') },
     );
     id = picked?.id;
   }
   if (id === undefined) {
-    if (stdio.length === 0) void vscode.window.showInformationMessage('MCP Tunnel: no stdio share to restart (Restart Share starts again a server shared with Share MCP Server… or Share a Command…).');
+    if (stdio.length === 0) void vscode.window.showInformationMessage(vscode.l10n.t('MCP Tunnel: no stdio share to restart (Restart Share starts again a server shared with Share MCP Server… or Share a Command…).'));
     return false;
   }
   const entry = started.get(id);
   const share = controller.listShares().find((s) => s.id === id);
   if (!entry || !share) {
-    void vscode.window.showWarningMessage('MCP Tunnel: that share is not a stdio share started in this window, or it has stopped.');
+    void vscode.window.showWarningMessage(vscode.l10n.t('MCP Tunnel: that share is not a stdio share started in this window, or it has stopped.'));
     return false;
   }
   let def = entry.def;
@@ -184,18 +186,18 @@ async function restartShare(deps: ShareServerDeps, arg: unknown): Promise<boolea
       def = next;
       from = { ...from, written: written(server) };
     } else {
-      void vscode.window.showWarningMessage(`MCP Tunnel: "${from.name}" is no longer in ${from.source}; restarting the definition it was shared with.`);
+      void vscode.window.showWarningMessage(vscode.l10n.t('MCP Tunnel: "{0}" is no longer in {1}; restarting the definition it was shared with.', from.name, from.source));
     }
   }
-  const ready = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `MCP Tunnel: restarting ${def.name}`, cancellable: false }, () => startChecked(deps, def));
+  const ready = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: vscode.l10n.t('MCP Tunnel: restarting {0}', def.name), cancellable: false }, () => startChecked(deps, def));
   if (!ready) return false;
   const origin = b.bridgeOrigin(ready.bridge, ready.check);
   if (!controller.replaceOrigin(id, { host: '127.0.0.1', port: ready.bridge.port, path: ready.bridge.path }, origin)) {
-    void vscode.window.showWarningMessage(`MCP Tunnel: ${def.name} could not be restarted: its share stopped, or another share runs that definition.`);
+    void vscode.window.showWarningMessage(vscode.l10n.t('MCP Tunnel: {0} could not be restarted: its share stopped, or another share runs that definition.', def.name));
     return false;
   }
   started.set(id, { def, origin, tools: ready.check.tools, ...(from ? { from } : {}) });
-  vscode.window.setStatusBarMessage(`$(check) Restarted ${def.name}: ${ready.check.tools ?? 0} tools; its links are unchanged`, 5000);
+  vscode.window.setStatusBarMessage(`$(check) ${vscode.l10n.t('Restarted {0}: {1} tools; its links are unchanged', def.name, ready.check.tools ?? 0)}`, 5000);
   return true;
 }
 
@@ -217,11 +219,11 @@ async function definitionsChanged(deps: ShareServerDeps): Promise<void> {
       e.origin.setNote(undefined);
       continue;
     }
-    e.origin.setNote(server ? `changed in ${from.source}: restart to apply` : `no longer in ${from.source}`);
+    e.origin.setNote(server ? vscode.l10n.t('changed in {0}: restart to apply', from.source) : vscode.l10n.t('no longer in {0}', from.source));
     if (!server || e.offered === now) continue;
     e.offered = now;
     void vscode.window
-      .showInformationMessage(`MCP Tunnel: "${from.name}" changed in ${from.source}. Restart its share with the new definition? Its links stay the same; connected clients start a new session.`, 'Restart Share')
+      .showInformationMessage(vscode.l10n.t('MCP Tunnel: "{0}" changed in {1}. Restart its share with the new definition? Its links stay the same; connected clients start a new session.', from.name, from.source), vscode.l10n.t('Restart Share'))
       .then((a) => a && vscode.commands.executeCommand(RESTART_SHARE, id));
   }
 }
@@ -258,7 +260,7 @@ function variableContext(server: ConfiguredServer, inputs: Map<string, McpInput>
     // Asked now, kept only in the child's definition (or the gate's route): never in settings or the log.
     input: (id) =>
       Promise.resolve(
-        vscode.window.showInputBox({ title: `${server.name}: ${id}`, prompt: inputs.get(id)?.description ?? `Value of \${input:${id}}`, password: inputs.get(id)?.password ?? true, ignoreFocusOut: true }),
+        vscode.window.showInputBox({ title: `${server.name}: ${id}`, prompt: inputs.get(id)?.description ?? vscode.l10n.t('Value of {0}', `\${input:${id}}`), password: inputs.get(id)?.password ?? true, ignoreFocusOut: true }),
       ),
   };
 }
@@ -268,7 +270,7 @@ async function resolveInputs(server: ConfiguredServer, inputs: Map<string, McpIn
   try {
     return await bridge.resolveServer(server, variableContext(server, inputs));
   } catch (err) {
-    void vscode.window.showWarningMessage(`MCP Tunnel: ${(err as Error).message}`);
+    void vscode.window.showWarningMessage(vscode.l10n.t('MCP Tunnel: {0}', (err as Error).message));
     return undefined;
   }
 }
@@ -286,9 +288,9 @@ async function pickHeaders(server: ConfiguredServer, inputs: Map<string, McpInpu
       names.map((n) => {
         const v = server.headers?.[n] ?? '';
         // A variable reference says where the value comes from; a literal value is not shown.
-        return { label: n, description: v.includes('${') ? v : '•••• (a value written in the file)' };
+        return { label: n, description: v.includes('${') ? v : `•••• ${vscode.l10n.t('(a value written in the file)')}` };
       }),
-      { title: `Share ${server.name}: send its headers?`, placeHolder: `Tick the headers MCP Tunnel adds to each request toward ${host} (clients never see them). None: share without them.`, canPickMany: true, ignoreFocusOut: true },
+      { title: vscode.l10n.t('Share {0}: send its headers?', server.name), placeHolder: vscode.l10n.t('Tick the headers MCP Tunnel adds to each request toward {0} (clients never see them). None: share without them.', host), canPickMany: true, ignoreFocusOut: true },
     );
     if (!picked) return undefined;
     ticked = picked.map((p) => p.label);
@@ -297,7 +299,7 @@ async function pickHeaders(server: ConfiguredServer, inputs: Map<string, McpInpu
   try {
     return await loadMcpModule().bridge.resolveHeaders(server, ticked, variableContext(server, inputs));
   } catch (err) {
-    void vscode.window.showWarningMessage(`MCP Tunnel: ${(err as Error).message}`);
+    void vscode.window.showWarningMessage(vscode.l10n.t('MCP Tunnel: {0}', (err as Error).message));
     return undefined;
   }
 }
@@ -321,16 +323,17 @@ async function shareForAgent(deps: ShareServerDeps, name: string): Promise<McpMo
   }
   if (server.kind !== 'stdio') return { ok: false, message: `"${name}" is an http server: share its port with start_tunnel (${server.url ?? 'no url'}).` };
   const line = [server.command ?? '', ...(server.args ?? [])].join(' ');
+  const shareIt = vscode.l10n.t('Share');
   const choice = await vscode.window.showWarningMessage(
-    `An agent wants to share the MCP server "${name}" through a public tunnel.`,
+    vscode.l10n.t('An agent wants to share the MCP server "{0}" through a public tunnel.', name),
     {
       modal: true,
-      detail: `It runs on this machine, one process per client session, for anyone with its secret link:\n\n${line}\n\nFrom ${server.source}. Share it?`,
+      detail: vscode.l10n.t('It runs on this machine, one process per client session, for anyone with its secret link:\n\n{0}\n\nFrom {1}. Share it?', line, server.source),
     },
-    'Share',
+    shareIt,
   );
-  deps.log.info(`Agent request to share the stdio server "${name}" (${line}): ${choice === 'Share' ? 'allowed' : 'declined'} by the user.`);
-  if (choice !== 'Share') return { ok: false, message: `The user declined to share "${name}".` };
+  deps.log.info(`Agent request to share the stdio server "${name}" (${line}): ${choice === shareIt ? 'allowed' : 'declined'} by the user.`);
+  if (choice !== shareIt) return { ok: false, message: `The user declined to share "${name}".` };
   const def = await resolveInputs(server, found.inputs);
   if (!def) return { ok: false, message: `Sharing "${name}" was cancelled (an input it needs was not given).` };
   const id = await shareStdio(deps, def, { name: server.name, source: server.source, written: written(server) });
@@ -364,7 +367,7 @@ export function createShareServer(deps: ShareServerDeps): ShareServer {
       let server: ConfiguredServer | undefined;
       if (typeof name === 'string') {
         server = found.servers.find((s) => s.name === name);
-        if (!server) return void vscode.window.showWarningMessage(`MCP Tunnel: no MCP server named "${name}" in mcp.json${found.skippedUntrusted ? ' (the workspace is not trusted: its servers are not listed)' : ''}.`);
+        if (!server) return void vscode.window.showWarningMessage(found.skippedUntrusted ? vscode.l10n.t('MCP Tunnel: no MCP server named "{0}" in mcp.json (the workspace is not trusted: its servers are not listed).', name) : vscode.l10n.t('MCP Tunnel: no MCP server named "{0}" in mcp.json.', name));
       } else {
         type Item = vscode.QuickPickItem & { server?: ConfiguredServer };
         const items: Item[] = [];
@@ -372,15 +375,15 @@ export function createShareServer(deps: ShareServerDeps): ShareServer {
         for (const s of found.servers) {
           if (s.source !== source) items.push({ label: (source = s.source), kind: vscode.QuickPickItemKind.Separator });
           const detail = s.kind === 'stdio' ? [s.command, ...(s.args ?? [])].join(' ') : (s.url ?? '');
-          items.push({ label: s.name, description: s.kind === 'stdio' ? 'stdio, through the bridge' : 'http', detail, server: s });
+          items.push({ label: s.name, description: s.kind === 'stdio' ? vscode.l10n.t('stdio, through the bridge') : 'http', detail, server: s });
         }
         if (found.servers.length === 0) {
-          const more = found.skippedUntrusted ? ` This workspace's ${found.skippedUntrusted} server(s) are hidden until you trust it.` : '';
-          const a = await vscode.window.showInformationMessage(`MCP Tunnel: no MCP servers found in .vscode/mcp.json, your mcp.json or the mcp setting.${more}`, 'Share a Command…');
+          const more = found.skippedUntrusted ? ` ${vscode.l10n.t("This workspace's {0} server(s) are hidden until you trust it.", found.skippedUntrusted)}` : '';
+          const a = await vscode.window.showInformationMessage(`${vscode.l10n.t('MCP Tunnel: no MCP servers found in .vscode/mcp.json, your mcp.json or the mcp setting.')}${more}`, vscode.l10n.t('Share a Command…'));
           if (a) return vscode.commands.executeCommand(SHARE_COMMAND);
           return undefined;
         }
-        const picked = await vscode.window.showQuickPick(items, { title: 'Share MCP Server', placeHolder: 'Which of your MCP servers? It gets its own secret link.', matchOnDetail: true });
+        const picked = await vscode.window.showQuickPick(items, { title: vscode.l10n.t('Share MCP Server'), placeHolder: vscode.l10n.t('Which of your MCP servers? It gets its own secret link.'), matchOnDetail: true });
         server = picked?.server;
       }
       if (!server) return undefined;
@@ -389,13 +392,13 @@ export function createShareServer(deps: ShareServerDeps): ShareServer {
         try {
           url = new URL(server.url ?? '');
         } catch {
-          return void vscode.window.showWarningMessage(`MCP Tunnel: "${server.name}" has no valid url.`);
+          return void vscode.window.showWarningMessage(vscode.l10n.t('MCP Tunnel: "{0}" has no valid url.', server.name));
         }
         if (!isLoopbackHost(url.hostname.replace(/^\[|\]$/g, ''))) {
-          return void vscode.window.showWarningMessage(`MCP Tunnel: "${server.name}" is at ${url.host}, not on this machine: only local servers (localhost, 127.0.0.1, ::1) can be shared.`);
+          return void vscode.window.showWarningMessage(vscode.l10n.t('MCP Tunnel: "{0}" is at {1}, not on this machine: only local servers (localhost, 127.0.0.1, ::1) can be shared.', server.name, url.host));
         }
         const v = validateTarget({ host: url.hostname.replace(/^\[|\]$/g, ''), port: url.port || (url.protocol === 'https:' ? '443' : '80'), path: url.pathname || '/' });
-        if (!v.ok) return void vscode.window.showWarningMessage(`MCP Tunnel: ${v.message}`);
+        if (!v.ok) return void vscode.window.showWarningMessage(vscode.l10n.t('MCP Tunnel: {0}', v.message));
         const given = (opts as { headers?: unknown } | undefined)?.headers;
         const headers = await pickHeaders(server, found.inputs, url.host, Array.isArray(given) ? given.filter((g): g is string => typeof g === 'string') : undefined);
         if (!headers) return undefined;
@@ -411,13 +414,13 @@ export function createShareServer(deps: ShareServerDeps): ShareServer {
         typeof line === 'string'
           ? line
           : await vscode.window.showInputBox({
-              title: 'Share a Command',
-              prompt: 'The command line of a stdio MCP server. It runs on this machine, one process per client session; people with the secret link can use its tools.',
+              title: vscode.l10n.t('Share a Command'),
+              prompt: vscode.l10n.t('The command line of a stdio MCP server. It runs on this machine, one process per client session; people with the secret link can use its tools.'),
               placeHolder: 'npx -y @modelcontextprotocol/server-filesystem ~/Documents',
               ignoreFocusOut: true,
               validateInput: (v) => {
                 try {
-                  return bridge.splitCommandLine(v).length > 0 ? undefined : 'Type a command.';
+                  return bridge.splitCommandLine(v).length > 0 ? undefined : vscode.l10n.t('Type a command.');
                 } catch (err) {
                   return (err as Error).message;
                 }
@@ -428,7 +431,7 @@ export function createShareServer(deps: ShareServerDeps): ShareServer {
       try {
         words = bridge.splitCommandLine(text);
       } catch (err) {
-        return void vscode.window.showWarningMessage(`MCP Tunnel: ${(err as Error).message}`);
+        return void vscode.window.showWarningMessage(vscode.l10n.t('MCP Tunnel: {0}', (err as Error).message));
       }
       const [command, ...args] = words;
       if (!command) return undefined;

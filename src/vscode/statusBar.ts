@@ -30,7 +30,7 @@ export class TunnelStatusBar implements vscode.Disposable {
     private readonly defaultTarget: () => TunnelTarget,
   ) {
     this.item = vscode.window.createStatusBarItem('mcpTunnel.status', vscode.StatusBarAlignment.Left, 50);
-    this.item.name = 'MCP Tunnel';
+    this.item.name = vscode.l10n.t('MCP Tunnel');
     this.item.command = CommandId.ShowActions;
     this.subs.push(
       controller.onDidChangeState(() => this.render()),
@@ -53,16 +53,16 @@ export class TunnelStatusBar implements vscode.Disposable {
     let label: string;
     switch (s.status) {
       case 'stopped':
-        item.text = '$(cloud) MCP Tunnel';
-        label = 'MCP Tunnel: stopped. Activate for actions.';
+        item.text = `$(cloud) ${vscode.l10n.t('MCP Tunnel')}`;
+        label = vscode.l10n.t('MCP Tunnel: stopped. Activate for actions.');
         break;
       case 'starting':
-        item.text = '$(loading~spin) Tunnel: starting…';
-        label = 'MCP Tunnel: starting';
+        item.text = `$(loading~spin) ${vscode.l10n.t('Tunnel: starting…')}`;
+        label = vscode.l10n.t('MCP Tunnel: starting');
         break;
       case 'connecting':
-        item.text = '$(loading~spin) Tunnel: connecting…';
-        label = 'MCP Tunnel: connecting to the Cloudflare edge';
+        item.text = `$(loading~spin) ${vscode.l10n.t('Tunnel: connecting…')}`;
+        label = vscode.l10n.t('MCP Tunnel: connecting to the Cloudflare edge');
         break;
       case 'active': {
         const up = formatUptime((Date.now() - s.connectedAt) / 1000);
@@ -70,45 +70,48 @@ export class TunnelStatusBar implements vscode.Disposable {
         // Several shares: their number, and amber while any of them is open.
         if (shares.length > 1) {
           const open = shares.filter((x) => x.access === 'open').length;
-          item.text = `$(${open ? 'unlock' : 'cloud-upload'}) ${statusHost(s.url)} · ${shares.length} shares${open ? ` (${open} open)` : ''} · ${up}`;
+          const count = open ? vscode.l10n.t('{0} shares ({1} open)', shares.length, open) : vscode.l10n.t('{0} shares', shares.length);
+          item.text = `$(${open ? 'unlock' : 'cloud-upload'}) ${statusHost(s.url)} · ${count} · ${up}`;
           if (open) item.backgroundColor = new vscode.ThemeColor('statusBarItem.warningBackground');
-          label = `MCP Tunnel active at ${shortHost(s.url, 64)}, up ${up}, ${shares.length} shares${open ? `, ${open} open to anyone with the URL` : ', each with its own secret link'}`;
+          label = open
+            ? vscode.l10n.t('MCP Tunnel active at {0}, up {1}, {2} shares, {3} open to anyone with the URL', shortHost(s.url, 64), up, shares.length, open)
+            : vscode.l10n.t('MCP Tunnel active at {0}, up {1}, {2} shares, each with its own secret link', shortHost(s.url, 64), up, shares.length);
         } else if (s.sharePath) {
           item.text = `$(cloud-upload) ${statusHost(s.url)} · ${up}`;
-          label = `MCP Tunnel active at ${shortHost(s.url, 64)}, up ${up}, secret link required`;
+          label = vscode.l10n.t('MCP Tunnel active at {0}, up {1}, secret link required', shortHost(s.url, 64), up);
         } else {
           // No gate: anyone with the URL gets in. Keep that in sight while it runs.
-          item.text = `$(unlock) ${statusHost(s.url)} · open · ${up}`;
+          item.text = `$(unlock) ${statusHost(s.url)} · ${vscode.l10n.t('open')} · ${up}`;
           item.backgroundColor = new vscode.ThemeColor('statusBarItem.warningBackground');
-          label = `MCP Tunnel active at ${shortHost(s.url, 64)}, up ${up}, open to anyone with the URL`;
+          label = vscode.l10n.t('MCP Tunnel active at {0}, up {1}, open to anyone with the URL', shortHost(s.url, 64), up);
         }
         // "Share for…": the time left until the next share stops by itself.
         const stops = shares.map((x) => (x.stops_at ? Date.parse(x.stops_at) : Infinity)).reduce((a, b) => Math.min(a, b), Infinity);
         if (stops !== Infinity) {
           const left = formatUptime(Math.max(0, stops - Date.now()) / 1000);
           item.text += ` · $(watch) ${left}`;
-          label += `; ${shares.length > 1 ? 'a share stops' : 'it stops'} by itself in ${left}`;
+          label += shares.length > 1 ? vscode.l10n.t('; a share stops by itself in {0}', left) : vscode.l10n.t('; it stops by itself in {0}', left);
         }
         break;
       }
       case 'reconnecting':
-        item.text = '$(warning) Tunnel: reconnecting…';
+        item.text = `$(warning) ${vscode.l10n.t('Tunnel: reconnecting…')}`;
         item.backgroundColor = new vscode.ThemeColor('statusBarItem.warningBackground');
-        label = 'MCP Tunnel: edge connection lost, reconnecting';
+        label = vscode.l10n.t('MCP Tunnel: edge connection lost, reconnecting');
         break;
       case 'stopping':
-        item.text = '$(loading~spin) Tunnel: stopping…';
-        label = 'MCP Tunnel: stopping';
+        item.text = `$(loading~spin) ${vscode.l10n.t('Tunnel: stopping…')}`;
+        label = vscode.l10n.t('MCP Tunnel: stopping');
         break;
       case 'failed':
-        item.text = '$(error) Tunnel failed';
+        item.text = `$(error) ${vscode.l10n.t('Tunnel failed')}`;
         item.backgroundColor = new vscode.ThemeColor('statusBarItem.errorBackground');
-        label = `MCP Tunnel failed: ${s.error.message}`;
+        label = vscode.l10n.t('MCP Tunnel failed: {0}', s.error.message);
         break;
       case 'restarting':
-        item.text = '$(sync~spin) Tunnel: restarting…';
+        item.text = `$(sync~spin) ${vscode.l10n.t('Tunnel: restarting…')}`;
         item.backgroundColor = new vscode.ThemeColor('statusBarItem.errorBackground');
-        label = `MCP Tunnel stopped unexpectedly and restarts (attempt ${s.restartAttempt}): ${s.error.message}`;
+        label = vscode.l10n.t('MCP Tunnel stopped unexpectedly and restarts (attempt {0}): {1}', s.restartAttempt, s.error.message);
         break;
     }
     item.accessibilityInformation = { label, role: 'button' };
@@ -121,31 +124,31 @@ export class TunnelStatusBar implements vscode.Disposable {
     md.isTrusted = { enabledCommands: [CommandId.CopyMcpUrl, CommandId.CopyUrl, CommandId.Start, CommandId.Stop, CommandId.ShowLog] };
     const target = 'target' in s && s.target ? s.target : this.defaultTarget();
     const local = joinUrl(localUrlOf(target), target.path);
-    md.appendMarkdown(`**MCP Tunnel** — ${s.status}\n\n`);
+    md.appendMarkdown(`**${vscode.l10n.t('MCP Tunnel')}** — ${s.status}\n\n`);
     if ('url' in s && s.url) {
       const sharePath = sharePathOf(s);
-      md.appendMarkdown(`Public URL: ${s.url}\n\n`);
-      md.appendMarkdown(`Public MCP URL: ${maskSharePath(snapshotOf(s).mcp_url ?? joinUrl(s.url, target.path), sharePath)}\n\n`);
+      md.appendMarkdown(`${vscode.l10n.t('Public URL: {0}', s.url)}\n\n`);
+      md.appendMarkdown(`${vscode.l10n.t('Public MCP URL: {0}', maskSharePath(snapshotOf(s).mcp_url ?? joinUrl(s.url, target.path), sharePath))}\n\n`);
       if (isLive(s)) {
         md.appendMarkdown(
           sharePath
-            ? '$(lock) Access: secret link required (the MCP URL you copy carries the secret)\n\n'
-            : '$(unlock) **Access: open** — anyone with the URL reaches your local server\n\n',
+            ? `$(lock) ${vscode.l10n.t('Access: secret link required (the MCP URL you copy carries the secret)')}\n\n`
+            : `$(unlock) ${vscode.l10n.t('**Access: open** — anyone with the URL reaches your local server')}\n\n`,
         );
       }
     }
-    md.appendMarkdown(`Local: ${local}\n\n`);
+    md.appendMarkdown(`${vscode.l10n.t('Local: {0}', local)}\n\n`);
     if (s.status === 'active' || s.status === 'reconnecting') {
-      md.appendMarkdown(`Uptime: ${formatUptime((Date.now() - s.connectedAt) / 1000)}`);
+      md.appendMarkdown(vscode.l10n.t('Uptime: {0}', formatUptime((Date.now() - s.connectedAt) / 1000)));
       const edges = s.connections.map((c) => c.location).filter(Boolean);
-      if (edges.length) md.appendMarkdown(` · Edge: ${edges.join(', ')}`);
+      if (edges.length) md.appendMarkdown(` · ${vscode.l10n.t('Edge: {0}', edges.join(', '))}`);
       md.appendMarkdown('\n\n');
       const m = this.controller.metrics;
-      if (m) md.appendMarkdown(`Requests: ${m.totalRequests} · Errors: ${m.requestErrors} · In flight: ${m.concurrentRequests} · Responses: ${formatResponses(m.responsesByCode)}\n\n`);
+      if (m) md.appendMarkdown(`${vscode.l10n.t('Requests: {0} · Errors: {1} · In flight: {2} · Responses: {3}', m.totalRequests, m.requestErrors, m.concurrentRequests, formatResponses(m.responsesByCode))}\n\n`);
     }
     if (s.status === 'failed' || s.status === 'restarting') md.appendMarkdown(`$(error) ${s.error.message}\n\n`);
-    if (s.status === 'connecting') md.appendMarkdown(`The URL is issued but does not work until cloudflared connects to Cloudflare's edge.\n\n`);
-    md.appendMarkdown('Click for actions.');
+    if (s.status === 'connecting') md.appendMarkdown(`${vscode.l10n.t("The URL is issued but does not work until cloudflared connects to Cloudflare's edge.")}\n\n`);
+    md.appendMarkdown(vscode.l10n.t('Click for actions.'));
     this.item.tooltip = md;
   }
 
