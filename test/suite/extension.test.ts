@@ -79,8 +79,11 @@ suite('MCP Tunnel in VS Code', () => {
 
   test('activates and registers every command', async () => {
     const all = await vscode.commands.getCommands(true);
-    const manifest = (vscode.extensions.getExtension(EXTENSION_ID)!.packageJSON as { contributes: { commands: { command: string }[] } }).contributes.commands;
+    const manifest = (vscode.extensions.getExtension(EXTENSION_ID)!.packageJSON as { contributes: { commands: { command: string; title: string; category: string }[] } }).contributes.commands;
     for (const { command } of manifest) assert.ok(all.includes(command), `${command} registered`);
+    // Titles come from package.nls.json: VS Code replaced every %key% (the English bundle here).
+    for (const { command, title, category } of manifest) assert.ok(title && !/%/.test(title) && category === 'MCP Tunnel', `${command}: title "${title}", category "${category}"`);
+    assert.equal(manifest.find((c) => c.command === 'mcpTunnel.start')?.title, 'Start Tunnel');
     assert.equal(api.controller.state.status, 'stopped');
     assert.equal(api.statusBarText(), '$(cloud) MCP Tunnel');
     assert.deepEqual(api.tree.rows(), [], 'stopped: the welcome view shows instead of rows');
