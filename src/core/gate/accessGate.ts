@@ -19,6 +19,7 @@
  *
  * Pure Node (`node:http`, `node:net`, `node:crypto`): no dependency, no `vscode`.
  */
+import * as nodeCrypto from 'node:crypto';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import {
   Agent,
@@ -259,8 +260,11 @@ const SECRET_SHAPE = /^[A-Za-z0-9._~-]{16,512}$/;
 const BAD_TARGET = /[\s\0]/;
 const BAD_FIELD_VALUE = /[\r\n\0]/;
 
+/** Node ≥ 20.12's one-shot `crypto.hash` (no Hash object per call), else createHash. */
+const oneShot = (nodeCrypto as { hash?: (algorithm: string, data: string, encoding: 'buffer') => Buffer }).hash;
+
 function digest(s: string): Buffer {
-  return createHash('sha256').update(s, 'utf8').digest();
+  return oneShot ? oneShot('sha256', s, 'buffer') : createHash('sha256').update(s, 'utf8').digest();
 }
 
 /** Digests have equal length, so `timingSafeEqual` never throws and the length does not leak. */
@@ -633,6 +637,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
   /** Digests of retired secrets: a request still carrying one is refused (never handed to an open share). */
   const spentHex = new Set<string>();
   const retire = (secret: string): void => {
+    knownSecrets = undefined;
     spent.push(secret);
     spentDigests.push(digest(secret));
     spentHex.add(digest(secret).toString('hex'));
@@ -643,10 +648,13 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     }
   };
   const liveSecrets = (): string[] => [...routes.values()].flatMap((r) => [r.secret, ...[...r.links.values()].map((l) => l.secret)]);
+  /** Every secret live or spent, for scrubbing; rebuilt after a change (not per request or log line). */
+  let knownSecrets: string[] | undefined;
+  const allSecrets = (): string[] => (knownSecrets ??= [...liveSecrets(), ...spent]);
   const log = (level: AccessGateLogLevel, message: string): void => {
     if (!options.log) return;
     let text = message;
-    for (const s of [...liveSecrets(), ...spent]) text = text.split(s).join('<secret>');
+    for (const s of allSecrets()) if (text.includes(s)) text = text.split(s).join('<secret>');
     try {
       options.log(level, text);
     } catch {
@@ -707,6 +715,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     };
     routes.set(route.id, route);
     bySecret.set(digestHex, route);
+    knownSecrets = undefined;
     byName.set(name, route);
     return route;
   };
@@ -749,6 +758,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     route.secret = secret;
     route.digestHex = digest(secret).toString('hex');
     bySecret.set(route.digestHex, route);
+    knownSecrets = undefined;
   };
 
   /** The origin answered: if it had been failing, say it is back. */
@@ -797,7 +807,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       if (typeof v !== 'string') continue;
       const scrubbed = withoutSecretSegment(v, allDigests());
       // A secret anywhere else (a query, a later segment, a second value): drop the whole field.
-      if (knowsSecret && [...liveSecrets(), ...spent].some((s) => scrubbed.includes(s))) delete headers[name];
+      if (knowsSecret && allSecrets().some((s) => scrubbed.includes(s))) delete headers[name];
       else headers[name] = scrubbed;
     }
     // We answered `Expect: 100-continue` ourselves (or Node did).
@@ -1599,6 +1609,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       }
       r.links.set(link.id, link);
       byLink.set(digestHex, { route: r, link });
+      knownSecrets = undefined;
       log('info', `access gate: link "${link.label}" for share ${r.id}${link.expiresAt !== undefined ? `, until ${new Date(link.expiresAt).toISOString()}` : ''}`);
       return { id: link.id, label: link.label, ...(link.expiresAt !== undefined ? { expiresAt: link.expiresAt } : {}), secret };
     },
