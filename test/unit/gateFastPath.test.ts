@@ -9,7 +9,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import { describe, it } from 'node:test';
-import { BodyReader, framingOf, readHead, ResponseHeadError, type Framing } from '../../src/core/gate/responseReader';
+import { BodyReader, framingOf, readHead, ResponseHeadError } from '../../src/core/gate/responseReader';
 import { closers, logLines, newGate, secretOf, secretsSeen } from './helpers/gates';
 
 const head = (s: string) => Buffer.from(s, 'latin1');
@@ -22,7 +22,7 @@ describe('response reader', () => {
     assert.equal(r.head.status, 200);
     assert.equal(r.head.reason, 'OK');
     assert.deepEqual(r.head.raw, ['Content-Type', 'text/plain', 'Set-Cookie', 'a=1', 'Set-Cookie', 'b=2']);
-    assert.equal(r.size, r.size > 0 ? Buffer.byteLength('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n') : -1);
+    assert.equal(r.size, Buffer.byteLength('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n'));
     assert.equal(readHead(head('HTTP/1.0 204\r\n\r\n'))?.http10, true);
   });
 
@@ -79,7 +79,7 @@ describe('response reader', () => {
     assert.equal(r.push(head('ab')), undefined);
     assert.equal(r.push(head('cNEXT'))?.toString(), 'NEXT');
     assert.equal(got, 'abc');
-    const c = new BodyReader({ kind: 'close' } as Framing, () => undefined);
+    const c = new BodyReader({ kind: 'close' }, () => undefined);
     assert.equal(c.push(head('x')), undefined);
     assert.equal(c.end(), true);
     const short = new BodyReader({ kind: 'length', length: 9 }, () => undefined);
@@ -114,14 +114,15 @@ async function rawOrigin(onConnection: (s: Socket) => void): Promise<{ port: num
   return { port: (server.address() as AddressInfo).port, connections: () => n };
 }
 
-/** Sends `text` on one connection and collects everything until the gate closes it (or `untilBytes`). */
+/** Sends `text` on one connection and collects what comes back until `waitFor` matches (or the gate closes it). */
 function exchange(port: number, text: string, o: { waitFor?: RegExp; timeoutMs?: number } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
     const c = net.connect(port, '127.0.0.1');
     let got = '';
     const timer = setTimeout(() => {
       c.destroy();
-      o.waitFor ? reject(new Error(`timed out; got ${JSON.stringify(got)}`)) : resolve(got);
+      if (o.waitFor) reject(new Error(`timed out; got ${JSON.stringify(got)}`));
+      else resolve(got);
     }, o.timeoutMs ?? 5000);
     c.on('data', (d) => {
       got += d.toString('latin1');

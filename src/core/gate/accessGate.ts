@@ -17,6 +17,13 @@
  * scrubbed from `Referer` and `Origin` (a page opened through the secret path names it in every
  * subrequest's Referer).
  *
+ * Two paths to an origin. The fast one (originLink.ts, responseReader.ts) serves a plain proxied
+ * share: Node's server still parses and vets every request, but the gate writes the origin's
+ * request head itself onto the client connection's own origin connection and reads the answer with
+ * a strict reader, so no `http.request` object is made per request. The slow one (`http.request`)
+ * serves what must be read or answered first: a recorder tapping, a tool policy, an OAuth
+ * discovery document, `Expect: 100-continue`.
+ *
  * Pure Node (`node:http`, `node:net`, `node:crypto`): no dependency, no `vscode`.
  */
 import * as nodeCrypto from 'node:crypto';
