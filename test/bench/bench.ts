@@ -47,6 +47,8 @@ const CFG = {
   workMs: 1,
   workRounds: 3,
   warmupMs: 1000,
+  /** Each round of the concurrency-1/16 measure (issue 12's figures). */
+  concMs: 2000,
   connections: 100,
   sseIdleSamples: 40,
   mcpRounds: 8,
@@ -118,6 +120,8 @@ async function build(tmp: string): Promise<Built> {
   for (let attempt = 0; ; attempt++) {
     await run(process.execPath, ['esbuild.mjs', '--production'], 120_000);
     for (const f of ['extension.js', 'mcp.js', 'cli.js']) copyFileSync(path.join(REPO, 'dist', f), path.join(dist, f));
+    // Bundles the extension loads on first use (the reachability check runs once a tunnel is up).
+    for (const f of ['doctor.js', 'panels.js']) if (existsSync(path.join(REPO, 'dist', f))) copyFileSync(path.join(REPO, 'dist', f), path.join(dist, f));
     const dev = ['extension.js', 'mcp.js'].some((f) => readFileSync(path.join(dist, f), 'utf8').includes('//# sourceMappingURL='));
     if (!dev) break;
     if (attempt > 0) throw new Error('dist/ keeps being rebuilt in development mode by another process');
@@ -388,9 +392,19 @@ async function memSamples(host: Host, n: number, gapMs: number): Promise<MemSamp
 // 5. Gate vs direct under load, SSE
 
 interface Target {
-  name: 'direct' | 'gate' | 'proxy' | 'gate100' | 'inspect';
+  name: 'direct' | 'gate' | 'proxy' | 'gate100' | 'inspect' | 'pipe';
   port: number;
   headers: Record<string, string>;
+}
+
+/** One closed-loop round of the issue's measure (concurrency 1 or 16); `cpu`: host µs per request. */
+interface ConcRound {
+  target: Target['name'];
+  conc: number;
+  rps: number;
+  p50: number;
+  bad: number;
+  cpu?: number;
 }
 
 interface LoadRound {
@@ -585,6 +599,7 @@ async function main(): Promise<void> {
 
     const direct: Target = { name: 'direct', port: origin.port, headers: {} };
     const rounds: LoadRound[] = [];
+    const concRounds: ConcRound[] = [];
     let sseIdle: { direct: number[]; gate: number[] } | undefined;
     let rate: number | undefined;
     if (gateInfo) {
@@ -604,6 +619,26 @@ async function main(): Promise<void> {
         for (const t of order) if (t) rounds.push(await loadRound(t, t.name === 'gate' ? host : undefined, CFG.loadMs, undefined, '/json', t.name === 'direct' ? undefined : host));
       }
       markLoad('load-saturation');
+      // The issue's figures: closed loops at concurrency 1 and 16 (no SSE probe), the gate beside
+      // the origin straight, a raw TCP pipe in the same host process and the gate with 100 shares.
+      const pipePort = (await host.rpc<{ port: number }>({ cmd: 'startPipe', originPort: origin.port })).port;
+      const pipe: Target = { name: 'pipe', port: pipePort, headers: {} };
+      log(`gate vs direct vs a raw TCP pipe at concurrency 1 and 16: ${CFG.loadRounds} rounds × ${CFG.concMs / 1000} s per target…`);
+      for (const conc of [1, 16]) {
+        const ts = [direct, gate, pipe, gate100];
+        for (const t of ts) await loadTest({ port: t.port, path: '/json', headers: t.headers, connections: conc, durationMs: CFG.warmupMs / 2 });
+        for (let r = 0; r < CFG.loadRounds; r++) {
+          for (const t of ts.map((_, i, a) => a[(i + r) % a.length])) {
+            if (!t) continue;
+            const cpu0 = t.name === 'direct' ? 0 : await host.rpc<number>({ cmd: 'cpu' });
+            const res = await loadTest({ port: t.port, path: '/json', headers: t.headers, connections: conc, durationMs: CFG.concMs });
+            const cpu1 = t.name === 'direct' ? 0 : await host.rpc<number>({ cmd: 'cpu' });
+            concRounds.push({ target: t.name, conc, rps: res.rps, p50: quantile(res.latencies, 0.5), bad: res.errors + res.non2xx, ...(t.name === 'direct' ? {} : { cpu: (cpu1 - cpu0) / Math.max(1, res.requests) }) });
+          }
+        }
+      }
+      raw['concRounds'] = concRounds;
+      markLoad('load-concurrency');
       rate = Math.max(100, Math.round((median(rounds.filter((r) => r.target === 'gate').map((r) => r.result.rps)) * CFG.rateFraction) / 100) * 100);
       // MCP calls at concurrency 16 (the issue's measure): POST tools/call through the gate alone,
       // with the inspector's recorder, and with a tool policy (each body read, judged and written
@@ -783,6 +818,24 @@ async function main(): Promise<void> {
       const fill = raw['inspectorFill'] as { recorded: number; heapDelta: number } | undefined;
       if (fill) rows.push({ id: '5b⁗', figure: `  heap added by ${fill.recorded} recorded MCP calls`, unit: 'MB', value: S([fill.heapDelta / MB]), target: '≤ 10 MB', met: fill.heapDelta / MB <= 10, note: 'tools/call requests of ~200 B and their JSON answers, bodies kept, through the gate with the inspector; heapUsed after gc, before and after' });
       rows.push({ id: '5b′', figure: `  host CPU per request at ${rate} req/s: gate`, unit: 'µs', value: S(cpuOf('gate')), reference: { label: 'bare proxy', value: median(cpuOf('proxy')) }, ratio: median(cpuOf('gate')) / median(cpuOf('proxy')), ratioKind: 'ratio', note: "process.cpuUsage() of the host process over each fixed-rate round, divided by the requests: unlike throughput, hardly moved by the other processes' load" });
+      const cr = (raw['concRounds'] as ConcRound[] | undefined) ?? [];
+      for (const conc of [1, 16]) {
+        const at = (t: Target['name']) => cr.filter((x) => x.target === t && x.conc === conc);
+        const [gr, dr, pr1, hr] = [at('gate'), at('direct'), at('pipe'), at('gate100')];
+        if (!gr.length || !dr.length) continue;
+        const v = (rs: ConcRound[], k: 'rps' | 'p50' | 'cpu') => rs.map((x) => x[k] ?? NaN);
+        const bad = [...gr, ...dr, ...pr1, ...hr].reduce((n, x) => n + x.bad, 0);
+        const gRatio = median(v(gr, 'rps')) / median(v(dr, 'rps'));
+        rows.push({ id: `5l${conc}`, figure: `gate throughput, concurrency ${conc}`, unit: 'req/s', value: S(v(gr, 'rps')), reference: { label: 'direct', value: median(v(dr, 'rps')) }, ratio: gRatio, ratioKind: 'ratio', target: '≥ 0.85× (issue 12)', met: gRatio >= 0.85 && bad === 0, note: `closed loop, ${conc} keep-alive connection(s), ${CFG.loadRounds} rounds × ${CFG.concMs / 1000} s per target, rotated; a raw TCP pipe in the same host process: ${fmt(median(v(pr1, 'rps')) / median(v(dr, 'rps')), '×')} of direct (what any hop costs here)${bad ? `; ${bad} errors/non-2xx` : ''}` });
+        if (conc === 1) {
+          const added = median(v(gr, 'p50')) - median(v(dr, 'p50'));
+          rows.push({ id: '5l1′', figure: '  gate latency p50 added, concurrency 1', unit: ms, value: S(v(gr, 'p50')), reference: { label: 'direct', value: median(v(dr, 'p50')) }, ratio: added, ratioKind: 'diff', target: '≤ +0.3 ms (issue 12)', met: added <= 0.3, note: `the raw TCP pipe adds ${fmt(median(v(pr1, 'p50')) - median(v(dr, 'p50')), ms)}` });
+        }
+        const cpuRatio = median(v(gr, 'cpu')) / median(v(pr1, 'cpu'));
+        rows.push({ id: `5l${conc}″`, figure: `  host CPU per request, concurrency ${conc}: gate`, unit: 'µs', value: S(v(gr, 'cpu')), reference: { label: 'raw TCP pipe', value: median(v(pr1, 'cpu')) }, ratio: cpuRatio, ratioKind: 'ratio', note: "process.cpuUsage() of the host process over each round / requests: steadier than req/s on a loaded machine. The pipe is the floor of any hop (two reads, two writes per exchange)" });
+        const hRatio = median(v(hr, 'rps')) / median(v(gr, 'rps'));
+        rows.push({ id: `5l${conc}‴`, figure: `  gate with 100 shares vs 1, concurrency ${conc}`, unit: 'req/s', value: S(v(hr, 'rps')), reference: { label: '1 share', value: median(v(gr, 'rps')) }, ratio: hRatio, ratioKind: 'ratio', target: '≥ 0.95× (cost ≤ 1.05×)', met: hRatio >= 1 / 1.05, note: `host CPU per request with 100 shares: ${fmt(median(v(hr, 'cpu')), 'µs')} (1 share: ${fmt(median(v(gr, 'cpu')), 'µs')})` });
+      }
       rows.push({ id: '5c', figure: '  bare Node reverse proxy, saturated', unit: 'req/s', value: S(sp), reference: { label: 'direct', value: median(rps(sat('direct'))) }, ratio: median(sp) / median(rps(sat('direct'))), ratioKind: 'ratio' });
       const work = (t: Target['name']) => of(t).filter((r) => r.kind === 'work');
       rows.push(cmp('5d', `gate throughput, origin with ${CFG.workMs} ms CPU/request`, 'req/s', rps(work('gate')), rps(work('direct')), 'ratio', undefined, `context for 5a, no target of its own: the same closed loop against an origin that spends ${CFG.workMs} ms of CPU per request (a server doing some work): the proxy hop is then a small part of each request`));

@@ -5,7 +5,7 @@
  * way VS Code's first resolve loads it) and the bare SDK reference server; it reports its memory.
  */
 import { Agent, createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
 import { startAccessGate, type AccessGate } from '../../src/core/gate/accessGate';
 import { Recorder } from '../../src/core/gate/recorder';
 import type { TunnelApi } from '../../src/core/model/tunnelState';
@@ -20,6 +20,7 @@ export type HostRequest =
   | { cmd: 'startGate'; originPort: number; routes?: number; inspect?: boolean; tools?: string[] }
   | { cmd: 'fillRecorder'; port: number; secret: string; calls: number }
   | { cmd: 'startBareProxy'; originPort: number }
+  | { cmd: 'startPipe'; originPort: number }
   | { cmd: 'startTunnel'; host: string; port: number; path: string }
   | { cmd: 'startMcpHost' }
   | { cmd: 'startBare'; bareMcpPath: string }
@@ -43,6 +44,7 @@ let gate: AccessGate | undefined;
 /** Gates with many routes (the 100-share comparison). */
 const gates: AccessGate[] = [];
 let bareProxy: Server | undefined;
+let pipeServer: NetServer | undefined;
 let recorder: Recorder | undefined;
 let bare: { port: number; close(): Promise<void> } | undefined;
 let sampler: NodeJS.Timeout | undefined;
@@ -156,6 +158,21 @@ async function handle(req: HostRequest): Promise<unknown> {
       await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
       return { port: (server.address() as AddressInfo).port };
     }
+    case 'startPipe': {
+      // What a hop can cost at least: a raw TCP pipe to the origin, one origin connection per client one.
+      const originPort = req.originPort;
+      const server = createNetServer((c) => {
+        const u = connect({ host: '127.0.0.1', port: originPort, noDelay: true });
+        c.setNoDelay(true);
+        c.pipe(u);
+        u.pipe(c);
+        c.on('error', () => u.destroy());
+        u.on('error', () => c.destroy());
+      });
+      pipeServer = server;
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      return { port: (server.address() as AddressInfo).port };
+    }
     case 'startTunnel': {
       const s = await need(api, 'activate').controller.start({ host: req.host, port: req.port, path: req.path });
       return { status: s.status, pid: 'pid' in s ? s.pid : undefined };
@@ -177,6 +194,7 @@ async function handle(req: HostRequest): Promise<unknown> {
       await Promise.all(gates.map((g) => g.close()));
       bareProxy?.closeAllConnections();
       bareProxy?.close();
+      pipeServer?.close();
       await ext?.deactivate?.();
       return { missingApi: [...missing].sort() };
   }

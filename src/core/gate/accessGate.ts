@@ -17,8 +17,16 @@
  * scrubbed from `Referer` and `Origin` (a page opened through the secret path names it in every
  * subrequest's Referer).
  *
+ * Two paths to an origin. The fast one (originLink.ts, responseReader.ts) serves a plain proxied
+ * share: Node's server still parses and vets every request, but the gate writes the origin's
+ * request head itself onto the client connection's own origin connection and reads the answer with
+ * a strict reader, so no `http.request` object is made per request. The slow one (`http.request`)
+ * serves what must be read or answered first: a recorder tapping, a tool policy, an OAuth
+ * discovery document, `Expect: 100-continue`.
+ *
  * Pure Node (`node:http`, `node:net`, `node:crypto`): no dependency, no `vscode`.
  */
+import * as nodeCrypto from 'node:crypto';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import {
   Agent,
@@ -38,6 +46,8 @@ import { isSelfCheck, SELF_CHECK_HEADER } from '../util/selfCheck';
 import { discoveryForm, discoveryOriginPath, isDiscoveryPath, originBasesOf, publicPrefixOf, rewriteChallenge, rewriteDocument, mapUrl, type PublicMapping } from './oauthDiscovery';
 import { readJudged, relayFiltered } from '../policy/policyExchange';
 import { ToolGuard, type ToolPolicy } from '../policy/toolPolicy';
+import { OriginLink } from './originLink';
+import { ResponseHeadError, type Framing, type ResponseHead } from './responseReader';
 
 /** `secret`: only requests carrying the share secret pass. `open`: everything passes. */
 export type AccessGateMode = 'secret' | 'open';
@@ -253,9 +263,15 @@ export const DEFAULT_MAX_CONNECTIONS = 1024;
 const KEEP_ALIVE_TIMEOUT_MS = 95_000;
 
 const SECRET_SHAPE = /^[A-Za-z0-9._~-]{16,512}$/;
+/** What the fast path will not write into a request head (the slow path's http.request refuses it). */
+const BAD_TARGET = /[\s\0]/;
+const BAD_FIELD_VALUE = /[\r\n\0]/;
+
+/** Node ≥ 20.12's one-shot `crypto.hash` (no Hash object per call), else createHash. */
+const oneShot = (nodeCrypto as { hash?: (algorithm: string, data: string, encoding: 'buffer') => Buffer }).hash;
 
 function digest(s: string): Buffer {
-  return createHash('sha256').update(s, 'utf8').digest();
+  return oneShot ? oneShot('sha256', s, 'buffer') : createHash('sha256').update(s, 'utf8').digest();
 }
 
 /** Digests have equal length, so `timingSafeEqual` never throws and the length does not leak. */
@@ -628,6 +644,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
   /** Digests of retired secrets: a request still carrying one is refused (never handed to an open share). */
   const spentHex = new Set<string>();
   const retire = (secret: string): void => {
+    knownSecrets = undefined;
     spent.push(secret);
     spentDigests.push(digest(secret));
     spentHex.add(digest(secret).toString('hex'));
@@ -638,10 +655,13 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     }
   };
   const liveSecrets = (): string[] => [...routes.values()].flatMap((r) => [r.secret, ...[...r.links.values()].map((l) => l.secret)]);
+  /** Every secret live or spent, for scrubbing; rebuilt after a change (not per request or log line). */
+  let knownSecrets: string[] | undefined;
+  const allSecrets = (): string[] => (knownSecrets ??= [...liveSecrets(), ...spent]);
   const log = (level: AccessGateLogLevel, message: string): void => {
     if (!options.log) return;
     let text = message;
-    for (const s of [...liveSecrets(), ...spent]) text = text.split(s).join('<secret>');
+    for (const s of allSecrets()) if (text.includes(s)) text = text.split(s).join('<secret>');
     try {
       options.log(level, text);
     } catch {
@@ -658,6 +678,8 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
   const delayTimers = new Set<NodeJS.Timeout>();
   /** Client connections' owners: cloudflared (true), another process (false), unknown (null), or the lookup. */
   const peers = new WeakMap<Socket, boolean | null | Promise<boolean | null>>();
+  /** Client connections' fast-path connections to their origin (see originLink.ts). */
+  const originLinks = new Map<Socket, OriginLink>();
   let closing: Promise<void> | undefined;
 
   const primaryOpen = (): Route | undefined => {
@@ -700,6 +722,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     };
     routes.set(route.id, route);
     bySecret.set(digestHex, route);
+    knownSecrets = undefined;
     byName.set(name, route);
     return route;
   };
@@ -742,6 +765,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     route.secret = secret;
     route.digestHex = digest(secret).toString('hex');
     bySecret.set(route.digestHex, route);
+    knownSecrets = undefined;
   };
 
   /** The origin answered: if it had been failing, say it is back. */
@@ -790,7 +814,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       if (typeof v !== 'string') continue;
       const scrubbed = withoutSecretSegment(v, allDigests());
       // A secret anywhere else (a query, a later segment, a second value): drop the whole field.
-      if (knowsSecret && [...liveSecrets(), ...spent].some((s) => scrubbed.includes(s))) delete headers[name];
+      if (knowsSecret && allSecrets().some((s) => scrubbed.includes(s))) delete headers[name];
       else headers[name] = scrubbed;
     }
     // We answered `Expect: 100-continue` ourselves (or Node did).
@@ -961,7 +985,10 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
         if (!selfCheck) tapped(req, res, route, link);
         if (route.guard) guarded(req, res, route, route.guard, path, stripBearer, knowsSecret, expectsContinue, link);
         else if (route.handler) handOver(req, res, route, route.handler, path, stripBearer, knowsSecret, expectsContinue, link);
-        else proxyRequest(req, res, route, path, stripBearer, knowsSecret, expectsContinue, link);
+        // The fast path, unless the exchange must be read (recorder, OAuth document) or answered 100 first.
+        else if (options.onPass || expectsContinue || isDiscoveryPath(path) || !fastProxy(req, res, route, path, stripBearer, knowsSecret, link)) {
+          proxyRequest(req, res, route, path, stripBearer, knowsSecret, expectsContinue, link);
+        }
       },
       (status, body) => {
         // An unread body is not worth reading: close the connection after the answer.
@@ -1107,6 +1134,146 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     if (expectsContinue) res.writeContinue();
     if (policy?.body) upstream.end(policy.body);
     else req.pipe(upstream);
+  };
+
+  /**
+   * The fast path (see originLink.ts): the request head written by the gate onto the client
+   * connection's own origin connection, the body streamed, the answer read by responseReader.ts
+   * and relayed with the same header rules as `proxyRequest`. False when it does not apply (a head
+   * it will not write: the slow path answers it, e.g. with 400; or the client connection still has
+   * an exchange under way with another origin).
+   */
+  const fastProxy = (req: IncomingMessage, res: ServerResponse, route: Route, path: string, stripBearer: boolean, knowsSecret: boolean, link: Link | undefined): boolean => {
+    const socket = req.socket;
+    let ol = originLinks.get(socket);
+    if (ol && (ol.host !== route.host || ol.port !== route.port)) {
+      if (!ol.idle) return false;
+      ol.destroy();
+      ol = undefined;
+    }
+    if (BAD_TARGET.test(path)) return false;
+    const headers = originHeaders(req, route, stripBearer, knowsSecret);
+    const method = req.method ?? 'GET';
+    let body: 'none' | 'length' | 'chunked' = 'none';
+    if (req.headers['transfer-encoding'] !== undefined) {
+      // Node de-chunked it (and refused it with a Content-Length): chunked again toward the origin.
+      delete headers['content-length'];
+      headers['transfer-encoding'] = 'chunked';
+      body = 'chunked';
+    } else if (headers['content-length'] !== undefined && headers['content-length'] !== '0') {
+      body = 'length';
+    }
+    let head = `${method} ${path} HTTP/1.1\r\n`;
+    for (const name in headers) {
+      const v = headers[name];
+      if (v === undefined) continue;
+      for (const one of Array.isArray(v) ? v : [v]) {
+        const text = String(one);
+        if (BAD_FIELD_VALUE.test(text)) return false;
+        head += `${name}: ${text}\r\n`;
+      }
+    }
+    head += '\r\n';
+    if (!ol) {
+      if (!originLinks.has(socket)) socket.once('close', () => {
+        originLinks.get(socket)?.destroy();
+        originLinks.delete(socket);
+      });
+      ol = new OriginLink(route.host, route.port);
+      originLinks.set(socket, ol);
+    }
+    const linkNow = ol;
+    const untrack = track(
+      route,
+      () => {
+        abort();
+        res.destroy();
+      },
+      link,
+    );
+    const onDrain = (): void => linkNow.resume();
+    const abort = linkNow.send({
+      method,
+      head,
+      body,
+      req,
+      onHead: (h: ResponseHead, framing: Framing) => {
+        const out = relayedHeaders(h, framing, req, route, path);
+        try {
+          res.writeHead(h.status, h.reason, out);
+        } catch {
+          throw new ResponseHeadError('a header holds a character HTTP does not allow');
+        }
+        if (h.status >= 500) route.errors++;
+        originAnswered(route);
+      },
+      onData: (d) => {
+        if (res.write(d)) return true;
+        res.once('drain', onDrain);
+        return false;
+      },
+      onWait: () => {
+        if (!res.writableEnded && !res.destroyed) res.flushHeaders();
+      },
+      onEnd: () => {
+        untrack();
+        res.end();
+      },
+      onError: (err, answered) => {
+        untrack();
+        if (answered || res.headersSent) {
+          res.destroy();
+          return;
+        }
+        if (res.destroyed) return;
+        const message = err instanceof ResponseHeadError ? unreadable(route, err) : originFailed(route, err);
+        sendJson(res, 502, JSON.stringify({ error: message }), { connection: 'close' });
+      },
+    });
+    // The client left before the response finished: abort the origin exchange too.
+    res.once('close', () => {
+      untrack();
+      if (!res.writableFinished) abort();
+    });
+    return true;
+  };
+
+  /** A response head's fields as the client gets them: hop-by-hop dropped, framing the gate's, self-references public. */
+  const relayedHeaders = (h: ResponseHead, framing: Framing, req: IncomingMessage, route: Route, path: string): string[] => {
+    const raw = h.raw;
+    let named: Set<string> | undefined;
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      if ((raw[i] ?? '').toLowerCase() === 'connection') named = connectionTokens({ connection: raw[i + 1] ?? '' });
+    }
+    const out: string[] = [];
+    let length: string | undefined;
+    let mapping: PublicMapping | undefined | null = null;
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      const name = raw[i] ?? '';
+      const lower = name.toLowerCase();
+      let value = raw[i + 1] ?? '';
+      if (lower === 'content-length') {
+        length ??= value.split(',')[0]?.trim();
+        continue;
+      }
+      if (HOP_BY_HOP.has(lower) || named?.has(lower)) continue;
+      if (lower === 'location' || lower === 'www-authenticate') {
+        if (mapping === null) mapping = publicMapping(req, route, path);
+        if (mapping) value = lower === 'location' ? (mapUrl(value, mapping) ?? value) : rewriteChallenge(value, mapping);
+      }
+      out.push(name, value);
+    }
+    // One Content-Length, when the body has one (or a HEAD or 304 answer names it).
+    if (framing.kind === 'length') out.push('Content-Length', String(framing.length));
+    else if (framing.kind === 'none' && length !== undefined && h.status !== 204 && h.status >= 200) out.push('Content-Length', length);
+    return out;
+  };
+
+  const unreadable = (route: Route, err: Error): string => {
+    route.errors++;
+    const message = `The local server at ${route.url} sent an answer the tunnel cannot pass on: ${err.message}. Check that it is an HTTP/1.1 server (not a TLS or other port).`;
+    log('warn', `access gate: ${message}`);
+    return message;
   };
 
   /** How URLs naming this route's origin read from the public side of this request; undefined without a Host. */
@@ -1340,6 +1507,8 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       server.close(() => resolve());
       for (const x of [...exchanges]) x.abort();
       exchanges.clear();
+      for (const l of originLinks.values()) l.destroy();
+      originLinks.clear();
       server.closeAllConnections();
       for (const s of clientSockets) s.destroy();
       agent.destroy();
@@ -1447,6 +1616,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
       }
       r.links.set(link.id, link);
       byLink.set(digestHex, { route: r, link });
+      knownSecrets = undefined;
       log('info', `access gate: link "${link.label}" for share ${r.id}${link.expiresAt !== undefined ? `, until ${new Date(link.expiresAt).toISOString()}` : ''}`);
       return { id: link.id, label: link.label, ...(link.expiresAt !== undefined ? { expiresAt: link.expiresAt } : {}), secret };
     },
