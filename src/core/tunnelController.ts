@@ -213,10 +213,14 @@ export class TunnelController implements TunnelApi {
   private readonly registry = new ShareRegistry();
   /** A share was added or removed, or its health, secret or counters' meaning changed. */
   readonly onDidChangeShares: Event<void> = this.registry.onDidChange;
-  private readonly _onDidChangeState = new Emitter<TunnelState>();
-  private readonly _onDidChangeMetrics = new Emitter<TunnelMetrics | undefined>();
-  private readonly _onDidLog = new Emitter<TunnelLogEntry>();
-  private readonly _onDidRestart = new Emitter<TunnelRestartEvent>();
+  /** Protected so a test subclass can count its listeners (leak checks). */
+  protected readonly _onDidChangeState = new Emitter<TunnelState>();
+  /** Protected so a test subclass can count its listeners (leak checks). */
+  protected readonly _onDidChangeMetrics = new Emitter<TunnelMetrics | undefined>();
+  /** Protected so a test subclass can count its listeners (leak checks). */
+  protected readonly _onDidLog = new Emitter<TunnelLogEntry>();
+  /** Protected so a test subclass can count its listeners (leak checks). */
+  protected readonly _onDidRestart = new Emitter<TunnelRestartEvent>();
   /** An automatic restart settled (the URL usually changed). */
   readonly onDidRestart: Event<TunnelRestartEvent> = this._onDidRestart.event;
   readonly onDidChangeState: Event<TunnelState> = this._onDidChangeState.event;
@@ -316,10 +320,6 @@ export class TunnelController implements TunnelApi {
   get accessStats(): { passed: number; rejected: number } | undefined {
     const gate = this.run?.gate;
     return gate && !this.run?.ended ? { passed: gate.stats.passed, rejected: gate.stats.rejected } : undefined;
-  }
-  /** Listener counts of the public events (leak checks). */
-  get listenerCounts(): { state: number; metrics: number; log: number; restart: number } {
-    return { state: this._onDidChangeState.listenerCount, metrics: this._onDidChangeMetrics.listenerCount, log: this._onDidLog.listenerCount, restart: this._onDidRestart.listenerCount };
   }
 
   /** Settings changed: applies from the next start (a live tunnel keeps running as it is). */

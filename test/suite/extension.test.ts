@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { suite, suiteSetup, suiteTeardown, teardown, test } from 'mocha';
 import * as vscode from 'vscode';
-import type { MpcTunnelExtensionApi } from '../../src/extension';
+import type { McpTunnelExtensionApi } from '../../src/extension';
 
 const EXTENSION_ID = 'mcp-tunnel.mcp-tunnel';
 const FAKE = process.env['MCP_TUNNEL_FAKE_CLOUDFLARED'] ?? path.resolve(__dirname, '..', '..', '..', 'test', 'fixtures', 'cloudflared');
@@ -46,7 +46,7 @@ function request(port: number, p: string, init: { method?: string; headers?: Rec
 }
 
 suite('MCP Tunnel in VS Code', () => {
-  let api: MpcTunnelExtensionApi;
+  let api: McpTunnelExtensionApi;
   let origin: http.Server;
   let originPort: number;
   const hosts: string[] = [];
@@ -62,7 +62,7 @@ suite('MCP Tunnel in VS Code', () => {
     await cfg().update('cloudflaredPath', FAKE, vscode.ConfigurationTarget.Global);
     await cfg().update('defaultPort', originPort, vscode.ConfigurationTarget.Global);
     await cfg().update('stopGracePeriod', 1, vscode.ConfigurationTarget.Global);
-    const ext = vscode.extensions.getExtension<MpcTunnelExtensionApi>(EXTENSION_ID);
+    const ext = vscode.extensions.getExtension<McpTunnelExtensionApi>(EXTENSION_ID);
     assert.ok(ext, 'extension installed');
     api = await ext.activate();
   });
