@@ -11,7 +11,8 @@ import {
   type EdgeProtocol,
   type HostHeaderMode,
 } from './cloudflared/locate';
-import { CloudflaredLogParser, classifyFailure, type LogLevel, type LogLine, type ParsedLine } from './cloudflared/log';
+import { CloudflaredLogParser, classifyFailure, type CloudflaredEvent, type LogLevel, type LogLine, type ParsedLine } from './cloudflared/log';
+import { INITIAL_RUN_LOG_STATE, reduceRunLog, type RunLogState } from './cloudflared/runReducer';
 import { Emitter, type Disposable, type Event } from './util/events';
 import { Recorder, type RecordedCall, type RecorderOptions } from './gate/recorder';
 import { protocolMemory, type ProtocolMemory } from './cloudflared/protocolMemory';
@@ -34,7 +35,6 @@ import {
   localUrlOf,
   snapshotOf,
   type CloudflaredInfo,
-  type EdgeConnection,
   type TunnelApi,
   type TunnelError,
   type TunnelErrorCode,
@@ -45,6 +45,10 @@ import {
   type AccessMode,
   type FailedState,
   type RestartingState,
+  type StartingState,
+  type ConnectingState,
+  type ActiveState,
+  type ReconnectingState,
 } from './model/tunnelState';
 
 export interface TunnelControllerOptions {
@@ -139,15 +143,11 @@ interface Run {
   protocol?: EdgeProtocol;
   /** When QUIC was remembered blocked, if that is why this run uses HTTP/2. */
   http2Since?: number;
-  /** This run saw QUIC fail (and so remembered it), or saw it work (and so forgot). */
-  quicNoted?: 'failed' | 'worked';
   startedAt: number;
   proc?: SpawnedProcess;
   pid?: number;
-  url?: string;
-  metricsAddress?: string;
-  connectedAt?: number;
-  connections: Map<number, EdgeConnection>;
+  /** What the log told us (URL, metrics address, edge connections, QUIC): see cloudflared/runReducer.ts. */
+  edge: RunLogState;
   lastLines: string[];
   /** The same lines as the parser typed them (secrets redacted): what failures are classified from. */
   lastParsed: LogLine[];
@@ -397,7 +397,7 @@ export class TunnelController implements TunnelApi {
   /** The shares of this tunnel, the primary first. `mcp_url` carries each one's secret. */
   listShares(): ShareSnapshot[] {
     const run = this.run;
-    const url = run && !run.ended ? run.url : undefined;
+    const url = run && !run.ended ? run.edge.url : undefined;
     return this.registry.list().map((sh) =>
       shareSnapshotOf(sh, isLive(this._state) ? url : undefined, run?.gate?.routeOpenPrefix(sh.id), run?.gate?.routeStats(sh.id), new Set(run?.gate?.links(sh.id).map((l) => l.id) ?? [])),
     );
@@ -520,7 +520,7 @@ export class TunnelController implements TunnelApi {
     run.stopRequested = true;
     this.log('info', 'Stopping the tunnel.');
     const sharePath = this.sharePathOfRun(run);
-    this.setState({ status: 'stopping', target: this.registry.primary()?.target ?? run.target, ...(run.pid ? { pid: run.pid } : {}), ...(run.url ? { url: run.url } : {}), ...(sharePath ? { sharePath } : {}) });
+    this.setState({ status: 'stopping', target: this.registry.primary()?.target ?? run.target, ...(run.pid ? { pid: run.pid } : {}), ...(run.edge.url ? { url: run.edge.url } : {}), ...(sharePath ? { sharePath } : {}) });
     this.terminate(run);
     run.stopPromise = run.exited.then(() => run.removed);
     return run.stopPromise;
@@ -683,7 +683,7 @@ export class TunnelController implements TunnelApi {
   /** After an unexpected exit of a live run: schedule a restart if the policy allows one. */
   private maybeRestart(run: Run, failed: FailedState): FailedState | RestartingState {
     const policy = this.options.autoRestart;
-    if (!policy || this.disposed || !run.url) return failed;
+    if (!policy || this.disposed || !run.edge.url) return failed;
     const now = Date.now();
     const decision = decideRestart(policy, this.restarts, now);
     this.restarts = decision.history;
@@ -693,7 +693,7 @@ export class TunnelController implements TunnelApi {
     }
     const { attempt, delayMs: delay } = decision;
     this.log('warn', `Restarting the tunnel in ${Math.round(delay / 100) / 10} s (attempt ${attempt} of ${policy.maxRestarts}). A quick tunnel gets a new URL when it restarts.`);
-    const previousUrl = run.url;
+    const previousUrl = run.edge.url;
     // The shares stay in the registry, secrets included: the clients hold them (a named
     // tunnel's URLs then stay the same).
     this.restartTimer = setTimeout(() => {
@@ -727,7 +727,7 @@ export class TunnelController implements TunnelApi {
       id: newRunId(),
       target,
       startedAt: Date.now(),
-      connections: new Map(),
+      edge: INITIAL_RUN_LOG_STATE,
       lastLines: [],
       lastParsed: [],
       secrets: [],
@@ -787,7 +787,7 @@ export class TunnelController implements TunnelApi {
         });
       }
       named = { token };
-      run.url = `https://${hostname}`;
+      run.edge = { ...run.edge, url: `https://${hostname}` };
       if (run.stopRequested || run.failure) return this.endRun(run, null, null);
     }
     // The gate is in the path in every mode: an open share lets everything through, but a dead
@@ -984,58 +984,37 @@ export class TunnelController implements TunnelApi {
       pushLine(run, text, redactLine(line, redact));
       this.log(line.level, text, 'cloudflared');
       if (run.ended || run.stopRequested || this.run !== run) continue;
-      for (const ev of events) {
-        switch (ev.kind) {
-          case 'url':
-            if (!run.url) {
-              run.url = ev.url;
-              this.log('info', `Public URL: ${ev.url} (not reachable until the edge connection registers).`);
-              this.setState(this.liveState(run));
-            }
-            break;
-          case 'metrics':
-            run.metricsAddress = ev.address;
-            this.startPoller(run);
-            if (run.url) this.setState(this.liveState(run));
-            break;
-          case 'registered':
-            if (ev.protocol === 'quic' && run.quicNoted !== 'worked') {
-              run.quicNoted = 'worked';
-              void this.protocolMemory.forget().catch(() => undefined);
-            }
-            run.connections.set(ev.connIndex, {
-              connIndex: ev.connIndex,
-              ...(ev.location ? { location: ev.location } : {}),
-              ...(ev.ip ? { ip: ev.ip } : {}),
-              ...(ev.protocol ? { protocol: ev.protocol } : {}),
-            });
-            run.connectedAt ??= Date.now();
-            if (run.url) {
-              this.setState(this.liveState(run));
-              run.settleStart(this._state);
-              void this.crossCheckUrl(run);
-              void run.poller?.pollNow();
-            }
-            break;
-          case 'down':
-            // A quick tunnel in auto (or quic) only ever dials QUIC: a failed dial is QUIC failing.
-            if (ev.reason === 'dial-failed' && run.protocol !== 'http2' && run.quicNoted === undefined && !run.connectedAt) {
-              run.quicNoted = 'failed';
-              this.log('warn', "QUIC connections to Cloudflare's edge fail here (is UDP port 7844 blocked?): the next start uses HTTP/2 (remembered for 7 days).");
-              void this.protocolMemory.rememberQuicBlocked().catch((err: unknown) => this.log('debug', `Could not remember the protocol: ${(err as Error).message}`));
-            }
-            if (ev.reason === 'retrying' || ev.reason === 'dial-failed') {
-              if (ev.connIndex !== undefined) run.connections.delete(ev.connIndex);
-            } else {
-              run.connections.delete(ev.connIndex ?? 0);
-            }
-            if (run.connectedAt && run.connections.size === 0 && this._state.status !== 'reconnecting') {
-              this.setState({ ...this.liveState(run), status: 'reconnecting', reason: ev.error ?? ev.reason } as TunnelState);
-            }
-            break;
-          default:
-            break;
-        }
+      for (const ev of events) this.applyEvent(run, ev);
+    }
+  }
+
+  /** One parsed event through the pure reducer (cloudflared/runReducer.ts), then its effects. */
+  private applyEvent(run: Run, ev: CloudflaredEvent): void {
+    const { state, effects, changed } = reduceRunLog(run.edge, ev, { now: Date.now(), ...(run.protocol ? { protocol: run.protocol } : {}) });
+    run.edge = state;
+    if (changed) this.setState(this.liveState(run));
+    for (const effect of effects) {
+      switch (effect.kind) {
+        case 'url-known':
+          this.log('info', `Public URL: ${effect.url} (not reachable until the edge connection registers).`);
+          break;
+        case 'metrics-known':
+          this.startPoller(run);
+          break;
+        case 'registered':
+          run.settleStart(this._state);
+          void this.crossCheckUrl(run);
+          void run.poller?.pollNow();
+          break;
+        case 'quic-worked':
+          void this.protocolMemory.forget().catch(() => undefined);
+          break;
+        case 'quic-failed':
+          this.log('warn', "QUIC connections to Cloudflare's edge fail here (is UDP port 7844 blocked?): the next start uses HTTP/2 (remembered for 7 days).");
+          void this.protocolMemory.rememberQuicBlocked().catch((err: unknown) => this.log('debug', `Could not remember the protocol: ${(err as Error).message}`));
+          break;
+        case 'lost':
+          break;
       }
     }
   }
@@ -1047,34 +1026,31 @@ export class TunnelController implements TunnelApi {
   }
 
   /** The state implied by what we know of a live run. */
-  private liveState(run: Run): TunnelState {
+  private liveState(run: Run): StartingState | ConnectingState | ActiveState | ReconnectingState {
     const base = {
       target: this.registry.primary()?.target ?? run.target,
       startedAt: run.startedAt,
       pid: run.pid ?? 0,
-      ...(run.metricsAddress ? { metricsAddress: run.metricsAddress } : {}),
+      ...(run.edge.metricsAddress ? { metricsAddress: run.edge.metricsAddress } : {}),
       ...(this.sharePathOfRun(run) ? { sharePath: this.sharePathOfRun(run) } : {}),
     };
-    if (!run.url) return { status: 'starting', ...base };
-    if (!run.connectedAt) return { status: 'connecting', ...base, url: run.url };
-    const connections = [...run.connections.values()].sort((a, b) => a.connIndex - b.connIndex);
-    if (connections.length === 0) {
-      const prev = this._state;
-      return { status: 'reconnecting', ...base, url: run.url, connectedAt: run.connectedAt, connections, reason: prev.status === 'reconnecting' ? prev.reason : 'edge connection lost' };
-    }
-    return { status: 'active', ...base, url: run.url, connectedAt: run.connectedAt, connections };
+    const { url, connectedAt, connections } = run.edge;
+    if (!url) return { status: 'starting', ...base };
+    if (connectedAt === undefined) return { status: 'connecting', ...base, url };
+    if (connections.length === 0) return { status: 'reconnecting', ...base, url, connectedAt, connections: [...connections], reason: run.edge.lostReason ?? 'edge connection lost' };
+    return { status: 'active', ...base, url, connectedAt, connections: [...connections] };
   }
 
   /** `/quicktunnel` names the hostname cloudflared really got: trust it over our parse. */
   private async crossCheckUrl(run: Run): Promise<void> {
-    if (!run.metricsAddress || !run.url) return;
+    if (!run.edge.metricsAddress || !run.edge.url) return;
     try {
-      const host = await readQuickTunnel(run.metricsAddress);
+      const host = await readQuickTunnel(run.edge.metricsAddress);
       if (!host || run.ended || this.run !== run) return;
       const url = `https://${host}`;
-      if (url !== run.url) {
-        this.log('warn', `cloudflared's metrics server reports ${url}, the log said ${run.url}; using ${url}.`);
-        run.url = url;
+      if (url !== run.edge.url) {
+        this.log('warn', `cloudflared's metrics server reports ${url}, the log said ${run.edge.url}; using ${url}.`);
+        run.edge = { ...run.edge, url };
         this.setState(this.liveState(run));
       }
     } catch (err) {
@@ -1106,13 +1082,13 @@ export class TunnelController implements TunnelApi {
   /** One read now (for a reader that does not watch); resolves when it is in, or failed. */
   async refreshMetrics(): Promise<void> {
     const run = this.run;
-    if (!run || run.ended || !run.metricsAddress) return;
+    if (!run || run.ended || !run.edge.metricsAddress) return;
     if (run.poller) {
       await run.poller.pollNow();
       return;
     }
     try {
-      const m = await readMetrics(run.metricsAddress);
+      const m = await readMetrics(run.edge.metricsAddress);
       if (run.ended || this.run !== run) return;
       this._metrics = m;
       this._onDidChangeMetrics.fire(m);
@@ -1122,8 +1098,8 @@ export class TunnelController implements TunnelApi {
   }
 
   private startPoller(run: Run): void {
-    if (run.poller || !run.metricsAddress || this.options.metricsIntervalMs <= 0 || this.metricsWatchers === 0) return;
-    run.poller = new MetricsPoller(run.metricsAddress, {
+    if (run.poller || !run.edge.metricsAddress || this.options.metricsIntervalMs <= 0 || this.metricsWatchers === 0) return;
+    run.poller = new MetricsPoller(run.edge.metricsAddress, {
       intervalMs: this.options.metricsIntervalMs,
       onMetrics: (m) => {
         if (run.ended || this.run !== run) return;
@@ -1139,7 +1115,7 @@ export class TunnelController implements TunnelApi {
     // A stop requested before the timeout is already ending the run: it ends stopped, not timed out.
     if (run.startSettled || run.ended || run.stopRequested) return;
     const secs = Math.round(this.options.startTimeoutMs / 1000);
-    if (run.url) {
+    if (run.edge.url) {
       // The URL exists; cloudflared keeps trying to reach the edge. Report honestly and keep going.
       this.log('warn', `No edge connection after ${secs} s; cloudflared keeps trying. The URL will not work until it connects.`);
       run.settleStart(this._state);
@@ -1197,11 +1173,11 @@ export class TunnelController implements TunnelApi {
       next = { status: 'stopped' };
     } else {
       let err = error ?? run.failure ?? this.describeExit(run, code, signal);
-      if (run.quicNoted === 'failed' && !run.connectedAt) err = { ...err, message: `${err.message} QUIC (UDP 7844) fails on this network: start again and MCP Tunnel uses HTTP/2 (remembered for 7 days).` };
+      if (run.edge.quic === 'failed' && run.edge.connectedAt === undefined) err = { ...err, message: `${err.message} QUIC (UDP 7844) fails on this network: start again and MCP Tunnel uses HTTP/2 (remembered for 7 days).` };
       if (!error && !run.failure) this.log('error', err.message);
       next = { status: 'failed', target: run.target, error: err };
       // Only a run that got as far as a URL restarts: a failed start would just fail again.
-      if (wasCurrent && !run.failure && run.startSettled && run.url) next = this.maybeRestart(run, next);
+      if (wasCurrent && !run.failure && run.startSettled && run.edge.url) next = this.maybeRestart(run, next);
     }
     // The shares end with the tunnel, unless an automatic restart brings them back.
     if (wasCurrent && next.status !== 'restarting') this.registry.clear();
@@ -1233,7 +1209,7 @@ export class TunnelController implements TunnelApi {
         return { ...base, code: 'exited', message: `cloudflared rejected its configuration${d}.` };
       default: {
         const last = [...lastLines].reverse().find((l) => /err|fail|fatal|cannot|could not|unable/i.test(l)) ?? lastLines[lastLines.length - 1];
-        const phase = run.connectedAt ? 'while the tunnel was live' : run.url ? 'before connecting to the edge' : 'before the tunnel URL was issued';
+        const phase = run.edge.connectedAt ? 'while the tunnel was live' : run.edge.url ? 'before connecting to the edge' : 'before the tunnel URL was issued';
         return { ...base, code: 'exited', message: `cloudflared ${how} ${phase}${last ? `: ${last}` : ''}. See the log for details, then start again.` };
       }
     }
