@@ -31,7 +31,7 @@ export interface RunLogState {
   readonly quic?: 'failed' | 'worked';
 }
 
-export const INITIAL_RUN_LOG_STATE: RunLogState = Object.freeze({ connections: Object.freeze([]) as readonly EdgeConnection[] });
+export const INITIAL_RUN_LOG_STATE: RunLogState = Object.freeze({ connections: Object.freeze([]) });
 
 export interface ReduceContext {
   /** Epoch ms of the event. */
