@@ -3,9 +3,7 @@
  * metrics while live, and never leaves a process behind. See ARCHITECTURE.md for the diagram.
  */
 import { randomBytes } from 'node:crypto';
-import { promises as fs } from 'node:fs';
 import {
-  CloudflaredError,
   buildRun,
   INSTALL_URL,
   type EdgeProtocol,
@@ -19,8 +17,9 @@ import { protocolMemory, type ProtocolMemory } from './cloudflared/protocolMemor
 import { startAccessGate, type AccessGate } from './gate/accessGate';
 import { describePolicy, type ToolPolicy } from './policy/toolPolicy';
 import { MetricsPoller, readMetrics, readQuickTunnel } from './metrics/metrics';
-import { ensureStateDir, newRunId, reapOrphans, removeRun, runConfigPath, writeRunRecord, type ReapResult } from './supervisor/orphans';
+import { newRunId, reapOrphans, removeRun, writeRunRecord, type ReapResult } from './supervisor/orphans';
 import { spawnProcess, type SpawnFn, type SpawnedProcess } from './supervisor/processRunner';
+import { RunPreparationAborted, RunPreparationError, prepareRun, type PreparedRun } from './supervisor/prepareRun';
 import { peerIsProcess } from './supervisor/socketOwner';
 import { AutoStop, describeLifetime, shortDuration, type LifetimeRequest } from './shares/lifetime';
 import { DEFAULT_RESTART_POLICY, decideRestart, type RestartPolicy } from './supervisor/restartPolicy';
@@ -37,7 +36,6 @@ import {
   type CloudflaredInfo,
   type TunnelApi,
   type TunnelError,
-  type TunnelErrorCode,
   type TunnelMetrics,
   type TunnelSnapshot,
   type TunnelState,
@@ -154,6 +152,8 @@ interface Run {
   cloudflared?: CloudflaredInfo;
   configPath?: string;
   stopRequested: boolean;
+  /** Cancels the run's preparation (a stop, a start timeout before the spawn). */
+  abort: AbortController;
   /** Set when we decided the run failed before it exited (timeout). */
   failure?: TunnelError;
   ended: boolean;
@@ -518,6 +518,7 @@ export class TunnelController implements TunnelApi {
     }
     if (run.stopPromise) return run.stopPromise;
     run.stopRequested = true;
+    run.abort.abort();
     this.log('info', 'Stopping the tunnel.');
     const sharePath = this.sharePathOfRun(run);
     this.setState({ status: 'stopping', target: this.registry.primary()?.target ?? run.target, ...(run.pid ? { pid: run.pid } : {}), ...(run.edge.url ? { url: run.edge.url } : {}), ...(sharePath ? { sharePath } : {}) });
@@ -732,6 +733,7 @@ export class TunnelController implements TunnelApi {
       lastParsed: [],
       secrets: [],
       stopRequested: false,
+      abort: new AbortController(),
       ended: false,
       startSettled: false,
       startPromise: new Promise<TunnelState>((r) => (settle = r)),
@@ -756,107 +758,37 @@ export class TunnelController implements TunnelApi {
   }
 
   private async spawnRun(run: Run): Promise<void> {
-    let info: CloudflaredInfo;
+    let prepared: PreparedRun;
     try {
-      info = await this.options.findCloudflared();
-      this._cloudflared = info;
-      run.cloudflared = info;
+      prepared = await prepareRun(
+        {
+          findCloudflared: async () => {
+            const info = await this.options.findCloudflared();
+            this._cloudflared = info;
+            run.cloudflared = info;
+            return info;
+          },
+          named: this.options.named,
+          startGate: () => this.startGate(run),
+          stateDir: this.options.stateDir,
+          runId: run.id,
+          protocol: this.options.protocol,
+          quicBlockedAt: () => this.protocolMemory.quicBlockedAt(),
+          log: (level, message) => this.log(level, message),
+        },
+        run.abort.signal,
+      );
     } catch (err) {
-      const code: TunnelErrorCode = err instanceof CloudflaredError ? err.code : 'not-found';
-      const message = err instanceof Error ? err.message : String(err);
-      this.endRun(run, null, null, run.stopRequested ? undefined : { code, message, lastLines: [] });
-      return;
+      // Aborted (a stop, a start timeout): the run ends as its stop or failure says.
+      return this.endRun(run, null, null, err instanceof RunPreparationError ? err.error : undefined);
     }
-    if (run.stopRequested || run.failure) return this.endRun(run, null, null);
-    let named: { token: string } | undefined;
-    if (this.options.named) {
-      const hostname = this.options.named.hostname.trim().replace(/^https?:\/\//, '').replace(/\/.*$/, '');
-      let token: string | undefined;
-      try {
-        token = (await this.options.named.token())?.trim();
-      } catch (err) {
-        this.log('warn', `Could not read the tunnel token: ${(err as Error).message}`);
-      }
-      if (!token || !hostname) {
-        return this.endRun(run, null, null, {
-          code: 'no-token',
-          message: !token
-            ? 'The named tunnel has no token. Set it with "MCP Tunnel: Set Tunnel Token…" (CLI: the CLOUDFLARED_TUNNEL_TOKEN variable or --token-file), or switch back to a quick tunnel.'
-            : 'The named tunnel has no hostname. Set mcpTunnel.namedTunnel.hostname (CLI: --hostname) to the hostname you routed to the tunnel in Cloudflare.',
-          lastLines: [],
-        });
-      }
-      named = { token };
-      run.edge = { ...run.edge, url: `https://${hostname}` };
-      if (run.stopRequested || run.failure) return this.endRun(run, null, null);
-    }
-    // The gate is in the path in every mode: an open share lets everything through, but a dead
-    // host still means a dead gate, so a leftover cloudflared answers 502 and never the origin.
-    // Its routes are the registry's shares (an automatic restart brings back every one, secrets
-    // and all).
-    {
-      const [first, ...rest] = this.registry.list();
-      if (!first) return this.endRun(run, null, null);
-      try {
-        run.gate = await startAccessGate({
-          routeId: first.id,
-          ...(first.secret ? { secret: first.secret } : {}),
-          mode: first.target.access,
-          name: first.publicName,
-          ...(first.origin?.authorization ? { originAuthorization: first.origin.authorization } : {}),
-          ...(first.originHeaders ? { originHeaders: first.originHeaders } : {}),
-          ...(first.origin?.handler ? { handler: first.origin.handler } : {}),
-          ...(first.policy ? { policy: first.policy } : {}),
-          origin: { host: first.target.host, port: first.target.port },
-          hostHeader: this.options.hostHeader,
-          log: (level, message) => this.log(level, `[gate] ${message}`),
-          // Cf-* headers are Cloudflare's word only on cloudflared's own connections (the recorder
-          // is their only reader: without it, no connection is looked up).
-          ...(this.recorder
-            ? {
-                onPass: (req, res, info) => this.recorder?.tap(req, res, info),
-                peerCheck: (clientPort, serverPort) => (run.pid ? peerIsProcess(run.pid, clientPort, serverPort) : Promise.resolve(false)),
-              }
-            : {}),
-        });
-        this.restoreLinks(run, first);
-        for (const sh of rest) this.routeShare(run, sh);
-      } catch (err) {
-        return this.endRun(run, null, null, { code: 'spawn-failed', message: `The access gate could not start: ${(err as Error).message}`, lastLines: [] });
-      }
-      for (const sh of this.registry.list()) run.secrets.push(...(sh.secret ? [sh.secret] : []), ...sh.links.map((l) => l.secret));
-      const gate = run.gate;
-      gate.onDidChangeOriginHealth((h) => {
-        if (run !== this.run) return;
-        this.registry.setHealth(h.routeId, h.ok ? { ok: true } : { ok: false, message: h.message ?? 'The local server does not answer.' });
-      });
-      if (run.stopRequested || run.failure) return this.endRun(run, null, null);
-    }
+    const { cloudflared: info, named, gate, configPath, protocol } = prepared;
+    run.configPath = configPath;
+    // A stop between the last step and here: endRun closes the gate and removes the file.
+    if (run.abort.signal.aborted) return this.endRun(run, null, null);
+    if (named) run.edge = { ...run.edge, url: named.url };
+    if (prepared.http2Since !== undefined) run.http2Since = prepared.http2Since;
     const { stateDir } = this.options;
-    run.configPath = runConfigPath(stateDir, run.id);
-    try {
-      // 0700: run records and config files are nobody else's to read or plant.
-      await ensureStateDir(stateDir);
-      await fs.writeFile(run.configPath, '{}\n', { mode: 0o600 });
-    } catch (err) {
-      return this.endRun(run, null, null, {
-        code: 'spawn-failed',
-        message: `Could not write cloudflared's config file in ${stateDir}: ${(err as Error).message}`,
-        lastLines: [],
-      });
-    }
-    if (run.stopRequested || run.failure) return this.endRun(run, null, null);
-    // Where QUIC failed before, a quick tunnel in `auto` would wait for it and never connect.
-    let protocol: EdgeProtocol = this.options.protocol ?? 'auto';
-    if (protocol === 'auto') {
-      const since = await this.protocolMemory.quicBlockedAt();
-      if (since !== undefined) {
-        protocol = 'http2';
-        run.http2Since = since;
-        this.log('info', `QUIC (UDP 7844) failed on this network on ${new Date(since).toLocaleString()}: starting with HTTP/2. Remembered for 7 days, or until a QUIC connection works; set the protocol setting to choose yourself.`);
-      }
-      if (run.stopRequested || run.failure) return this.endRun(run, null, null);
-    }
     run.protocol = protocol;
     const spec = buildRun({
       cloudflared: info,
@@ -865,11 +797,11 @@ export class TunnelController implements TunnelApi {
       gracePeriodMs: this.options.stopGraceMs,
       // Behind the gate, cloudflared passes the public Host on; the gate sets the origin's.
       hostHeader: 'public',
-      originUrl: run.gate.url,
+      originUrl: gate.url,
       ...(protocol !== 'auto' ? { protocol } : {}),
       ...(this.options.logLevel ? { logLevel: this.options.logLevel } : {}),
       ...(this.options.baseEnv ? { baseEnv: this.options.baseEnv } : {}),
-      ...(named ? { named } : {}),
+      ...(named ? { named: { token: named.token } } : {}),
     });
     this.log('debug', `Running ${spec.command} ${spec.args.join(' ')}`);
     let proc: SpawnedProcess;
@@ -901,6 +833,48 @@ export class TunnelController implements TunnelApi {
     } catch (err) {
       this.log('warn', `Could not record the cloudflared process (orphan clean-up will not know it): ${(err as Error).message}`);
     }
+  }
+
+  /** The run's gate with a route per share (an automatic restart brings back every one, secrets and all). */
+  private async startGate(run: Run): Promise<AccessGate> {
+    const [first, ...rest] = this.registry.list();
+    if (!first) throw new RunPreparationAborted();
+    const gate = await startAccessGate({
+      routeId: first.id,
+      ...(first.secret ? { secret: first.secret } : {}),
+      mode: first.target.access,
+      name: first.publicName,
+      ...(first.origin?.authorization ? { originAuthorization: first.origin.authorization } : {}),
+      ...(first.originHeaders ? { originHeaders: first.originHeaders } : {}),
+      ...(first.origin?.handler ? { handler: first.origin.handler } : {}),
+      ...(first.policy ? { policy: first.policy } : {}),
+      origin: { host: first.target.host, port: first.target.port },
+      hostHeader: this.options.hostHeader,
+      log: (level, message) => this.log(level, `[gate] ${message}`),
+      // Cf-* headers are Cloudflare's word only on cloudflared's own connections (the recorder
+      // is their only reader: without it, no connection is looked up).
+      ...(this.recorder
+        ? {
+            onPass: (req, res, info) => this.recorder?.tap(req, res, info),
+            peerCheck: (clientPort, serverPort) => (run.pid ? peerIsProcess(run.pid, clientPort, serverPort) : Promise.resolve(false)),
+          }
+        : {}),
+    });
+    // From here shares added meanwhile are routed on it (addShare), and endRun closes it too.
+    run.gate = gate;
+    try {
+      this.restoreLinks(run, first);
+      for (const sh of rest) this.routeShare(run, sh);
+    } catch (err) {
+      await gate.close();
+      throw err;
+    }
+    for (const sh of this.registry.list()) run.secrets.push(...(sh.secret ? [sh.secret] : []), ...sh.links.map((l) => l.secret));
+    gate.onDidChangeOriginHealth((h) => {
+      if (run !== this.run) return;
+      this.registry.setHealth(h.routeId, h.ok ? { ok: true } : { ok: false, message: h.message ?? 'The local server does not answer.' });
+    });
+    return gate;
   }
 
   /**
@@ -1121,13 +1095,14 @@ export class TunnelController implements TunnelApi {
       run.settleStart(this._state);
       return;
     }
-    // Before the spawn (slow lookup or disk) this ends the run at spawnRun's next checkpoint.
+    // Before the spawn (slow lookup or disk) the abort ends the preparation after its current step.
     run.failure = {
       code: 'timeout',
       message: `cloudflared gave no tunnel URL within ${secs} s. Cloudflare's quick-tunnel service may be slow or unreachable from this network; check the connection (and any proxy), then try again.`,
       lastLines: [...run.lastLines],
     };
     this.log('error', run.failure.message);
+    run.abort.abort();
     this.terminate(run);
   }
 
