@@ -768,11 +768,11 @@ export class TunnelController implements TunnelApi {
             run.cloudflared = info;
             return info;
           },
-          named: this.options.named,
+          named: () => this.options.named,
           startGate: () => this.startGate(run),
           stateDir: this.options.stateDir,
           runId: run.id,
-          protocol: this.options.protocol,
+          protocol: () => this.options.protocol,
           quicBlockedAt: () => this.protocolMemory.quicBlockedAt(),
           log: (level, message) => this.log(level, message),
         },

@@ -49,7 +49,7 @@ function harness(hold?: StepName) {
       await wait('find');
       return { path: '/x/cloudflared', version: '2023.7.3' };
     },
-    named: { hostname: 'mcp.example.com', token: async () => (await wait('token'), 'tok') },
+    named: () => ({ hostname: 'mcp.example.com', token: async () => (await wait('token'), 'tok') }),
     startGate: async () => {
       const g = await startAccessGate({ origin: { host: '127.0.0.1', port: 9 }, routeId: 'a', mode: 'secret', log: () => undefined });
       gates.push(g);
@@ -58,6 +58,7 @@ function harness(hold?: StepName) {
     },
     stateDir,
     runId: '0123456789ab',
+    protocol: () => undefined,
     quicBlockedAt: async () => (await wait('protocol'), undefined),
     log: () => undefined,
   };
@@ -107,12 +108,12 @@ void describe('prepareRun', () => {
 
   void test('failures name their cause and undo the earlier steps', async () => {
     const noToken = harness();
-    noToken.steps.named = { hostname: 'mcp.example.com', token: () => Promise.resolve('  ') };
+    noToken.steps.named = () => ({ hostname: 'mcp.example.com', token: () => Promise.resolve('  ') });
     await assert.rejects(prepareRun(noToken.steps, new AbortController().signal), (e: unknown) => e instanceof RunPreparationError && e.error.code === 'no-token' && /Set Tunnel Token/.test(e.message));
     assert.equal(noToken.gates.length, 0);
 
     const noHost = harness();
-    noHost.steps.named = { hostname: 'https:///', token: () => Promise.resolve('tok') };
+    noHost.steps.named = () => ({ hostname: 'https:///', token: () => Promise.resolve('tok') });
     await assert.rejects(prepareRun(noHost.steps, new AbortController().signal), (e: unknown) => e instanceof RunPreparationError && /no hostname/.test(e.message));
 
     const badDir = harness();
@@ -135,7 +136,7 @@ void describe('prepareRun', () => {
     assert.equal(p.http2Since, 12345);
     await p.gate.close();
     const set = harness();
-    set.steps.protocol = 'quic';
+    set.steps.protocol = () => 'quic';
     set.steps.quicBlockedAt = () => Promise.resolve(12345);
     const q = await prepareRun(set.steps, new AbortController().signal);
     assert.equal(q.protocol, 'quic', 'a protocol the user set is kept');

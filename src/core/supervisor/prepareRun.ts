@@ -16,14 +16,17 @@ import { ensureStateDir, runConfigPath } from './orphans';
 export interface RunPreparationSteps {
   /** Finds the binary and its version; throws `CloudflaredError` (its message names the fix). */
   findCloudflared(): Promise<CloudflaredInfo>;
-  /** A named tunnel: its hostname and token (read now, never logged). */
-  named?: { hostname: string; token: () => Promise<string | undefined> } | undefined;
+  /**
+   * A named tunnel, if one is set: its hostname and token (read when the step runs, never logged).
+   * Settings are read when their step runs, so a change made during the preparation applies.
+   */
+  named(): { hostname: string; token: () => Promise<string | undefined> } | undefined;
   /** Starts the gate with its routes. Whatever it returns is closed again if the run is cancelled. */
   startGate(): Promise<AccessGate>;
   stateDir: string;
   runId: string;
-  /** The protocol setting (`auto` when unset). */
-  protocol?: EdgeProtocol | undefined;
+  /** The protocol setting (`auto` when unset), read when its step runs. */
+  protocol(): EdgeProtocol | undefined;
   /** When QUIC was last seen blocked here (protocolMemory), if lately. */
   quicBlockedAt(): Promise<number | undefined>;
   log(level: LogLevel, message: string): void;
@@ -79,8 +82,8 @@ export async function prepareRun(steps: RunPreparationSteps, signal: AbortSignal
     });
 
     let named: PreparedRun['named'];
-    if (steps.named) {
-      const n = steps.named;
+    const n = steps.named();
+    if (n) {
       const hostname = n.hostname.trim().replace(/^https?:\/\//, '').replace(/\/.*$/, '');
       const token = await step(async () => {
         try {
@@ -122,7 +125,7 @@ export async function prepareRun(steps: RunPreparationSteps, signal: AbortSignal
     });
 
     // Where QUIC failed before, a quick tunnel in `auto` would wait for it and never connect.
-    let protocol: EdgeProtocol = steps.protocol ?? 'auto';
+    let protocol: EdgeProtocol = steps.protocol() ?? 'auto';
     let http2Since: number | undefined;
     if (protocol === 'auto') {
       const since = await step(() => steps.quicBlockedAt().catch(() => undefined));
