@@ -892,10 +892,14 @@ async function scenarioTwoShares(ctx: Ctx): Promise<string[]> {
   const pathA = new URL(urlA).pathname;
   const pathB = new URL(urlB).pathname;
   const secretB = pathB.split('/')[1] ?? '';
+  // Which origin a request reached, by a marker of its own (the reachability check also calls
+  // the origins, so counting requests would not tell).
+  let marks = 0;
   const reached = async (p: string, headers: Record<string, string> = {}): Promise<[number, number, number]> => {
-    const [na, nb] = [a.requests.length, b.requests.length];
-    const { status } = await httpGet(state.publicPort, p, headers);
-    return [status, a.requests.length - na, b.requests.length - nb];
+    const mark = `e2e-two-shares-${++marks}`;
+    const { status } = await httpGet(state.publicPort, `${p}?mark=${mark}`, headers);
+    const seen = (o: Origin): number => o.requests.filter((r) => r.url.includes(mark)).length;
+    return [status, seen(a), seen(b)];
   };
   check(JSON.stringify(await reached(pathA)) === '[200,1,0]', "A's secret reaches A only");
   check(JSON.stringify(await reached(pathB)) === '[200,0,1]', "B's secret reaches B only");
@@ -920,13 +924,16 @@ async function scenarioTwoShares(ctx: Ctx): Promise<string[]> {
   check(alive(pid), 'the same cloudflared runs on');
 
   // Stop Tunnel: cloudflared gone, nothing answers on its public port, no run record left.
+  const roots = [vscodeServer.dirs.userData, vscodeServer.dirs.serverData];
+  const records = (): string[] => roots.flatMap((r) => runRecordsUnder(r));
+  check(records().length === 1, `the live run has its run record (so its absence later means something), found ${records().join(', ') || 'none'}`);
   await runCommand(page, 'MCP Tunnel: Stop Tunnel');
   await waitForStatus(page, STOPPED, 'stopped after Stop Tunnel');
   await waitUntil(() => !alive(pid), `cloudflared pid ${pid} to exit`, 20_000);
   const dead = await httpGet(state.publicPort, new URL(urlB2).pathname).then((r) => `answered ${r.status}`, () => 'refused');
   check(dead === 'refused', `the public port is closed after Stop Tunnel, got ${dead}`);
-  const records = await waitUntil(() => (runRecordsUnder(vscodeServer.dirs.userData).length === 0 ? [] : undefined), 'no run record left', 10_000).catch(() => runRecordsUnder(vscodeServer.dirs.userData));
-  check(records.length === 0, `no run record is left, found ${records.join(', ')}`);
+  const left = await waitUntil(() => (records().length === 0 ? [] : undefined), 'no run record left', 10_000).catch(() => records());
+  check(left.length === 0, `no run record is left, found ${left.join(', ')}`);
   notes.push(`two shares ("${bar}"): each only with its own secret; rotate B (A works), stop A (B works); Stop Tunnel: pid ${pid} gone, port closed, no run record`);
   return notes;
 }

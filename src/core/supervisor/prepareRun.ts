@@ -70,8 +70,8 @@ export async function prepareRun(steps: RunPreparationSteps, signal: AbortSignal
     if (signal.aborted) throw new RunPreparationAborted();
     return value;
   };
-  let gate: AccessGate | undefined;
-  let configPath: string | undefined;
+  /** What the steps made so far: undone on abort or failure. */
+  const made: { gate?: AccessGate; configPath?: string } = {};
   try {
     const cloudflared = await step(async () => {
       try {
@@ -106,7 +106,7 @@ export async function prepareRun(steps: RunPreparationSteps, signal: AbortSignal
     // host still means a dead gate, so a leftover cloudflared answers 502 and never the origin.
     await step(async () => {
       try {
-        gate = await steps.startGate();
+        made.gate = await steps.startGate();
       } catch (err) {
         throw fail('spawn-failed', `The access gate could not start: ${(err as Error).message}`);
       }
@@ -117,7 +117,7 @@ export async function prepareRun(steps: RunPreparationSteps, signal: AbortSignal
       try {
         // 0700: run records and config files are nobody else's to read or plant.
         await ensureStateDir(steps.stateDir);
-        configPath = path;
+        made.configPath = path;
         await fs.writeFile(path, '{}\n', { mode: 0o600 });
       } catch (err) {
         throw fail('spawn-failed', `Could not write cloudflared's config file in ${steps.stateDir}: ${(err as Error).message}`);
@@ -135,12 +135,11 @@ export async function prepareRun(steps: RunPreparationSteps, signal: AbortSignal
         steps.log('info', `QUIC (UDP 7844) failed on this network on ${new Date(since).toLocaleString()}: starting with HTTP/2. Remembered for 7 days, or until a QUIC connection works; set the protocol setting to choose yourself.`);
       }
     }
-    if (!gate) throw new RunPreparationAborted();
-    return { cloudflared, ...(named ? { named } : {}), gate, configPath: path, protocol, ...(http2Since !== undefined ? { http2Since } : {}) };
+    if (!made.gate) throw new RunPreparationAborted();
+    return { cloudflared, ...(named ? { named } : {}), gate: made.gate, configPath: path, protocol, ...(http2Since !== undefined ? { http2Since } : {}) };
   } catch (err) {
     // Undo what was made; the caller learns why it stopped.
-    const madeGate = gate;
-    await Promise.all([madeGate?.close().catch(() => undefined), configPath ? fs.rm(configPath, { force: true }).catch(() => undefined) : undefined]);
+    await Promise.all([made.gate?.close().catch(() => undefined), made.configPath ? fs.rm(made.configPath, { force: true }).catch(() => undefined) : undefined]);
     throw err instanceof RunPreparationError || err instanceof RunPreparationAborted ? err : fail('spawn-failed', `cloudflared could not be prepared: ${(err as Error).message}`);
   }
 }
