@@ -23,7 +23,7 @@ import { ReachabilityMonitor, type ReachabilityCheck } from './core/doctor/monit
 import type * as Doctor from './core/doctor/reachability';
 
 /** What `activate` returns: the extension-host tests drive and read these. */
-export interface MpcTunnelExtensionApi {
+export interface McpTunnelExtensionApi {
   controller: TunnelController;
   tree: TunnelTreeProvider;
   mcp: TunnelMcpProvider;
@@ -34,9 +34,12 @@ export interface MpcTunnelExtensionApi {
   checkCloudflared(): Promise<CloudflaredInfo | undefined>;
 }
 
+/** @deprecated Misspelled: use {@link McpTunnelExtensionApi}. Kept so existing imports still compile. */
+export type MpcTunnelExtensionApi = McpTunnelExtensionApi;
+
 let controller: TunnelController | undefined;
 
-export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionApi {
+export function activate(context: vscode.ExtensionContext): McpTunnelExtensionApi {
   const log = new TunnelLog();
   let { config, problems } = readConfig();
   const warn = (ps: ConfigProblem[]) => {

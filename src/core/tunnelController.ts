@@ -3,23 +3,23 @@
  * metrics while live, and never leaves a process behind. See ARCHITECTURE.md for the diagram.
  */
 import { randomBytes } from 'node:crypto';
-import { promises as fs } from 'node:fs';
 import {
-  CloudflaredError,
   buildRun,
   INSTALL_URL,
   type EdgeProtocol,
   type HostHeaderMode,
 } from './cloudflared/locate';
-import { CloudflaredLogParser, classifyFailure, type LogLevel, type LogLine, type ParsedLine } from './cloudflared/log';
+import { CloudflaredLogParser, classifyFailure, type CloudflaredEvent, type LogLevel, type LogLine, type ParsedLine } from './cloudflared/log';
+import { INITIAL_RUN_LOG_STATE, reduceRunLog, type RunLogState } from './cloudflared/runReducer';
 import { Emitter, type Disposable, type Event } from './util/events';
 import { Recorder, type RecordedCall, type RecorderOptions } from './gate/recorder';
 import { protocolMemory, type ProtocolMemory } from './cloudflared/protocolMemory';
 import { startAccessGate, type AccessGate } from './gate/accessGate';
 import { describePolicy, type ToolPolicy } from './policy/toolPolicy';
 import { MetricsPoller, readMetrics, readQuickTunnel } from './metrics/metrics';
-import { ensureStateDir, newRunId, reapOrphans, removeRun, runConfigPath, writeRunRecord, type ReapResult } from './supervisor/orphans';
+import { newRunId, reapOrphans, removeRun, writeRunRecord, type ReapResult } from './supervisor/orphans';
 import { spawnProcess, type SpawnFn, type SpawnedProcess } from './supervisor/processRunner';
+import { RunPreparationAborted, RunPreparationError, prepareRun, type PreparedRun } from './supervisor/prepareRun';
 import { peerIsProcess } from './supervisor/socketOwner';
 import { AutoStop, describeLifetime, shortDuration, type LifetimeRequest } from './shares/lifetime';
 import { DEFAULT_RESTART_POLICY, decideRestart, type RestartPolicy } from './supervisor/restartPolicy';
@@ -34,10 +34,8 @@ import {
   localUrlOf,
   snapshotOf,
   type CloudflaredInfo,
-  type EdgeConnection,
   type TunnelApi,
   type TunnelError,
-  type TunnelErrorCode,
   type TunnelMetrics,
   type TunnelSnapshot,
   type TunnelState,
@@ -45,6 +43,10 @@ import {
   type AccessMode,
   type FailedState,
   type RestartingState,
+  type StartingState,
+  type ConnectingState,
+  type ActiveState,
+  type ReconnectingState,
 } from './model/tunnelState';
 
 export interface TunnelControllerOptions {
@@ -139,21 +141,19 @@ interface Run {
   protocol?: EdgeProtocol;
   /** When QUIC was remembered blocked, if that is why this run uses HTTP/2. */
   http2Since?: number;
-  /** This run saw QUIC fail (and so remembered it), or saw it work (and so forgot). */
-  quicNoted?: 'failed' | 'worked';
   startedAt: number;
   proc?: SpawnedProcess;
   pid?: number;
-  url?: string;
-  metricsAddress?: string;
-  connectedAt?: number;
-  connections: Map<number, EdgeConnection>;
+  /** What the log told us (URL, metrics address, edge connections, QUIC): see cloudflared/runReducer.ts. */
+  edge: RunLogState;
   lastLines: string[];
   /** The same lines as the parser typed them (secrets redacted): what failures are classified from. */
   lastParsed: LogLine[];
   cloudflared?: CloudflaredInfo;
   configPath?: string;
   stopRequested: boolean;
+  /** Cancels the run's preparation (a stop, a start timeout before the spawn). */
+  abort: AbortController;
   /** Set when we decided the run failed before it exited (timeout). */
   failure?: TunnelError;
   ended: boolean;
@@ -213,10 +213,14 @@ export class TunnelController implements TunnelApi {
   private readonly registry = new ShareRegistry();
   /** A share was added or removed, or its health, secret or counters' meaning changed. */
   readonly onDidChangeShares: Event<void> = this.registry.onDidChange;
-  private readonly _onDidChangeState = new Emitter<TunnelState>();
-  private readonly _onDidChangeMetrics = new Emitter<TunnelMetrics | undefined>();
-  private readonly _onDidLog = new Emitter<TunnelLogEntry>();
-  private readonly _onDidRestart = new Emitter<TunnelRestartEvent>();
+  /** Protected so a test subclass can count its listeners (leak checks). */
+  protected readonly _onDidChangeState = new Emitter<TunnelState>();
+  /** Protected so a test subclass can count its listeners (leak checks). */
+  protected readonly _onDidChangeMetrics = new Emitter<TunnelMetrics | undefined>();
+  /** Protected so a test subclass can count its listeners (leak checks). */
+  protected readonly _onDidLog = new Emitter<TunnelLogEntry>();
+  /** Protected so a test subclass can count its listeners (leak checks). */
+  protected readonly _onDidRestart = new Emitter<TunnelRestartEvent>();
   /** An automatic restart settled (the URL usually changed). */
   readonly onDidRestart: Event<TunnelRestartEvent> = this._onDidRestart.event;
   readonly onDidChangeState: Event<TunnelState> = this._onDidChangeState.event;
@@ -317,10 +321,6 @@ export class TunnelController implements TunnelApi {
     const gate = this.run?.gate;
     return gate && !this.run?.ended ? { passed: gate.stats.passed, rejected: gate.stats.rejected } : undefined;
   }
-  /** Listener counts of the public events (leak checks). */
-  get listenerCounts(): { state: number; metrics: number; log: number; restart: number } {
-    return { state: this._onDidChangeState.listenerCount, metrics: this._onDidChangeMetrics.listenerCount, log: this._onDidLog.listenerCount, restart: this._onDidRestart.listenerCount };
-  }
 
   /** Settings changed: applies from the next start (a live tunnel keeps running as it is). */
   updateOptions(partial: Partial<Omit<TunnelControllerOptions, 'stateDir' | 'spawn'>>): void {
@@ -397,7 +397,7 @@ export class TunnelController implements TunnelApi {
   /** The shares of this tunnel, the primary first. `mcp_url` carries each one's secret. */
   listShares(): ShareSnapshot[] {
     const run = this.run;
-    const url = run && !run.ended ? run.url : undefined;
+    const url = run && !run.ended ? run.edge.url : undefined;
     return this.registry.list().map((sh) =>
       shareSnapshotOf(sh, isLive(this._state) ? url : undefined, run?.gate?.routeOpenPrefix(sh.id), run?.gate?.routeStats(sh.id), new Set(run?.gate?.links(sh.id).map((l) => l.id) ?? [])),
     );
@@ -518,9 +518,10 @@ export class TunnelController implements TunnelApi {
     }
     if (run.stopPromise) return run.stopPromise;
     run.stopRequested = true;
+    run.abort.abort();
     this.log('info', 'Stopping the tunnel.');
     const sharePath = this.sharePathOfRun(run);
-    this.setState({ status: 'stopping', target: this.registry.primary()?.target ?? run.target, ...(run.pid ? { pid: run.pid } : {}), ...(run.url ? { url: run.url } : {}), ...(sharePath ? { sharePath } : {}) });
+    this.setState({ status: 'stopping', target: this.registry.primary()?.target ?? run.target, ...(run.pid ? { pid: run.pid } : {}), ...(run.edge.url ? { url: run.edge.url } : {}), ...(sharePath ? { sharePath } : {}) });
     this.terminate(run);
     run.stopPromise = run.exited.then(() => run.removed);
     return run.stopPromise;
@@ -683,7 +684,7 @@ export class TunnelController implements TunnelApi {
   /** After an unexpected exit of a live run: schedule a restart if the policy allows one. */
   private maybeRestart(run: Run, failed: FailedState): FailedState | RestartingState {
     const policy = this.options.autoRestart;
-    if (!policy || this.disposed || !run.url) return failed;
+    if (!policy || this.disposed || !run.edge.url) return failed;
     const now = Date.now();
     const decision = decideRestart(policy, this.restarts, now);
     this.restarts = decision.history;
@@ -693,7 +694,7 @@ export class TunnelController implements TunnelApi {
     }
     const { attempt, delayMs: delay } = decision;
     this.log('warn', `Restarting the tunnel in ${Math.round(delay / 100) / 10} s (attempt ${attempt} of ${policy.maxRestarts}). A quick tunnel gets a new URL when it restarts.`);
-    const previousUrl = run.url;
+    const previousUrl = run.edge.url;
     // The shares stay in the registry, secrets included: the clients hold them (a named
     // tunnel's URLs then stay the same).
     this.restartTimer = setTimeout(() => {
@@ -727,11 +728,12 @@ export class TunnelController implements TunnelApi {
       id: newRunId(),
       target,
       startedAt: Date.now(),
-      connections: new Map(),
+      edge: INITIAL_RUN_LOG_STATE,
       lastLines: [],
       lastParsed: [],
       secrets: [],
       stopRequested: false,
+      abort: new AbortController(),
       ended: false,
       startSettled: false,
       startPromise: new Promise<TunnelState>((r) => (settle = r)),
@@ -756,107 +758,37 @@ export class TunnelController implements TunnelApi {
   }
 
   private async spawnRun(run: Run): Promise<void> {
-    let info: CloudflaredInfo;
+    let prepared: PreparedRun;
     try {
-      info = await this.options.findCloudflared();
-      this._cloudflared = info;
-      run.cloudflared = info;
+      prepared = await prepareRun(
+        {
+          findCloudflared: async () => {
+            const info = await this.options.findCloudflared();
+            this._cloudflared = info;
+            run.cloudflared = info;
+            return info;
+          },
+          named: () => this.options.named,
+          startGate: () => this.startGate(run),
+          stateDir: this.options.stateDir,
+          runId: run.id,
+          protocol: () => this.options.protocol,
+          quicBlockedAt: () => this.protocolMemory.quicBlockedAt(),
+          log: (level, message) => this.log(level, message),
+        },
+        run.abort.signal,
+      );
     } catch (err) {
-      const code: TunnelErrorCode = err instanceof CloudflaredError ? err.code : 'not-found';
-      const message = err instanceof Error ? err.message : String(err);
-      this.endRun(run, null, null, run.stopRequested ? undefined : { code, message, lastLines: [] });
-      return;
+      // Aborted (a stop, a start timeout): the run ends as its stop or failure says.
+      return this.endRun(run, null, null, err instanceof RunPreparationError ? err.error : undefined);
     }
-    if (run.stopRequested || run.failure) return this.endRun(run, null, null);
-    let named: { token: string } | undefined;
-    if (this.options.named) {
-      const hostname = this.options.named.hostname.trim().replace(/^https?:\/\//, '').replace(/\/.*$/, '');
-      let token: string | undefined;
-      try {
-        token = (await this.options.named.token())?.trim();
-      } catch (err) {
-        this.log('warn', `Could not read the tunnel token: ${(err as Error).message}`);
-      }
-      if (!token || !hostname) {
-        return this.endRun(run, null, null, {
-          code: 'no-token',
-          message: !token
-            ? 'The named tunnel has no token. Set it with "MCP Tunnel: Set Tunnel Token…" (CLI: the CLOUDFLARED_TUNNEL_TOKEN variable or --token-file), or switch back to a quick tunnel.'
-            : 'The named tunnel has no hostname. Set mcpTunnel.namedTunnel.hostname (CLI: --hostname) to the hostname you routed to the tunnel in Cloudflare.',
-          lastLines: [],
-        });
-      }
-      named = { token };
-      run.url = `https://${hostname}`;
-      if (run.stopRequested || run.failure) return this.endRun(run, null, null);
-    }
-    // The gate is in the path in every mode: an open share lets everything through, but a dead
-    // host still means a dead gate, so a leftover cloudflared answers 502 and never the origin.
-    // Its routes are the registry's shares (an automatic restart brings back every one, secrets
-    // and all).
-    {
-      const [first, ...rest] = this.registry.list();
-      if (!first) return this.endRun(run, null, null);
-      try {
-        run.gate = await startAccessGate({
-          routeId: first.id,
-          ...(first.secret ? { secret: first.secret } : {}),
-          mode: first.target.access,
-          name: first.publicName,
-          ...(first.origin?.authorization ? { originAuthorization: first.origin.authorization } : {}),
-          ...(first.originHeaders ? { originHeaders: first.originHeaders } : {}),
-          ...(first.origin?.handler ? { handler: first.origin.handler } : {}),
-          ...(first.policy ? { policy: first.policy } : {}),
-          origin: { host: first.target.host, port: first.target.port },
-          hostHeader: this.options.hostHeader,
-          log: (level, message) => this.log(level, `[gate] ${message}`),
-          // Cf-* headers are Cloudflare's word only on cloudflared's own connections (the recorder
-          // is their only reader: without it, no connection is looked up).
-          ...(this.recorder
-            ? {
-                onPass: (req, res, info) => this.recorder?.tap(req, res, info),
-                peerCheck: (clientPort, serverPort) => (run.pid ? peerIsProcess(run.pid, clientPort, serverPort) : Promise.resolve(false)),
-              }
-            : {}),
-        });
-        this.restoreLinks(run, first);
-        for (const sh of rest) this.routeShare(run, sh);
-      } catch (err) {
-        return this.endRun(run, null, null, { code: 'spawn-failed', message: `The access gate could not start: ${(err as Error).message}`, lastLines: [] });
-      }
-      for (const sh of this.registry.list()) run.secrets.push(...(sh.secret ? [sh.secret] : []), ...sh.links.map((l) => l.secret));
-      const gate = run.gate;
-      gate.onDidChangeOriginHealth((h) => {
-        if (run !== this.run) return;
-        this.registry.setHealth(h.routeId, h.ok ? { ok: true } : { ok: false, message: h.message ?? 'The local server does not answer.' });
-      });
-      if (run.stopRequested || run.failure) return this.endRun(run, null, null);
-    }
+    const { cloudflared: info, named, gate, configPath, protocol } = prepared;
+    run.configPath = configPath;
+    // A stop between the last step and here: endRun closes the gate and removes the file.
+    if (run.abort.signal.aborted) return this.endRun(run, null, null);
+    if (named) run.edge = { ...run.edge, url: named.url };
+    if (prepared.http2Since !== undefined) run.http2Since = prepared.http2Since;
     const { stateDir } = this.options;
-    run.configPath = runConfigPath(stateDir, run.id);
-    try {
-      // 0700: run records and config files are nobody else's to read or plant.
-      await ensureStateDir(stateDir);
-      await fs.writeFile(run.configPath, '{}\n', { mode: 0o600 });
-    } catch (err) {
-      return this.endRun(run, null, null, {
-        code: 'spawn-failed',
-        message: `Could not write cloudflared's config file in ${stateDir}: ${(err as Error).message}`,
-        lastLines: [],
-      });
-    }
-    if (run.stopRequested || run.failure) return this.endRun(run, null, null);
-    // Where QUIC failed before, a quick tunnel in `auto` would wait for it and never connect.
-    let protocol: EdgeProtocol = this.options.protocol ?? 'auto';
-    if (protocol === 'auto') {
-      const since = await this.protocolMemory.quicBlockedAt();
-      if (since !== undefined) {
-        protocol = 'http2';
-        run.http2Since = since;
-        this.log('info', `QUIC (UDP 7844) failed on this network on ${new Date(since).toLocaleString()}: starting with HTTP/2. Remembered for 7 days, or until a QUIC connection works; set the protocol setting to choose yourself.`);
-      }
-      if (run.stopRequested || run.failure) return this.endRun(run, null, null);
-    }
     run.protocol = protocol;
     const spec = buildRun({
       cloudflared: info,
@@ -865,11 +797,11 @@ export class TunnelController implements TunnelApi {
       gracePeriodMs: this.options.stopGraceMs,
       // Behind the gate, cloudflared passes the public Host on; the gate sets the origin's.
       hostHeader: 'public',
-      originUrl: run.gate.url,
+      originUrl: gate.url,
       ...(protocol !== 'auto' ? { protocol } : {}),
       ...(this.options.logLevel ? { logLevel: this.options.logLevel } : {}),
       ...(this.options.baseEnv ? { baseEnv: this.options.baseEnv } : {}),
-      ...(named ? { named } : {}),
+      ...(named ? { named: { token: named.token } } : {}),
     });
     this.log('debug', `Running ${spec.command} ${spec.args.join(' ')}`);
     let proc: SpawnedProcess;
@@ -901,6 +833,48 @@ export class TunnelController implements TunnelApi {
     } catch (err) {
       this.log('warn', `Could not record the cloudflared process (orphan clean-up will not know it): ${(err as Error).message}`);
     }
+  }
+
+  /** The run's gate with a route per share (an automatic restart brings back every one, secrets and all). */
+  private async startGate(run: Run): Promise<AccessGate> {
+    const [first, ...rest] = this.registry.list();
+    if (!first) throw new RunPreparationAborted();
+    const gate = await startAccessGate({
+      routeId: first.id,
+      ...(first.secret ? { secret: first.secret } : {}),
+      mode: first.target.access,
+      name: first.publicName,
+      ...(first.origin?.authorization ? { originAuthorization: first.origin.authorization } : {}),
+      ...(first.originHeaders ? { originHeaders: first.originHeaders } : {}),
+      ...(first.origin?.handler ? { handler: first.origin.handler } : {}),
+      ...(first.policy ? { policy: first.policy } : {}),
+      origin: { host: first.target.host, port: first.target.port },
+      hostHeader: this.options.hostHeader,
+      log: (level, message) => this.log(level, `[gate] ${message}`),
+      // Cf-* headers are Cloudflare's word only on cloudflared's own connections (the recorder
+      // is their only reader: without it, no connection is looked up).
+      ...(this.recorder
+        ? {
+            onPass: (req, res, info) => this.recorder?.tap(req, res, info),
+            peerCheck: (clientPort, serverPort) => (run.pid ? peerIsProcess(run.pid, clientPort, serverPort) : Promise.resolve(false)),
+          }
+        : {}),
+    });
+    // From here shares added meanwhile are routed on it (addShare), and endRun closes it too.
+    run.gate = gate;
+    try {
+      this.restoreLinks(run, first);
+      for (const sh of rest) this.routeShare(run, sh);
+    } catch (err) {
+      await gate.close();
+      throw err;
+    }
+    for (const sh of this.registry.list()) run.secrets.push(...(sh.secret ? [sh.secret] : []), ...sh.links.map((l) => l.secret));
+    gate.onDidChangeOriginHealth((h) => {
+      if (run !== this.run) return;
+      this.registry.setHealth(h.routeId, h.ok ? { ok: true } : { ok: false, message: h.message ?? 'The local server does not answer.' });
+    });
+    return gate;
   }
 
   /**
@@ -984,58 +958,37 @@ export class TunnelController implements TunnelApi {
       pushLine(run, text, redactLine(line, redact));
       this.log(line.level, text, 'cloudflared');
       if (run.ended || run.stopRequested || this.run !== run) continue;
-      for (const ev of events) {
-        switch (ev.kind) {
-          case 'url':
-            if (!run.url) {
-              run.url = ev.url;
-              this.log('info', `Public URL: ${ev.url} (not reachable until the edge connection registers).`);
-              this.setState(this.liveState(run));
-            }
-            break;
-          case 'metrics':
-            run.metricsAddress = ev.address;
-            this.startPoller(run);
-            if (run.url) this.setState(this.liveState(run));
-            break;
-          case 'registered':
-            if (ev.protocol === 'quic' && run.quicNoted !== 'worked') {
-              run.quicNoted = 'worked';
-              void this.protocolMemory.forget().catch(() => undefined);
-            }
-            run.connections.set(ev.connIndex, {
-              connIndex: ev.connIndex,
-              ...(ev.location ? { location: ev.location } : {}),
-              ...(ev.ip ? { ip: ev.ip } : {}),
-              ...(ev.protocol ? { protocol: ev.protocol } : {}),
-            });
-            run.connectedAt ??= Date.now();
-            if (run.url) {
-              this.setState(this.liveState(run));
-              run.settleStart(this._state);
-              void this.crossCheckUrl(run);
-              void run.poller?.pollNow();
-            }
-            break;
-          case 'down':
-            // A quick tunnel in auto (or quic) only ever dials QUIC: a failed dial is QUIC failing.
-            if (ev.reason === 'dial-failed' && run.protocol !== 'http2' && run.quicNoted === undefined && !run.connectedAt) {
-              run.quicNoted = 'failed';
-              this.log('warn', "QUIC connections to Cloudflare's edge fail here (is UDP port 7844 blocked?): the next start uses HTTP/2 (remembered for 7 days).");
-              void this.protocolMemory.rememberQuicBlocked().catch((err: unknown) => this.log('debug', `Could not remember the protocol: ${(err as Error).message}`));
-            }
-            if (ev.reason === 'retrying' || ev.reason === 'dial-failed') {
-              if (ev.connIndex !== undefined) run.connections.delete(ev.connIndex);
-            } else {
-              run.connections.delete(ev.connIndex ?? 0);
-            }
-            if (run.connectedAt && run.connections.size === 0 && this._state.status !== 'reconnecting') {
-              this.setState({ ...this.liveState(run), status: 'reconnecting', reason: ev.error ?? ev.reason } as TunnelState);
-            }
-            break;
-          default:
-            break;
-        }
+      for (const ev of events) this.applyEvent(run, ev);
+    }
+  }
+
+  /** One parsed event through the pure reducer (cloudflared/runReducer.ts), then its effects. */
+  private applyEvent(run: Run, ev: CloudflaredEvent): void {
+    const { state, effects, changed } = reduceRunLog(run.edge, ev, { now: Date.now(), ...(run.protocol ? { protocol: run.protocol } : {}) });
+    run.edge = state;
+    if (changed) this.setState(this.liveState(run));
+    for (const effect of effects) {
+      switch (effect.kind) {
+        case 'url-known':
+          this.log('info', `Public URL: ${effect.url} (not reachable until the edge connection registers).`);
+          break;
+        case 'metrics-known':
+          this.startPoller(run);
+          break;
+        case 'registered':
+          run.settleStart(this._state);
+          void this.crossCheckUrl(run);
+          void run.poller?.pollNow();
+          break;
+        case 'quic-worked':
+          void this.protocolMemory.forget().catch(() => undefined);
+          break;
+        case 'quic-failed':
+          this.log('warn', "QUIC connections to Cloudflare's edge fail here (is UDP port 7844 blocked?): the next start uses HTTP/2 (remembered for 7 days).");
+          void this.protocolMemory.rememberQuicBlocked().catch((err: unknown) => this.log('debug', `Could not remember the protocol: ${(err as Error).message}`));
+          break;
+        case 'lost':
+          break;
       }
     }
   }
@@ -1047,34 +1000,31 @@ export class TunnelController implements TunnelApi {
   }
 
   /** The state implied by what we know of a live run. */
-  private liveState(run: Run): TunnelState {
+  private liveState(run: Run): StartingState | ConnectingState | ActiveState | ReconnectingState {
     const base = {
       target: this.registry.primary()?.target ?? run.target,
       startedAt: run.startedAt,
       pid: run.pid ?? 0,
-      ...(run.metricsAddress ? { metricsAddress: run.metricsAddress } : {}),
+      ...(run.edge.metricsAddress ? { metricsAddress: run.edge.metricsAddress } : {}),
       ...(this.sharePathOfRun(run) ? { sharePath: this.sharePathOfRun(run) } : {}),
     };
-    if (!run.url) return { status: 'starting', ...base };
-    if (!run.connectedAt) return { status: 'connecting', ...base, url: run.url };
-    const connections = [...run.connections.values()].sort((a, b) => a.connIndex - b.connIndex);
-    if (connections.length === 0) {
-      const prev = this._state;
-      return { status: 'reconnecting', ...base, url: run.url, connectedAt: run.connectedAt, connections, reason: prev.status === 'reconnecting' ? prev.reason : 'edge connection lost' };
-    }
-    return { status: 'active', ...base, url: run.url, connectedAt: run.connectedAt, connections };
+    const { url, connectedAt, connections } = run.edge;
+    if (!url) return { status: 'starting', ...base };
+    if (connectedAt === undefined) return { status: 'connecting', ...base, url };
+    if (connections.length === 0) return { status: 'reconnecting', ...base, url, connectedAt, connections: [...connections], reason: run.edge.lostReason ?? 'edge connection lost' };
+    return { status: 'active', ...base, url, connectedAt, connections: [...connections] };
   }
 
   /** `/quicktunnel` names the hostname cloudflared really got: trust it over our parse. */
   private async crossCheckUrl(run: Run): Promise<void> {
-    if (!run.metricsAddress || !run.url) return;
+    if (!run.edge.metricsAddress || !run.edge.url) return;
     try {
-      const host = await readQuickTunnel(run.metricsAddress);
+      const host = await readQuickTunnel(run.edge.metricsAddress);
       if (!host || run.ended || this.run !== run) return;
       const url = `https://${host}`;
-      if (url !== run.url) {
-        this.log('warn', `cloudflared's metrics server reports ${url}, the log said ${run.url}; using ${url}.`);
-        run.url = url;
+      if (url !== run.edge.url) {
+        this.log('warn', `cloudflared's metrics server reports ${url}, the log said ${run.edge.url}; using ${url}.`);
+        run.edge = { ...run.edge, url };
         this.setState(this.liveState(run));
       }
     } catch (err) {
@@ -1106,13 +1056,13 @@ export class TunnelController implements TunnelApi {
   /** One read now (for a reader that does not watch); resolves when it is in, or failed. */
   async refreshMetrics(): Promise<void> {
     const run = this.run;
-    if (!run || run.ended || !run.metricsAddress) return;
+    if (!run || run.ended || !run.edge.metricsAddress) return;
     if (run.poller) {
       await run.poller.pollNow();
       return;
     }
     try {
-      const m = await readMetrics(run.metricsAddress);
+      const m = await readMetrics(run.edge.metricsAddress);
       if (run.ended || this.run !== run) return;
       this._metrics = m;
       this._onDidChangeMetrics.fire(m);
@@ -1122,8 +1072,8 @@ export class TunnelController implements TunnelApi {
   }
 
   private startPoller(run: Run): void {
-    if (run.poller || !run.metricsAddress || this.options.metricsIntervalMs <= 0 || this.metricsWatchers === 0) return;
-    run.poller = new MetricsPoller(run.metricsAddress, {
+    if (run.poller || !run.edge.metricsAddress || this.options.metricsIntervalMs <= 0 || this.metricsWatchers === 0) return;
+    run.poller = new MetricsPoller(run.edge.metricsAddress, {
       intervalMs: this.options.metricsIntervalMs,
       onMetrics: (m) => {
         if (run.ended || this.run !== run) return;
@@ -1139,19 +1089,20 @@ export class TunnelController implements TunnelApi {
     // A stop requested before the timeout is already ending the run: it ends stopped, not timed out.
     if (run.startSettled || run.ended || run.stopRequested) return;
     const secs = Math.round(this.options.startTimeoutMs / 1000);
-    if (run.url) {
+    if (run.edge.url) {
       // The URL exists; cloudflared keeps trying to reach the edge. Report honestly and keep going.
       this.log('warn', `No edge connection after ${secs} s; cloudflared keeps trying. The URL will not work until it connects.`);
       run.settleStart(this._state);
       return;
     }
-    // Before the spawn (slow lookup or disk) this ends the run at spawnRun's next checkpoint.
+    // Before the spawn (slow lookup or disk) the abort ends the preparation after its current step.
     run.failure = {
       code: 'timeout',
       message: `cloudflared gave no tunnel URL within ${secs} s. Cloudflare's quick-tunnel service may be slow or unreachable from this network; check the connection (and any proxy), then try again.`,
       lastLines: [...run.lastLines],
     };
     this.log('error', run.failure.message);
+    run.abort.abort();
     this.terminate(run);
   }
 
@@ -1197,11 +1148,11 @@ export class TunnelController implements TunnelApi {
       next = { status: 'stopped' };
     } else {
       let err = error ?? run.failure ?? this.describeExit(run, code, signal);
-      if (run.quicNoted === 'failed' && !run.connectedAt) err = { ...err, message: `${err.message} QUIC (UDP 7844) fails on this network: start again and MCP Tunnel uses HTTP/2 (remembered for 7 days).` };
+      if (run.edge.quic === 'failed' && run.edge.connectedAt === undefined) err = { ...err, message: `${err.message} QUIC (UDP 7844) fails on this network: start again and MCP Tunnel uses HTTP/2 (remembered for 7 days).` };
       if (!error && !run.failure) this.log('error', err.message);
       next = { status: 'failed', target: run.target, error: err };
       // Only a run that got as far as a URL restarts: a failed start would just fail again.
-      if (wasCurrent && !run.failure && run.startSettled && run.url) next = this.maybeRestart(run, next);
+      if (wasCurrent && !run.failure && run.startSettled && run.edge.url) next = this.maybeRestart(run, next);
     }
     // The shares end with the tunnel, unless an automatic restart brings them back.
     if (wasCurrent && next.status !== 'restarting') this.registry.clear();
@@ -1233,7 +1184,7 @@ export class TunnelController implements TunnelApi {
         return { ...base, code: 'exited', message: `cloudflared rejected its configuration${d}.` };
       default: {
         const last = [...lastLines].reverse().find((l) => /err|fail|fatal|cannot|could not|unable/i.test(l)) ?? lastLines[lastLines.length - 1];
-        const phase = run.connectedAt ? 'while the tunnel was live' : run.url ? 'before connecting to the edge' : 'before the tunnel URL was issued';
+        const phase = run.edge.connectedAt ? 'while the tunnel was live' : run.edge.url ? 'before connecting to the edge' : 'before the tunnel URL was issued';
         return { ...base, code: 'exited', message: `cloudflared ${how} ${phase}${last ? `: ${last}` : ''}. See the log for details, then start again.` };
       }
     }

@@ -14,7 +14,7 @@ export interface TunnelTreeRow {
   tooltip?: string;
   icon: string;
   color?: string;
-  /** What inline actions apply: `copyable`, `openable`, `rotatable`, `share` (a share node). */
+  /** What actions apply (package.json `view/item/context`): `copyable`, `openable`, `share …` (a share node), `shareAccessSecret`, `shareLink`, … */
   contextValue?: string;
   /** The value Copy / Open act on. */
   value?: string;
@@ -103,7 +103,10 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
     return this.rows();
   }
 
-  /** The rows for the current state (also what the extension-host tests read). */
+  /**
+   * The rows for the current state (also what the extension-host tests read): one tunnel node
+   * (status, public URL, edge, cloudflared, totals) and under it one node per share.
+   */
   rows(): TunnelTreeRow[] {
     const s = this.controller.state;
     this.scheduleTick();
@@ -124,94 +127,84 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
     };
     const [icon, color] = statusIcon[s.status] ?? ['circle-outline'];
     const statusText: Record<string, string> = {
-      starting: 'Starting…',
-      connecting: 'Connecting to the edge…',
-      active: 'Active',
-      reconnecting: 'Reconnecting…',
-      stopping: 'Stopping…',
-      failed: 'Failed',
-      restarting: s.status === 'restarting' ? `Restarting (attempt ${s.restartAttempt}) at ${new Date(s.restartAt).toLocaleTimeString()}` : 'Restarting',
+      starting: vscode.l10n.t('Starting…'),
+      connecting: vscode.l10n.t('Connecting to the edge…'),
+      active: vscode.l10n.t('Active'),
+      reconnecting: vscode.l10n.t('Reconnecting…'),
+      stopping: vscode.l10n.t('Stopping…'),
+      failed: vscode.l10n.t('Failed'),
+      restarting: s.status === 'restarting' ? vscode.l10n.t('Restarting (attempt {0}) at {1}', s.restartAttempt, new Date(s.restartAt).toLocaleTimeString()) : vscode.l10n.t('Restarting'),
     };
-    rows.push({ id: 'status', label: 'Status', description: statusText[s.status] ?? s.status, icon, ...(color ? { color } : {}) });
     if (s.status === 'failed' || s.status === 'restarting') {
-      rows.push({ id: 'error', label: 'Error', description: s.error.message, tooltip: [s.error.message, '', ...s.error.lastLines.slice(-8)].join('\n'), icon: 'info' });
+      rows.push({ id: 'error', label: vscode.l10n.t('Error'), description: s.error.message, tooltip: [s.error.message, '', ...s.error.lastLines.slice(-8)].join('\n'), icon: 'info' });
     }
-    const sharePath = sharePathOf(s);
-    if (isLive(s)) {
-      if (sharePath) {
-        const st = this.accessStats();
-        const refused = st && st.rejected > 0 ? ` · ${st.rejected} refused` : '';
-        rows.push({
-          id: 'access',
-          label: 'Access',
-          description: `Secret link required${refused}`,
-          tooltip:
-            'Only requests carrying the share secret reach your server: the copied MCP URL and client configs include it. ' +
-            `Anything else gets 401 without touching your server.${st ? ` Let through: ${st.passed}; refused: ${st.rejected}.` : ''} Rotate the secret to cut off everyone who has it.`,
-          icon: 'lock',
-          contextValue: 'rotatable',
-        });
-      } else {
-        rows.push({
-          id: 'access',
-          label: 'Access',
-          description: 'Open: anyone with the URL',
-          tooltip: 'This tunnel has no access gate: anyone who learns the public URL reaches your local server. Restart it with mcpTunnel.access set to "secret" to require the share secret.',
-          icon: 'unlock',
-          color: 'problemsWarningIcon.foreground',
-        });
-      }
-    }
-    if (snap.url) {
-      rows.push({ id: 'url', label: 'Public URL', description: snap.url, icon: 'globe', contextValue: sharePath ? 'copyable' : 'copyable openable', value: snap.url });
-      const mcpUrl = snap.mcp_url ?? '';
-      const shown = maskSharePath(mcpUrl, sharePath);
-      rows.push({ id: 'mcpUrl', label: 'Public MCP URL', description: shown, tooltip: sharePath ? `${shown}\nThe share secret is hidden here; Copy puts the full URL on the clipboard.` : mcpUrl, icon: 'plug', contextValue: 'copyable', value: mcpUrl });
-    }
-    const primary = this.controller.listShares()[0];
-    if (primary?.kind === 'stdio' && primary.command) {
-      // A stdio server through the bridge: what runs matters, not the bridge's loopback port.
-      rows.push({
-        id: 'local',
-        label: primary.name,
-        description: `stdio${primary.detail ? ` · ${primary.detail}` : ''}`,
-        tooltip: `${primary.command}\nRuns on this machine, one process per client session (ends after idle). Notifications that travel only on the GET stream arrive late through a quick tunnel (cloudflared#1449); POST streams flow.`,
-        icon: 'terminal',
-        contextValue: 'copyable stdioShare',
-        value: primary.command,
-        shareId: primary.id,
-      });
-    } else {
-      const local = joinUrl(localUrlOf(target), target.path);
-      rows.push({ id: 'local', label: 'Local target', description: local, icon: 'server', contextValue: 'copyable', value: local });
-    }
-    if (snap.pid) rows.push({ id: 'pid', label: 'PID', description: String(snap.pid), icon: 'symbol-number' });
+    if (snap.url) rows.push({ id: 'url', label: vscode.l10n.t('Public URL'), description: snap.url, tooltip: vscode.l10n.t('{0}\nThe tunnel\'s address; each share below has its own MCP URL.', snap.url), icon: 'globe', contextValue: sharePathOf(s) ? 'copyable' : 'copyable openable', value: snap.url });
     if (s.status === 'active' || s.status === 'reconnecting') {
-      rows.push({ id: 'uptime', label: 'Uptime', description: formatUptime(snap.uptime_seconds), icon: 'clock' });
-      if (snap.edge_locations.length) rows.push({ id: 'edge', label: 'Edge location', description: snap.edge_locations.join(', '), icon: 'location' });
+      rows.push({ id: 'uptime', label: vscode.l10n.t('Uptime'), description: formatUptime(snap.uptime_seconds), icon: 'clock' });
+      if (snap.edge_locations.length) rows.push({ id: 'edge', label: vscode.l10n.t('Edge location'), description: snap.edge_locations.join(', '), icon: 'location' });
     }
     const protocolNote = isLive(s) ? this.controller.protocolNote?.() : undefined;
-    if (protocolNote) rows.push({ id: 'protocol', label: 'Protocol', description: protocolNote, tooltip: `${protocolNote}. Quick tunnels never fall back from QUIC by themselves, so MCP Tunnel starts them with HTTP/2 here. Set mcpTunnel.protocol to choose yourself.`, icon: 'arrow-swap' });
-        const cf = this.controller.cloudflared ?? this.cloudflaredHint();
-    if (cf) rows.push({ id: 'cloudflared', label: 'cloudflared', description: `${cf.version}  ${cf.path}`, tooltip: `cloudflared ${cf.version} at ${cf.path}`, icon: 'package', contextValue: 'copyable', value: cf.path });
+    if (protocolNote) rows.push({ id: 'protocol', label: vscode.l10n.t('Protocol'), description: protocolNote, tooltip: vscode.l10n.t('{0}. Quick tunnels never fall back from QUIC by themselves, so MCP Tunnel starts them with HTTP/2 here. Set mcpTunnel.protocol to choose yourself.', protocolNote), icon: 'arrow-swap' });
+    if (snap.pid) rows.push({ id: 'pid', label: vscode.l10n.t('PID'), description: String(snap.pid), icon: 'symbol-number' });
+    const cf = this.controller.cloudflared ?? this.cloudflaredHint();
+    if (cf) rows.push({ id: 'cloudflared', label: 'cloudflared', description: `${cf.version}  ${cf.path}`, tooltip: vscode.l10n.t('cloudflared {0} at {1}', cf.version, cf.path), icon: 'package', contextValue: 'copyable', value: cf.path });
     const m = this.controller.metrics;
     if (m) {
-      rows.push({ id: 'requests', label: 'Requests', description: `${m.totalRequests} total · ${m.requestErrors} errors · ${m.concurrentRequests} in flight`, icon: 'pulse' });
-      rows.push({ id: 'responses', label: 'Responses', description: formatResponses(m.responsesByCode), icon: 'list-ordered' });
+      rows.push({ id: 'requests', label: vscode.l10n.t('Requests'), description: vscode.l10n.t('{0} total · {1} errors · {2} in flight', m.totalRequests, m.requestErrors, m.concurrentRequests), icon: 'pulse' });
+      rows.push({ id: 'responses', label: vscode.l10n.t('Responses'), description: formatResponses(m.responsesByCode), icon: 'list-ordered' });
     }
-    // One tunnel, several shares: each with its own node (the rows above describe the first).
+    const st = isLive(s) ? this.accessStats() : undefined;
+    if (st && st.rejected > 0) {
+      rows.push({
+        id: 'refused',
+        label: vscode.l10n.t('Refused'),
+        description: vscode.l10n.t('{0} without a valid secret', st.rejected),
+        tooltip: vscode.l10n.t('Requests with no share secret, a wrong one, or a rotated-out one got 401 without reaching any server. Let through: {0}; refused: {1}.', st.passed, st.rejected),
+        icon: 'shield',
+      });
+    }
+    // Every share under the tunnel, one node each, whether it is alone or not.
     const shares = isLive(s) ? this.controller.listShares() : [];
     // The Internet row only while active: a check runs only then.
     const active = s.status === 'active';
     const reach = (id: string): ReachabilityResult | undefined => (active ? this.reachability?.result(id) : undefined);
-    if (shares.length > 1) rows.push({ id: 'shares', label: 'Shares', description: `${shares.length} on this tunnel`, icon: 'layers', children: shares.map((sh) => shareNode(sh, snap.url, this.controller.activity(sh.id), reach(sh.id), active)) });
-    else if (shares[0]) rows.push(...shareDetails(shares[0], this.controller.activity(shares[0].id), reach(shares[0].id), active));
-    return rows;
+    for (const sh of shares) rows.push(shareNode(sh, snap.url, this.controller.activity(sh.id), reach(sh.id), active));
+    if (shares.length === 0) {
+      const local = joinUrl(localUrlOf(target), target.path);
+      rows.push({ id: 'local', label: vscode.l10n.t('Local target'), description: local, icon: 'server', contextValue: 'copyable', value: local });
+    }
+    const host = snap.url ? snap.url.replace(/^https:\/\//, '') : undefined;
+    const count = shares.length > 1 ? vscode.l10n.t('{0} shares', shares.length) : undefined;
+    return [
+      {
+        id: 'tunnel',
+        label: vscode.l10n.t('Tunnel'),
+        description: [statusText[s.status] ?? s.status, host, count].filter(Boolean).join(' · '),
+        tooltip: [statusText[s.status] ?? s.status, snap.url, count].filter(Boolean).join('\n'),
+        icon,
+        ...(color ? { color } : {}),
+        contextValue: 'tunnel',
+        children: rows,
+      },
+    ];
   }
 
-  /** The share nodes' rows (what the extension-host tests read). */
+  /** Every row, depth first (what the extension-host tests search). */
+  allRows(): TunnelTreeRow[] {
+    const out: TunnelTreeRow[] = [];
+    const walk = (rs: TunnelTreeRow[]): void => {
+      for (const r of rs) {
+        out.push(r);
+        if (r.children) walk(r.children);
+      }
+    };
+    walk(this.rows());
+    return out;
+  }
+
+  /** The share nodes, one per share (what the extension-host tests read). */
   shareRows(): TunnelTreeRow[] {
-    return this.rows().find((r) => r.id === 'shares')?.children ?? [];
+    return this.rows()[0]?.children?.filter((r) => r.id.startsWith('share:')) ?? [];
   }
 
   private scheduleTick(): void {
@@ -235,24 +228,30 @@ export class TunnelTreeProvider implements vscode.TreeDataProvider<TunnelTreeRow
 /** A share: its name and state, and under it the rows a user acts on. */
 function shareNode(sh: ShareSnapshot, tunnelUrl: string | null, calls: readonly RecordedCall[], reach: ReachabilityResult | undefined, live: boolean): TunnelTreeRow {
   const secretPath = sh.access === 'secret' ? shareUrlPrefix(tunnelUrl, sh) : undefined;
-  const shown = sh.mcp_url ? maskSharePath(sh.mcp_url, secretPath) : 'no URL yet';
-  const traffic = `${sh.requests} request${sh.requests === 1 ? '' : 's'} · ${sh.errors} error${sh.errors === 1 ? '' : 's'}`;
-  const last = sh.last_request_at ? ` · last ${new Date(sh.last_request_at).toLocaleTimeString()}` : '';
-  const children: TunnelTreeRow[] = [
-    { id: `${sh.id}:mcpUrl`, label: 'MCP URL', description: shown, tooltip: secretPath ? `${shown}\nThe secret is hidden here; Copy puts the full URL on the clipboard.` : (sh.mcp_url ?? ''), icon: 'plug', contextValue: 'copyable', ...(sh.mcp_url ? { value: sh.mcp_url } : {}), shareId: sh.id },
+  const shown = sh.mcp_url ? maskSharePath(sh.mcp_url, secretPath) : vscode.l10n.t('no URL yet');
+  const traffic = sh.requests === 1 ? (sh.errors === 1 ? vscode.l10n.t('1 request · 1 error') : vscode.l10n.t('1 request · {0} errors', sh.errors)) : sh.errors === 1 ? vscode.l10n.t('{0} requests · 1 error', sh.requests) : vscode.l10n.t('{0} requests · {1} errors', sh.requests, sh.errors);
+  const last = sh.last_request_at ? vscode.l10n.t(' · last {0}', new Date(sh.last_request_at).toLocaleTimeString()) : '';
+  const children: TunnelTreeRow[] = [];
+  if (sh.command) {
+    children.push({ id: `${sh.id}:runs`, label: vscode.l10n.t('Runs'), description: `${sh.detail ? `${sh.detail} · ` : ''}${sh.command}`, tooltip: vscode.l10n.t('{0}\nstdio, one process per client session. GET-stream notifications arrive late through a quick tunnel (cloudflared#1449).', sh.command), icon: 'terminal', contextValue: 'copyable stdioShare', value: sh.command, shareId: sh.id });
+  } else {
+    children.push({ id: `${sh.id}:local`, label: vscode.l10n.t('Local target'), description: sh.local_mcp_url, icon: 'server', contextValue: 'copyable', value: sh.local_mcp_url, shareId: sh.id });
+  }
+  children.push(
+    { id: `${sh.id}:mcpUrl`, label: vscode.l10n.t('MCP URL'), description: shown, tooltip: secretPath ? vscode.l10n.t('{0}\nThe secret is hidden here; Copy puts the full URL on the clipboard.', shown) : (sh.mcp_url ?? ''), icon: 'plug', contextValue: 'copyable', ...(sh.mcp_url ? { value: sh.mcp_url } : {}), shareId: sh.id },
     sh.access === 'secret'
-      ? { id: `${sh.id}:access`, label: 'Access', description: 'Secret link required', icon: 'lock', contextValue: 'shareAccessSecret', shareId: sh.id }
-      : { id: `${sh.id}:access`, label: 'Access', description: 'Open: anyone with the URL', icon: 'unlock', color: 'problemsWarningIcon.foreground', shareId: sh.id },
-    { id: `${sh.id}:traffic`, label: 'Traffic', description: traffic + last, icon: 'pulse', shareId: sh.id },
-  ];
-  if (sh.command) children.unshift({ id: `${sh.id}:runs`, label: 'Runs', description: `${sh.detail ? `${sh.detail} · ` : ''}${sh.command}`, tooltip: `${sh.command}\nstdio, one process per client session. GET-stream notifications arrive late through a quick tunnel (cloudflared#1449).`, icon: 'terminal', contextValue: 'copyable stdioShare', value: sh.command, shareId: sh.id });
+      ? { id: `${sh.id}:access`, label: vscode.l10n.t('Access'), description: vscode.l10n.t('Secret link required'), tooltip: vscode.l10n.t('Only requests carrying this share\'s secret reach its server: its copied MCP URL and client configs include it. Anything else gets 401 without touching the server. Rotate the secret to cut off everyone who has it.'), icon: 'lock', contextValue: 'shareAccessSecret', shareId: sh.id }
+      : { id: `${sh.id}:access`, label: vscode.l10n.t('Access'), description: vscode.l10n.t('Open: anyone with the URL'), tooltip: vscode.l10n.t('Anyone who learns this URL reaches the server. Stop the share and share it again with a secret link to require one.'), icon: 'unlock', color: 'problemsWarningIcon.foreground', shareId: sh.id },
+    { id: `${sh.id}:traffic`, label: vscode.l10n.t('Traffic'), description: traffic + last, icon: 'pulse', shareId: sh.id },
+  );
   children.push(...shareDetails(sh, calls, reach, live));
-  if (sh.problem) children.push({ id: `${sh.id}:problem`, label: 'Problem', description: sh.problem, icon: 'warning', color: 'problemsWarningIcon.foreground', shareId: sh.id });
+  if (sh.problem) children.push({ id: `${sh.id}:problem`, label: vscode.l10n.t('Problem'), description: sh.problem, icon: 'warning', color: 'problemsWarningIcon.foreground', shareId: sh.id });
   const icon = sh.reachable === false ? 'warning' : sh.access === 'open' ? 'unlock' : 'lock';
+  const access = sh.access === 'open' ? vscode.l10n.t('open') : vscode.l10n.t('secret');
   return {
     id: `share:${sh.id}`,
     label: sh.name,
-    description: `${sh.kind === 'stdio' ? 'stdio · ' : ''}${sh.access === 'open' ? 'open' : 'secret'} · ${traffic}`,
+    description: `${sh.kind === 'stdio' ? 'stdio · ' : ''}${access} · ${traffic}`,
     tooltip: `${sh.name}: ${shown}\n${traffic}${last}${sh.problem ? `\n${sh.problem}` : ''}`,
     icon,
     ...(sh.reachable === false || sh.access === 'open' ? { color: 'problemsWarningIcon.foreground' } : {}),

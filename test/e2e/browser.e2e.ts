@@ -3,13 +3,15 @@
 //
 //   node --import tsx test/e2e/browser.e2e.ts [--vsix mcp-tunnel.vsix] [--only 1,3] [--update-docs]
 //
-// Scenarios (run in the order 1, 3, 2: 1 and 3 share one server; 2 needs a server with another PATH):
+// Scenarios (run in the order 1, 3, 4, 2: 1, 3 and 4 share one server; 2 needs a server with another PATH):
 //   1  user path: stopped status bar item and welcome view → Start Tunnel from the palette (progress
 //      notification) → status bar host + uptime, tree rows, tooltip, actions quick pick → Copy MCP URL
 //      (clipboard) → HTTP through the fake's public port reaches the origin → Stop; the PID is gone.
 //   3  VS Code's own MCP client: MCP: List Servers → MCP Tunnel → Start Server → "Discovered N tools";
 //      then a helper extension (test/e2e/helper-extension) calls start_tunnel / get_tunnel_status /
 //      stop_tunnel through vscode.lm.invokeTool: VS Code's confirmation, our consent modal, the status bar.
+//   4  two origins shared at once: the tree (screenshot), each only with its own secret, rotate one,
+//      stop one, Stop Tunnel → cloudflared gone, nothing left.
 //   2  cloudflared missing (a second server, PATH without the fake): the install-guidance welcome view,
 //      then Start → an error notification naming the fix.
 // Screenshots: test-results/e2e-*.png. --update-docs copies the README ones to docs/screenshots/.
@@ -174,9 +176,9 @@ async function startOrigin(): Promise<Origin> {
   return { port, requests, close: async () => void (await Promise.all([close(v4), v6ok ? close(v6) : Promise.resolve()])) };
 }
 
-function httpGet(port: number, urlPath: string): Promise<{ status: number; body: string }> {
+function httpGet(port: number, urlPath: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path: urlPath, agent: false, timeout: 15_000 }, (res) => {
+    const req = http.get({ host: '127.0.0.1', port, path: urlPath, headers, agent: false, timeout: 15_000 }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
@@ -486,13 +488,13 @@ async function scenarioUserPath(ctx: Ctx): Promise<string[]> {
   // Tree rows.
   const rows = await waitUntil(async () => {
     const r = await treeRows(sidebar);
-    return r.get('Status') === 'Active' && r.has('Uptime') && r.has('cloudflared') ? r : undefined;
+    return /^Active · /.test(r.get('Tunnel') ?? '') && r.has('Uptime') && r.has('cloudflared') ? r : undefined;
   }, 'tree rows of the active tunnel');
   const url = rows.get('Public URL') ?? '';
-  const maskedMcpUrl = rows.get('Public MCP URL') ?? '';
+  const maskedMcpUrl = rows.get('MCP URL') ?? '';
   check(/^https:\/\/[a-z0-9-]+\.trycloudflare\.com$/.test(url), `Public URL row, got "${url}"`);
   // Secret mode is the default: the row hides the share secret; Copy MCP URL has it.
-  check(maskedMcpUrl === `${url}/••••••/mcp`, `Public MCP URL row = URL + hidden secret + /mcp, got "${maskedMcpUrl}"`);
+  check(maskedMcpUrl === `${url}/••••••/mcp`, `the share's MCP URL row = URL + hidden secret + /mcp, got "${maskedMcpUrl}"`);
   check(rows.get('Access') === 'Secret link required', `Access row, got "${rows.get('Access')}"`);
   check(rows.get('Local target') === `http://localhost:${ctx.origin.port}/mcp`, `Local target row, got "${rows.get('Local target')}"`);
   const pid = Number(rows.get('PID'));
@@ -633,8 +635,8 @@ async function scenarioUserPath(ctx: Ctx): Promise<string[]> {
   const secondName = `localhost:${second.port}/mcp`;
   const shareRows = await waitUntil(async () => {
     const r = await treeRows(sidebar);
-    return r.get('Shares') === '2 on this tunnel' && r.has(secondName) ? r : undefined;
-  }, 'the Shares section with both shares');
+    return /· 2 shares$/.test(r.get('Tunnel') ?? '') && r.has(secondName) ? r : undefined;
+  }, 'both shares under the tunnel node');
   check(/^secret · 0 requests · 0 errors$/.test(shareRows.get(secondName) ?? ''), `the new share's node, got "${shareRows.get(secondName)}"`);
   check(shareRows.get('MCP URL')?.includes('/••••••/mcp') === true, `a share's MCP URL row hides its secret, got "${shareRows.get('MCP URL')}"`);
   check(Number(shareRows.get('PID')) === pid, 'the second share runs on the same cloudflared');
@@ -657,15 +659,15 @@ async function scenarioUserPath(ctx: Ctx): Promise<string[]> {
   await waitForStatus(page, /^[^·]+ · (<1m|\d+m)$/, 'one share left in the status bar');
   check((await httpGet(state.publicPort, new URL(secondUrl).pathname)).status === 401, "the stopped share's URL is refused");
   check((await httpGet(state.publicPort, new URL(rotated).pathname)).status === 200, 'the first share goes on');
-  notes.push(`Share Local Server…: "${twoBar}", a Shares section, its own secret; Stop Share leaves the first`);
+  notes.push(`Share Local Server…: "${twoBar}", both under the tunnel node, its own secret; Stop Share leaves the first`);
 
   // Share MCP Server…: a stdio server from .vscode/mcp.json, through the bridge, beside the first share.
   await runCommandOpeningPick(page, 'MCP Tunnel: Share MCP Server…');
   await pickQuickItem(page, 'everything');
   const stdioRows = await waitUntil(async () => {
     const r = await treeRows(sidebar);
-    return r.get('Shares') === '2 on this tunnel' && /^stdio · secret · /.test(r.get('everything') ?? '') && /tools · 0 sessions/.test(r.get('Runs') ?? '') && /^Reachable from the internet · \d+ ms/.test(r.get('Internet') ?? '') ? r : undefined;
-  }, 'the stdio share in the Shares section, checked from the internet side', 60_000);
+    return /· 2 shares$/.test(r.get('Tunnel') ?? '') && /^stdio · secret · /.test(r.get('everything') ?? '') && /tools · 0 sessions/.test(r.get('Runs') ?? '') && /^Reachable from the internet · \d+ ms/.test(r.get('Internet') ?? '') ? r : undefined;
+  }, 'the stdio share under the tunnel node, checked from the internet side', 60_000);
   check(/^1\d tools · 0 sessions · .*server-everything/.test(stdioRows.get('Runs') ?? ''), `the stdio share's Runs row, got "${stdioRows.get('Runs')}"`);
   await clearNotifications(page);
   await shot(page, 'e2e-06e-stdio-share');
@@ -793,11 +795,11 @@ async function scenarioUserPath(ctx: Ctx): Promise<string[]> {
   const openBar = await waitForStatus(page, /^\S+ · open · <1m$/, 'the open tunnel in the status bar', 60_000);
   const openRows = await waitUntil(async () => {
     const r = await treeRows(sidebar);
-    return r.get('Status') === 'Active' && r.has('Access') ? r : undefined;
+    return /^Active · /.test(r.get('Tunnel') ?? '') && r.has('Access') ? r : undefined;
   }, 'tree rows of the open tunnel');
   check(openRows.get('Access') === 'Open: anyone with the URL', `Access row warns, got "${openRows.get('Access')}"`);
   const openUrl = openRows.get('Public URL') ?? '';
-  check(openRows.get('Public MCP URL') === `${openUrl}/mcp`, `open mode: the plain MCP URL, got "${openRows.get('Public MCP URL')}"`);
+  check(openRows.get('MCP URL') === `${openUrl}/mcp`, `open mode: the plain MCP URL, got "${openRows.get('MCP URL')}"`);
   const openBg = await statusItem(page).evaluate((el) => (globalThis as unknown as { getComputedStyle(e: unknown): { backgroundColor: string } }).getComputedStyle(el).backgroundColor);
   check(openBg !== 'rgba(0, 0, 0, 0)' && openBg !== 'transparent', `the open tunnel's status bar item has a warning background, got ${openBg}`);
   const openPid = Number(openRows.get('PID'));
@@ -809,6 +811,130 @@ async function scenarioUserPath(ctx: Ctx): Promise<string[]> {
   await runCommand(page, 'MCP Tunnel: Stop Tunnel');
   await waitForStatus(page, STOPPED, 'stopped after the open tunnel');
   await waitUntil(() => !alive(openPid), `cloudflared pid ${openPid} to exit`, 20_000);
+  return notes;
+}
+
+/** Run records (`run-<id>.json`) anywhere under `dir`: a stopped tunnel leaves none. */
+function runRecordsUnder(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string, depth: number): void => {
+    if (depth > 6) return;
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p, depth + 1);
+      else if (/^run-[0-9a-f]{12}\.json$/.test(e.name)) out.push(p);
+    }
+  };
+  if (fs.existsSync(dir)) walk(dir, 0);
+  return out;
+}
+
+/** Share Local Server… through the palette: port, then the default host and path, then the access. */
+async function shareLocalServer(page: Page, port: number): Promise<void> {
+  await runCommandOpeningPick(page, 'MCP Tunnel: Share Local Server…');
+  const input = page.locator('.quick-input-widget');
+  await input.locator('.quick-input-title').filter({ hasText: 'Share Local Server (1/4)' }).waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  await page.locator('.quick-input-widget .quick-input-box input').fill(String(port));
+  await page.keyboard.press('Enter');
+  for (const step of ['(2/4)', '(3/4)']) {
+    await input.locator('.quick-input-title').filter({ hasText: step }).waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+    await page.keyboard.press('Enter'); // localhost, /mcp
+  }
+  await input.locator('.quick-input-title').filter({ hasText: '(4/4)' }).waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  await pickQuickItem(page, /Secret link/);
+}
+
+/** Copy MCP URL of Share, picking `name`; waits until the clipboard holds a URL other than `not`. */
+async function copyShareUrl(page: Page, name: string, not: string[]): Promise<string> {
+  await runCommandOpeningPick(page, 'MCP Tunnel: Copy MCP URL of Share');
+  await pickQuickItem(page, name);
+  return waitUntil(async () => {
+    const c = await page.evaluate<string>('navigator.clipboard.readText()').catch(() => '');
+    return /^https:\/\/[^/]+\/[A-Za-z0-9_-]{43}\/mcp$/.test(c) && !not.includes(c) ? c : undefined;
+  }, `the MCP URL of ${name} on the clipboard`);
+}
+
+/**
+ * Two origins shared at once from a stopped tunnel: both under the tunnel node (screenshot), each
+ * reachable only with its own secret (path or bearer), rotate one (the other still works), stop
+ * one, Stop Tunnel: cloudflared gone, the public port dead, no run record left.
+ */
+async function scenarioTwoShares(ctx: Ctx): Promise<string[]> {
+  const notes: string[] = [];
+  const { page, server: vscodeServer } = await serverA(ctx);
+  const sidebar = await openTunnelView(page);
+  await waitForStatus(page, STOPPED, 'a stopped tunnel to begin with');
+  const a = await startOrigin();
+  const b = await startOrigin();
+  ctx.cleanups.push(() => a.close(), () => b.close());
+  const nameA = `localhost:${a.port}/mcp`;
+  const nameB = `localhost:${b.port}/mcp`;
+
+  await shareLocalServer(page, a.port);
+  await waitForStatus(page, ACTIVE, 'the first share starts the tunnel', 60_000);
+  await shareLocalServer(page, b.port);
+  const bar = await waitForStatus(page, /· 2 shares · /, 'two shares in the status bar');
+  await widenSidebar(page, 620);
+  const rows = await waitUntil(async () => {
+    const r = await treeRows(sidebar);
+    return /^Active · .* · 2 shares$/.test(r.get('Tunnel') ?? '') && r.has(nameA) && r.has(nameB) && r.has('PID') ? r : undefined;
+  }, 'the tunnel node with both shares under it', 60_000);
+  check(/^secret · 0 requests · 0 errors$/.test(rows.get(nameB) ?? ''), `the second share's node, got "${rows.get(nameB)}"`);
+  const pid = Number(rows.get('PID'));
+  check(Number.isInteger(pid) && alive(pid), `one live cloudflared, got PID "${rows.get('PID')}"`);
+  await clearNotifications(page);
+  await page.mouse.move(5, 5);
+  await shot(page, 'e2e-40-two-shares-tree');
+
+  const state = await fakeState(ctx, pid);
+  const urlA = await copyShareUrl(page, nameA, []);
+  const urlB = await copyShareUrl(page, nameB, [urlA]);
+  const pathA = new URL(urlA).pathname;
+  const pathB = new URL(urlB).pathname;
+  const secretB = pathB.split('/')[1] ?? '';
+  // Which origin a request reached, by a marker of its own (the reachability check also calls
+  // the origins, so counting requests would not tell).
+  let marks = 0;
+  const reached = async (p: string, headers: Record<string, string> = {}): Promise<[number, number, number]> => {
+    const mark = `e2e-two-shares-${++marks}`;
+    const { status } = await httpGet(state.publicPort, `${p}?mark=${mark}`, headers);
+    const seen = (o: Origin): number => o.requests.filter((r) => r.url.includes(mark)).length;
+    return [status, seen(a), seen(b)];
+  };
+  check(JSON.stringify(await reached(pathA)) === '[200,1,0]', "A's secret reaches A only");
+  check(JSON.stringify(await reached(pathB)) === '[200,0,1]', "B's secret reaches B only");
+  check(JSON.stringify(await reached('/mcp', { authorization: `Bearer ${secretB}` })) === '[200,0,1]', "B's secret as a bearer header reaches B");
+  check(JSON.stringify(await reached('/mcp')) === '[401,0,0]', 'no secret: 401, no origin touched');
+  check(JSON.stringify(await reached(`/${'x'.repeat(43)}/mcp`)) === '[401,0,0]', 'a wrong secret: 401, no origin touched');
+
+  // Rotate B alone: its old URL is refused, its new one works, A is untouched.
+  await runCommandOpeningPick(page, 'MCP Tunnel: Rotate Secret of Share');
+  await pickQuickItem(page, nameB);
+  await waitUntil(async () => (await httpGet(state.publicPort, pathB)).status === 401 || undefined, "B's old secret to be refused");
+  check(JSON.stringify(await reached(pathA)) === '[200,1,0]', 'A still works after B rotated');
+  const urlB2 = await copyShareUrl(page, nameB, [urlA, urlB]);
+  check(JSON.stringify(await reached(new URL(urlB2).pathname)) === '[200,0,1]', "B's new secret works");
+
+  // Stop A alone: A is refused, B goes on, the tunnel too.
+  await runCommandOpeningPick(page, 'MCP Tunnel: Stop Share');
+  await pickQuickItem(page, nameA);
+  await waitForStatus(page, ACTIVE, 'one share left in the status bar');
+  check(JSON.stringify(await reached(pathA)) === '[401,0,0]', "the stopped share's URL is refused");
+  check(JSON.stringify(await reached(new URL(urlB2).pathname)) === '[200,0,1]', 'B goes on');
+  check(alive(pid), 'the same cloudflared runs on');
+
+  // Stop Tunnel: cloudflared gone, nothing answers on its public port, no run record left.
+  const roots = [vscodeServer.dirs.userData, vscodeServer.dirs.serverData];
+  const records = (): string[] => roots.flatMap((r) => runRecordsUnder(r));
+  check(records().length === 1, `the live run has its run record (so its absence later means something), found ${records().join(', ') || 'none'}`);
+  await runCommand(page, 'MCP Tunnel: Stop Tunnel');
+  await waitForStatus(page, STOPPED, 'stopped after Stop Tunnel');
+  await waitUntil(() => !alive(pid), `cloudflared pid ${pid} to exit`, 20_000);
+  const dead = await httpGet(state.publicPort, new URL(urlB2).pathname).then((r) => `answered ${r.status}`, () => 'refused');
+  check(dead === 'refused', `the public port is closed after Stop Tunnel, got ${dead}`);
+  const left = await waitUntil(() => (records().length === 0 ? [] : undefined), 'no run record left', 10_000).catch(() => records());
+  check(left.length === 0, `no run record is left, found ${left.join(', ')}`);
+  notes.push(`two shares ("${bar}"): each only with its own secret; rotate B (A works), stop A (B works); Stop Tunnel: pid ${pid} gone, port closed, no run record`);
   return notes;
 }
 
@@ -898,7 +1024,7 @@ async function scenarioMcpClient(ctx: Ctx): Promise<string[]> {
   check(statusShowsHost(bar, startOut.url), `status bar shows the agent's tunnel ${startOut.url} and "· <1m", got "${bar}"`);
   const rows = await waitUntil(async () => {
     const r = await treeRows(sidebar);
-    return r.get('Status') === 'Active' ? r : undefined;
+    return /^Active · /.test(r.get('Tunnel') ?? '') ? r : undefined;
   }, 'tree rows of the agent-started tunnel');
   check(rows.get('Public URL') === startOut.url, `tree Public URL = start_tunnel url, got ${rows.get('Public URL')}`);
   await shot(page, 'e2e-35-agent-active');
@@ -1070,6 +1196,7 @@ async function main(): Promise<number> {
     const scenarios: [string, string, (c: Ctx) => Promise<string[]>][] = [
       ['1', 'user path (palette, status bar, view, tooltip, actions, clipboard, traffic, stop)', scenarioUserPath],
       ['3', "VS Code's MCP client (List Servers, tools, invokeTool, consent)", scenarioMcpClient],
+      ['4', 'two origins shared at once (own secrets, rotate one, stop one, Stop Tunnel)', scenarioTwoShares],
       ['2', 'cloudflared missing (welcome guidance, error notification)', scenarioMissing],
     ];
     for (const [id, name, fn] of scenarios) {

@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { suite, suiteSetup, suiteTeardown, teardown, test } from 'mocha';
 import * as vscode from 'vscode';
-import type { MpcTunnelExtensionApi } from '../../src/extension';
+import type { McpTunnelExtensionApi } from '../../src/extension';
 
 const EXTENSION_ID = 'mcp-tunnel.mcp-tunnel';
 const FAKE = process.env['MCP_TUNNEL_FAKE_CLOUDFLARED'] ?? path.resolve(__dirname, '..', '..', '..', 'test', 'fixtures', 'cloudflared');
@@ -46,7 +46,7 @@ function request(port: number, p: string, init: { method?: string; headers?: Rec
 }
 
 suite('MCP Tunnel in VS Code', () => {
-  let api: MpcTunnelExtensionApi;
+  let api: McpTunnelExtensionApi;
   let origin: http.Server;
   let originPort: number;
   const hosts: string[] = [];
@@ -62,7 +62,7 @@ suite('MCP Tunnel in VS Code', () => {
     await cfg().update('cloudflaredPath', FAKE, vscode.ConfigurationTarget.Global);
     await cfg().update('defaultPort', originPort, vscode.ConfigurationTarget.Global);
     await cfg().update('stopGracePeriod', 1, vscode.ConfigurationTarget.Global);
-    const ext = vscode.extensions.getExtension<MpcTunnelExtensionApi>(EXTENSION_ID);
+    const ext = vscode.extensions.getExtension<McpTunnelExtensionApi>(EXTENSION_ID);
     assert.ok(ext, 'extension installed');
     api = await ext.activate();
   });
@@ -137,14 +137,20 @@ suite('MCP Tunnel in VS Code', () => {
     assert.ok(secret, `the MCP URL carries the share secret: ${snap.mcp_url}`);
     const shortHost = new URL(snap.url!).hostname.replace('.trycloudflare.com', '');
     assert.match(api.statusBarText(), new RegExp(`^\\$\\(cloud-upload\\) ${shortHost.slice(0, 10)}.* · <1m$`));
-    const byId = () => Object.fromEntries(api.tree.rows().map((r) => [r.id, r]));
-    const rows = Object.fromEntries(api.tree.rows().map((r) => [r.id, r.description]));
-    assert.equal(rows['status'], 'Active');
-    assert.equal(rows['access'], 'Secret link required');
+    // One tunnel node; under it the tunnel's facts and one node per share (a lone one too).
+    const [tunnel] = api.tree.rows();
+    assert.equal(tunnel?.id, 'tunnel');
+    assert.equal(tunnel?.description, `Active · ${new URL(snap.url!).host}`);
+    const share = api.controller.listShares()[0];
+    const byId = () => Object.fromEntries(api.tree.allRows().map((r) => [r.id, r]));
+    const rows = Object.fromEntries(api.tree.allRows().map((r) => [r.id, r.description]));
+    assert.deepEqual(api.tree.shareRows().map((r) => r.id), [`share:${share.id}`], 'a lone share has its node under the tunnel');
+    assert.equal(rows[`${share.id}:access`], 'Secret link required');
+    assert.equal(byId()[`${share.id}:access`]?.contextValue, 'shareAccessSecret', 'rotate is on the share\'s Access row');
     assert.equal(rows['url'], snap.url);
-    assert.equal(rows['mcpUrl'], `${snap.url}/••••••/mcp`, 'the tree hides the secret');
-    assert.equal(byId()['mcpUrl']?.value, snap.mcp_url, 'its Copy action has the full URL');
-    assert.equal(rows['local'], `http://localhost:${originPort}/mcp`);
+    assert.equal(rows[`${share.id}:mcpUrl`], `${snap.url}/••••••/mcp`, 'the tree hides the secret');
+    assert.equal(byId()[`${share.id}:mcpUrl`]?.value, snap.mcp_url, 'its Copy action has the full URL');
+    assert.equal(rows[`${share.id}:local`], `http://localhost:${originPort}/mcp`);
     assert.equal(rows['pid'], String(snap.pid));
     assert.equal(rows['uptime'], '<1m');
     assert.match(rows['cloudflared'] ?? '', /^2026\.8\.2 /);
@@ -160,8 +166,8 @@ suite('MCP Tunnel in VS Code', () => {
     assert.equal((await request(fake.publicPort, '/mcp', { headers: { authorization: `Bearer ${secret}` } })).status, 200);
     // Metrics are read only while the view shows them: show it.
     await vscode.commands.executeCommand('mcpTunnel.status.focus');
-    await waitFor(() => api.tree.rows().find((r) => r.id === 'requests'), 8000, 'metrics row');
-    assert.match(api.tree.rows().find((r) => r.id === 'access')?.description ?? '', /^Secret link required · 1 refused$/);
+    await waitFor(() => api.tree.allRows().find((r) => r.id === 'requests'), 8000, 'metrics row');
+    assert.equal(api.tree.allRows().find((r) => r.id === 'refused')?.description, '1 without a valid secret');
 
     await vscode.commands.executeCommand('mcpTunnel.copyMcpUrl');
     assert.equal(await vscode.env.clipboard.readText(), snap.mcp_url);
@@ -206,6 +212,7 @@ suite('MCP Tunnel in VS Code', () => {
       assert.match(api.statusBarText(), / · 2 shares · <1m$/);
       const nodes = await waitFor(() => (api.tree.shareRows().length === 2 ? api.tree.shareRows() : undefined), 5000, 'two share nodes');
       assert.deepEqual(nodes.map((n) => n.label), [a.name, b.name]);
+      assert.match(api.tree.rows()[0]?.description ?? '', /^Active · .* · 2 shares$/, 'the tunnel node counts its shares');
       assert.equal(nodes[1]?.contextValue, 'share shareWithSecret');
       assert.match(nodes[1]?.children?.find((r) => r.label === 'MCP URL')?.description ?? '', /\/••••••\/mcp$/);
       const fake = JSON.parse(fs.readFileSync(path.join(process.env['FAKE_CLOUDFLARED_STATE_DIR'] ?? os.tmpdir(), `${pid}.json`), 'utf8')) as { publicPort: number };
@@ -231,7 +238,7 @@ suite('MCP Tunnel in VS Code', () => {
       assert.equal((await request(fake.publicPort, pathOf(a.mcp_url))).status, 401);
       assert.equal((await request(fake.publicPort, pathOf(b2.mcp_url))).status, 200);
       assert.equal(api.controller.snapshot().mcp_url, b2.mcp_url);
-      assert.deepEqual(api.tree.shareRows(), [], 'one share: no Shares section');
+      assert.deepEqual(api.tree.shareRows().map((r) => r.label), [b.name], 'one share left: its node, still under the tunnel');
       // Stop Tunnel: every share and cloudflared.
       await vscode.commands.executeCommand('mcpTunnel.stop');
       await waitFor(() => !alive(pid), 5000, 'cloudflared to exit');
@@ -256,7 +263,7 @@ suite('MCP Tunnel in VS Code', () => {
     assert.ok(id, 'a share id');
     try {
       // Once active, the share is checked from the internet side by itself: its Internet row says so.
-      const internet = await waitFor(() => api.tree.rows().find((r) => r.id === `${id}:internet` && r.icon === 'pass'), 30_000, 'the Internet row to say reachable');
+      const internet = await waitFor(() => api.tree.allRows().find((r) => r.id === `${id}:internet` && r.icon === 'pass'), 30_000, 'the Internet row to say reachable');
       assert.match(internet.description, /^Reachable from the internet · \d+ ms/);
       const checked = await vscode.commands.executeCommand<Array<{ state: string; ok: boolean; rtt_ms: number | null }>>('mcpTunnel.checkTunnel', id);
       assert.equal(checked?.[0]?.state, 'ok', JSON.stringify(checked));
@@ -287,9 +294,9 @@ suite('MCP Tunnel in VS Code', () => {
     assert.equal(list.status, 200, list.body);
     assert.match(list.body, /"echo"/);
     await waitFor(() => /1 session/.test(api.controller.listShares().find((s) => s.id === id)?.detail ?? '') || undefined, 5000, 'the session counted on the share');
-    assert.ok(api.tree.rows().some((r) => /everything/.test(r.label ?? '') || /everything/.test(String(r.description ?? ''))), 'the tree names it');
+    assert.ok(api.tree.allRows().some((r) => /everything/.test(r.label ?? '') || /everything/.test(String(r.description ?? ''))), 'the tree names it');
     // The inspector: the calls above, with the client from its initialize, under Activity.
-    const activity = await waitFor(() => api.tree.rows().find((r) => r.id === `${id}:activity`), 5000, 'the Activity row');
+    const activity = await waitFor(() => api.tree.allRows().find((r) => r.id === `${id}:activity`), 5000, 'the Activity row');
     assert.match(String(activity.description), /^\d+ calls · last tools\/list by suite 1$/);
     assert.ok((activity.children ?? []).some((c) => /tools\/list/.test(c.label ?? '') && /200 · suite 1/.test(String(c.description))), JSON.stringify(activity.children));
     assert.ok(api.controller.activity(id).every((c) => !JSON.stringify(c).includes(secret)), 'no secret recorded');
@@ -339,7 +346,7 @@ suite('MCP Tunnel in VS Code', () => {
     // Choose Shared Tools… (with its arguments: no picker): read-only hides the server's write tools
     // from a remote client and refuses their calls; the tree says so; Open Inspector opens its page.
     assert.equal(await vscode.commands.executeCommand('mcpTunnel.chooseShareTools', id, { readOnly: true }), 'read-only tools');
-    assert.equal(api.tree.rows().find((r) => r.id === `${id}:tools`)?.description, 'read-only tools only');
+    assert.equal(api.tree.allRows().find((r) => r.id === `${id}:tools`)?.description, 'read-only tools only');
     const ro = await request(fake.publicPort, mcpPath, { method: 'POST', headers, body: init });
     const roSession = { ...headers, 'mcp-session-id': String(ro.headers['mcp-session-id'] ?? '') };
     const roList = await request(fake.publicPort, mcpPath, { method: 'POST', headers: roSession, body: JSON.stringify({ jsonrpc: '2.0', id: 5, method: 'tools/list' }) });
@@ -349,7 +356,7 @@ suite('MCP Tunnel in VS Code', () => {
     assert.match(write.body, /tool \\"toggle-simulated-logging\\" is not shared: this share is read-only/);
     assert.equal(await vscode.commands.executeCommand('mcpTunnel.openInspector', id), id);
     assert.equal(await vscode.commands.executeCommand('mcpTunnel.chooseShareTools', id, { tools: null, readOnly: false }), '');
-    assert.equal(api.tree.rows().find((r) => r.id === `${id}:tools`), undefined, 'every tool again: no Tools row');
+    assert.equal(api.tree.allRows().find((r) => r.id === `${id}:tools`), undefined, 'every tool again: no Tools row');
     await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
     await vscode.commands.executeCommand('mcpTunnel.stopShare', id);
     assert.equal(api.controller.state.status, 'stopped', 'its last share stopped the tunnel');
@@ -381,7 +388,7 @@ suite('MCP Tunnel in VS Code', () => {
       assert.ok(share?.mcp_url);
       const linkId = await vscode.commands.executeCommand<string | undefined>('mcpTunnel.createShareLink', share.id, { label: 'Alice', expiry: '1h' });
       assert.ok(linkId);
-      const links = api.tree.rows().find((r) => r.id === `${share.id}:links`);
+      const links = api.tree.allRows().find((r) => r.id === `${share.id}:links`);
       assert.equal(links?.description, '1 recipient link');
       const row = links?.children?.[0];
       assert.equal(row?.label, 'Alice');
@@ -402,7 +409,7 @@ suite('MCP Tunnel in VS Code', () => {
       assert.equal(refused.status, 401);
       assert.match(refused.body, /this link was revoked/);
       assert.equal((await request(fake.publicPort, new URL(share.mcp_url).pathname)).status, 200, 'the share secret still works');
-      assert.equal(api.tree.rows().find((r) => r.id === `${share.id}:links`), undefined, 'no links, no row');
+      assert.equal(api.tree.allRows().find((r) => r.id === `${share.id}:links`), undefined, 'no links, no row');
     } finally {
       await vscode.commands.executeCommand('mcpTunnel.stop');
     }
@@ -416,9 +423,9 @@ suite('MCP Tunnel in VS Code', () => {
       const stopsAt = await vscode.commands.executeCommand<string | null>('mcpTunnel.setShareLifetime', share.id, { afterMinutes: 90 });
       assert.ok(stopsAt && Math.abs(Date.parse(stopsAt) - (Date.now() + 90 * 60_000)) < 10_000, String(stopsAt));
       await waitFor(() => (/\$\(watch\) 1h (29|30)m$/.test(api.statusBarText()) ? true : undefined), 5000, `the time left in the status bar, got "${api.statusBarText()}"`);
-      assert.match(String(api.tree.rows().find((r) => r.id === `${share.id}:stops`)?.description), /^in 1h (29|30)m \(at /);
+      assert.match(String(api.tree.allRows().find((r) => r.id === `${share.id}:stops`)?.description), /^in 1h (29|30)m \(at /);
       assert.equal(await vscode.commands.executeCommand('mcpTunnel.setShareLifetime', share.id, { afterMinutes: 0 }), null);
-      assert.equal(api.tree.rows().find((r) => r.id === `${share.id}:stops`), undefined);
+      assert.equal(api.tree.allRows().find((r) => r.id === `${share.id}:stops`), undefined);
       // A short one: it stops by itself, and the tunnel with it (its last share).
       await vscode.commands.executeCommand('mcpTunnel.setShareLifetime', share.id, { afterMinutes: 0.03 });
       await waitFor(() => (api.controller.state.status === 'stopped' ? true : undefined), 10_000, 'the share to stop by itself');
@@ -465,7 +472,7 @@ suite('MCP Tunnel in VS Code', () => {
       assert.equal(snap.access, 'open');
       assert.equal(snap.mcp_url, `${snap.url}/mcp`);
       assert.match(api.statusBarText(), /^\$\(unlock\) .* · open · <1m$/);
-      const access = api.tree.rows().find((r) => r.id === 'access');
+      const access = api.tree.allRows().find((r) => r.id.endsWith(':access'));
       assert.equal(access?.description, 'Open: anyone with the URL');
       assert.equal(access?.color, 'problemsWarningIcon.foreground');
       const fake = JSON.parse(fs.readFileSync(path.join(process.env['FAKE_CLOUDFLARED_STATE_DIR'] ?? os.tmpdir(), `${snap.pid}.json`), 'utf8')) as { publicPort: number };

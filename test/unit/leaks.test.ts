@@ -20,7 +20,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { findCloudflared } from '../../src/core/cloudflared/locate';
-import { TunnelController } from '../../src/core/tunnelController';
+import { ObservedTunnelController } from './helpers/observedController';
 import { DEFAULT_MAX_SESSIONS, startHttpHost, type HttpHost } from '../../src/mcp/httpHost';
 import { FakeController } from './helpers/fakeController';
 import { FAKE_CLOUDFLARED, isAlive, waitGone } from './helpers/proc';
@@ -58,7 +58,7 @@ describe('leaks: start/stop cycles against the fake cloudflared', () => {
     const home = path.join(work, 'home');
     mkdirSync(home, { recursive: true });
     const tracker = realTracker();
-    const c = new TunnelController({
+    const c = new ObservedTunnelController({
       findCloudflared: () => findCloudflared({ explicitPath: FAKE_CLOUDFLARED }),
       stateDir: path.join(work, 'state'),
       spawn: tracker.spawn,

@@ -26,6 +26,7 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { findCloudflared } from '../../src/core/cloudflared/locate';
 import { sameTarget } from '../../src/core/model/target';
 import { TunnelController, type RestartPolicy, type TunnelControllerOptions } from '../../src/core/tunnelController';
+import { ObservedTunnelController } from './helpers/observedController';
 import { TunnelBusyError, isLive, type CloudflaredInfo, type TunnelState, type TunnelStatus, type TunnelTarget } from '../../src/core/model/tunnelState';
 import { createTunnelMcpServer } from '../../src/mcp/tunnelMcpServer';
 import type { FakeProcess } from './helpers/fakeProcess';
@@ -126,7 +127,7 @@ function fakeController(seed: number, opts: Partial<TunnelControllerOptions> = {
     play(p, script ? script(i) : pickScript(rng), rng);
   });
   let finds = 0;
-  const c = new TunnelController({
+  const c = new ObservedTunnelController({
     findCloudflared: () => {
       const rng = mulberry32((seed ^ 0x85ebca6b) + finds++ * 104729);
       const ms = Math.floor(rng() * 4);
@@ -240,7 +241,7 @@ async function quiescent(c: TunnelController, ms: number, quietMs: number): Prom
 }
 
 interface RunHandles {
-  c: TunnelController;
+  c: ObservedTunnelController;
   tracker: SpawnTracker;
 }
 
@@ -697,7 +698,7 @@ describe('races: randomized (scripted processes)', () => {
 
 function realController(seed: number, home: string, opts: Partial<TunnelControllerOptions> = {}) {
   const tracker = realTracker();
-  const c = new TunnelController({
+  const c = new ObservedTunnelController({
     findCloudflared: () => findCloudflared({ explicitPath: FAKE_CLOUDFLARED }),
     stateDir: path.join(work, 'state-real'),
     spawn: tracker.spawn,
