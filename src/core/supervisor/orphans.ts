@@ -14,6 +14,8 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { factsOf, runStopAction } from './processRunner';
+import { stopAction, type StopIntent } from './stopPlan';
 
 export interface RunRecord {
   id: string;
@@ -213,8 +215,12 @@ export interface ReapResult {
   pid: number;
   /** The id from the record's file name. */
   id: string;
-  /** 'invalid': a malformed or inconsistent record, removed without touching any process. */
-  outcome: 'ended' | 'already-gone' | 'not-ours' | 'could-not-end' | 'invalid';
+  /**
+   * 'invalid': a malformed or inconsistent record, removed without touching any process.
+   * 'unverified': the PID is alive but its command line could not be read (no PowerShell, `ps`
+   * failed), so it cannot be told from another program: left alone, the record kept for a later try.
+   */
+  outcome: 'ended' | 'already-gone' | 'not-ours' | 'could-not-end' | 'invalid' | 'unverified';
 }
 
 async function readRecord(file: string): Promise<unknown> {
@@ -263,29 +269,36 @@ export async function reapOrphans(stateDir: string, log?: (msg: string) => void)
     if (isAlive(ownerPid)) continue; // another live window owns it
     let outcome: ReapResult['outcome'];
     const verified = isAlive(pid) ? await runsWithConfig(pid, configPath) : undefined;
-    if (verified === undefined) outcome = 'already-gone';
+    // Linux reads /proc: no command line there means gone (or a zombie). Elsewhere a tool must answer.
+    if (verified === undefined) outcome = process.platform !== 'linux' && isAlive(pid) ? 'unverified' : 'already-gone';
     else if (!verified) outcome = 'not-ours';
     else {
-      try {
-        process.kill(pid, 'SIGTERM');
-      } catch {
-        // gone meanwhile
-      }
-      // cloudflared drains for --grace-period on the first signal; a second one ends it at once.
+      // The stop plan (stopPlan.ts): SIGTERM / `taskkill /T`, then SIGKILL / `taskkill /T /F`.
+      const facts = factsOf(pid, false);
+      const step = (intent: StopIntent) =>
+        runStopAction(stopAction(facts, intent), (i) => {
+          try {
+            process.kill(pid, i === 'force' ? 'SIGKILL' : 'SIGTERM');
+          } catch {
+            // gone meanwhile
+          }
+        }, facts);
+      step('polite');
+      // cloudflared drains for --grace-period on the first signal; the forced step ends it at once.
       let gone = await waitGone(pid, 1000);
       if (!gone) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // gone meanwhile
-        }
+        step('force');
         gone = await waitGone(pid, 2000);
       }
       outcome = gone ? 'ended' : 'could-not-end';
     }
     if (outcome === 'ended') log?.(`Ended cloudflared (PID ${pid}) left running by an earlier session that did not shut down.`);
     if (outcome === 'not-ours') log?.(`PID ${pid} from an old run record is now another program; left it alone.`);
-    if (outcome !== 'could-not-end') {
+    if (outcome === 'unverified') {
+      const how = process.platform === 'win32' ? `PowerShell's Get-CimInstance Win32_Process did not answer; if it is cloudflared, end it with \`taskkill /PID ${pid} /T /F\`` : `\`ps\` did not answer; if it is cloudflared, end it with \`kill ${pid}\``;
+      log?.(`PID ${pid} from an old run record is alive, but its command line could not be read to prove it is that cloudflared (${how}); left it alone, and will check again at the next start.`);
+    }
+    if (outcome !== 'could-not-end' && outcome !== 'unverified') {
       // The record by its file name; the config only via the checked id (equal to the file's).
       await Promise.all([fs.rm(recordFile, { force: true }), fs.rm(runConfigPath(stateDir, id), { force: true })]).catch((err: Error) =>
         log?.(`Could not remove run record ${name}: ${err.message}`),
