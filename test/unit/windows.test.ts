@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { findCloudflared, executableNames, searchLocations, wellKnownLocations, CloudflaredError, type LocateFs } from '../../src/core/cloudflared/locate';
 import { intentOf, isBatchWrapper, quoteCmdArgument, spawnDecision, stopAction, stopPlan, taskkillPath } from '../../src/core/supervisor/stopPlan';
 import { spawnTied } from '../../src/core/supervisor/processRunner';
+import { unreadableOutcome } from '../../src/core/supervisor/orphans';
 
 describe('stop plan', () => {
   it('POSIX: SIGTERM to the process now, SIGKILL after the grace period; the group for a group leader', () => {
@@ -46,6 +47,15 @@ describe('stop plan', () => {
     assert.deepEqual(stopAction({ platform: 'win32', pid: 1 }, intentOf('SIGINT')), { kind: 'exec', file: 'taskkill.exe', args: ['/PID', '1', '/T'], onFailure: 'force' });
     assert.throws(() => stopPlan({ platform: 'linux', pid: 1 }, -1), /non-negative.*-1/);
     assert.throws(() => stopPlan({ platform: 'linux', pid: 1 }, Number.NaN), /NaN/);
+  });
+});
+
+describe('orphan reaper, where a command line cannot be read', () => {
+  it('Windows / macOS: a live PID is unverified (left alone, record kept), a dead one gone; Linux: gone (/proc is the truth)', () => {
+    assert.equal(unreadableOutcome('win32', () => true), 'unverified');
+    assert.equal(unreadableOutcome('darwin', () => true), 'unverified');
+    assert.equal(unreadableOutcome('win32', () => false), 'already-gone');
+    assert.equal(unreadableOutcome('linux', () => true), 'already-gone');
   });
 });
 

@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { factsOf, runStopAction } from './processRunner';
-import { stopAction, type StopIntent } from './stopPlan';
+import { stopPlan, type StopIntent } from './stopPlan';
 
 export interface RunRecord {
   id: string;
@@ -201,6 +201,15 @@ async function runsWithConfig(pid: number, configPath: string): Promise<boolean 
   return line === undefined ? undefined : commandLineHasConfig(line, configPath);
 }
 
+/**
+ * What a command line that could not be read means: on Linux (read from /proc) the process is
+ * gone or a zombie; elsewhere a tool (PowerShell, ps) had to answer, so a PID still alive is
+ * 'unverified' and left alone, never ended unproven.
+ */
+export function unreadableOutcome(platform: NodeJS.Platform, alive: () => boolean): 'already-gone' | 'unverified' {
+  return platform !== 'linux' && alive() ? 'unverified' : 'already-gone';
+}
+
 async function waitGone(pid: number, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
@@ -269,25 +278,18 @@ export async function reapOrphans(stateDir: string, log?: (msg: string) => void)
     if (isAlive(ownerPid)) continue; // another live window owns it
     let outcome: ReapResult['outcome'];
     const verified = isAlive(pid) ? await runsWithConfig(pid, configPath) : undefined;
-    // Linux reads /proc: no command line there means gone (or a zombie). Elsewhere a tool must answer.
-    if (verified === undefined) outcome = process.platform !== 'linux' && isAlive(pid) ? 'unverified' : 'already-gone';
+    if (verified === undefined) outcome = unreadableOutcome(process.platform, () => isAlive(pid));
     else if (!verified) outcome = 'not-ours';
     else {
-      // The stop plan (stopPlan.ts): SIGTERM / `taskkill /T`, then SIGKILL / `taskkill /T /F`.
+      // The stop plan (stopPlan.ts): SIGTERM / `taskkill /T`, then SIGKILL / `taskkill /T /F`. An
+      // orphan gets a second, not its grace period: no client of a dead host waits for it.
       const facts = factsOf(pid, false);
-      const step = (intent: StopIntent) =>
-        runStopAction(stopAction(facts, intent), (i) => {
-          try {
-            process.kill(pid, i === 'force' ? 'SIGKILL' : 'SIGTERM');
-          } catch {
-            // gone meanwhile
-          }
-        }, facts);
-      step('polite');
-      // cloudflared drains for --grace-period on the first signal; the forced step ends it at once.
-      let gone = await waitGone(pid, 1000);
+      const [polite, force] = stopPlan(facts, 1000);
+      const fallback = (i: StopIntent) => process.kill(pid, i === 'force' ? 'SIGKILL' : 'SIGTERM');
+      runStopAction(polite.action, fallback, facts);
+      let gone = await waitGone(pid, force.atMs);
       if (!gone) {
-        step('force');
+        runStopAction(force.action, fallback, facts);
         gone = await waitGone(pid, 2000);
       }
       outcome = gone ? 'ended' : 'could-not-end';

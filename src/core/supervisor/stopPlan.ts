@@ -60,7 +60,7 @@ export function intentOf(signal: NodeJS.Signals | number | undefined): StopInten
 }
 
 /** The whole stop: the polite step now, the forced one after `graceMs`. */
-export function stopPlan(facts: ProcessFacts, graceMs: number): StopStep[] {
+export function stopPlan(facts: ProcessFacts, graceMs: number): [polite: StopStep, force: StopStep] {
   if (!Number.isFinite(graceMs) || graceMs < 0) throw new RangeError(`The grace period must be a non-negative number of milliseconds, got ${graceMs}.`);
   return [
     { atMs: 0, intent: 'polite', action: stopAction(facts, 'polite') },
