@@ -179,7 +179,8 @@ export class StdioChild {
 
   send(messages: readonly JSONRPCMessage[]): void {
     if (!this.alive || !this.proc?.stdin?.writable) return;
-    this.proc.stdin.write(messages.length === 1 ? serializeMessage(messages[0]) : messages.map(serializeMessage).join(''));
+    const only = messages.length === 1 ? messages[0] : undefined;
+    this.proc.stdin.write(only ? serializeMessage(only) : messages.map(serializeMessage).join(''));
   }
 
   /** Closes its stdin, SIGTERMs its process group, SIGKILLs it after the grace period. */

@@ -143,7 +143,7 @@ interface Run {
   quicNoted?: 'failed' | 'worked';
   startedAt: number;
   proc?: SpawnedProcess;
-  pid?: number;
+  pid?: number | undefined;
   url?: string;
   metricsAddress?: string;
   connectedAt?: number;
@@ -1048,12 +1048,13 @@ export class TunnelController implements TunnelApi {
 
   /** The state implied by what we know of a live run. */
   private liveState(run: Run): TunnelState {
+    const sharePath = this.sharePathOfRun(run);
     const base = {
       target: this.registry.primary()?.target ?? run.target,
       startedAt: run.startedAt,
       pid: run.pid ?? 0,
       ...(run.metricsAddress ? { metricsAddress: run.metricsAddress } : {}),
-      ...(this.sharePathOfRun(run) ? { sharePath: this.sharePathOfRun(run) } : {}),
+      ...(sharePath ? { sharePath } : {}),
     };
     if (!run.url) return { status: 'starting', ...base };
     if (!run.connectedAt) return { status: 'connecting', ...base, url: run.url };

@@ -252,9 +252,8 @@ export async function reapOrphans(stateDir: string, log?: (msg: string) => void)
   }
   const results: ReapResult[] = [];
   for (const name of names) {
-    const m = RECORD_NAME.exec(name);
-    if (!m) continue;
-    const fileId = m[1];
+    const fileId = RECORD_NAME.exec(name)?.[1];
+    if (fileId === undefined) continue;
     // `name` comes from readdir: a single path component inside stateDir.
     const recordFile = path.join(stateDir, name);
     let rec: unknown;
