@@ -9,7 +9,8 @@ import * as path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { ReadBuffer, serializeMessage } from '@modelcontextprotocol/sdk/shared/stdio.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
-import { spawnTied, type Lifeline } from '../core/supervisor/processRunner';
+import { factsOf, runStopAction, spawnTied, type Lifeline } from '../core/supervisor/processRunner';
+import { stopAction } from '../core/supervisor/stopPlan';
 import { argvOf, ensureStateDir, isAlive, isRunId, newRunId } from '../core/supervisor/orphans';
 
 /** A stdio MCP server as `mcp.json` defines it, variables already substituted. */
@@ -178,7 +179,8 @@ export class StdioChild {
 
   send(messages: readonly JSONRPCMessage[]): void {
     if (!this.alive || !this.proc?.stdin?.writable) return;
-    this.proc.stdin.write(messages.length === 1 ? serializeMessage(messages[0]) : messages.map(serializeMessage).join(''));
+    const only = messages.length === 1 ? messages[0] : undefined;
+    this.proc.stdin.write(only ? serializeMessage(only) : messages.map(serializeMessage).join(''));
   }
 
   /** Closes its stdin, SIGTERMs its process group, SIGKILLs it after the grace period. */
@@ -341,7 +343,9 @@ export async function reapChildren(stateDir: string, log?: (msg: string) => void
     if (isAlive(pid)) {
       if (await isRecordedProcess(rec as ChildRecord)) {
         try {
-          process.kill(process.platform !== 'win32' ? -pid : pid, 'SIGKILL');
+          // Its group (POSIX) or its whole tree (Windows: `taskkill /T /F`, npx.cmd's children too).
+          const facts = factsOf(pid, true);
+          runStopAction(stopAction(facts, 'force'), () => process.kill(pid, 'SIGKILL'), facts);
           ended++;
           log?.(`Ended a stdio MCP server (PID ${pid}: ${argv.join(' ')}) left running by an earlier session.`);
         } catch {

@@ -46,7 +46,8 @@ export function readMcpConfig(textOrObject: unknown, source: string): McpConfig 
   if (typeof textOrObject === 'string') {
     const errors: ParseError[] = [];
     root = parseJsonc(textOrObject, errors, { allowTrailingComma: true });
-    if (errors.length > 0) problems.push(`${source}: not valid JSON (${printParseErrorCode(errors[0]?.error ?? 0)} at offset ${errors[0]?.offset ?? 0}); fix the file to see its servers.`);
+    const e = errors[0];
+    if (e) problems.push(`${source}: not valid JSON (${printParseErrorCode(e.error)} at offset ${e.offset}); fix the file to see its servers.`);
   }
   const servers: ConfiguredServer[] = [];
   const inputs: McpInput[] = [];
@@ -91,7 +92,8 @@ export function readMcpConfig(textOrObject: unknown, source: string): McpConfig 
 }
 
 export interface VariableContext {
-  workspaceFolder?: string;
+  /** Undefined: no folder is open. */
+  workspaceFolder?: string | undefined;
   userHome: string;
   env: NodeJS.ProcessEnv;
   /** Asks the user for `${input:id}` (undefined: cancelled). Called once per id. */

@@ -47,9 +47,9 @@ export interface StdioBridgeOptions extends Omit<ChildOptions, 'log'> {
   log?: (level: BridgeLogLevel, message: string) => void;
   /**
    * Every request must carry `Authorization: Bearer <token>` (the gate adds it), so other local
-   * users cannot drive the server through the loopback port. Default: a random one; `null`: none.
+   * users cannot drive the server through the loopback port. Default (unset or undefined): a random one; `null`: none.
    */
-  accessToken?: string | null;
+  accessToken?: string | null | undefined;
 }
 
 export interface BridgeCheck {

@@ -143,7 +143,7 @@ interface Run {
   http2Since?: number;
   startedAt: number;
   proc?: SpawnedProcess;
-  pid?: number;
+  pid?: number | undefined;
   /** What the log told us (URL, metrics address, edge connections, QUIC): see cloudflared/runReducer.ts. */
   edge: RunLogState;
   lastLines: string[];
@@ -1001,12 +1001,13 @@ export class TunnelController implements TunnelApi {
 
   /** The state implied by what we know of a live run. */
   private liveState(run: Run): StartingState | ConnectingState | ActiveState | ReconnectingState {
+    const sharePath = this.sharePathOfRun(run);
     const base = {
       target: this.registry.primary()?.target ?? run.target,
       startedAt: run.startedAt,
       pid: run.pid ?? 0,
       ...(run.edge.metricsAddress ? { metricsAddress: run.edge.metricsAddress } : {}),
-      ...(this.sharePathOfRun(run) ? { sharePath: this.sharePathOfRun(run) } : {}),
+      ...(sharePath ? { sharePath } : {}),
     };
     const { url, connectedAt, connections } = run.edge;
     if (!url) return { status: 'starting', ...base };

@@ -29,7 +29,7 @@ interface Started {
   tools: number | undefined;
   from?: ConfigRef;
   /** The written definition the user was last asked about (asked once per change). */
-  offered?: string;
+  offered?: string | undefined;
 }
 
 /** By share id. Input values live here (in memory) only, never in settings or the log. */

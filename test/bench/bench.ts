@@ -204,9 +204,9 @@ interface Cycle {
   spawnAt?: number;
   spawnedAt?: number;
   firstByteAt?: number;
-  urlPrintedAt?: number;
+  urlPrintedAt?: number | undefined;
   urlEventAt?: number;
-  registeredAt?: number;
+  registeredAt?: number | undefined;
   activeAt?: number;
   stopAt?: number;
   killAt?: number;
@@ -463,7 +463,7 @@ async function mcpRoundTrip(ours: RawMcpClient, bare: RawMcpClient): Promise<Rec
   for (const k of kinds) for (let i = 0; i < CFG.mcpWarmup; i++) await calls[k]();
   for (let r = 0; r < CFG.mcpRounds; r++) {
     // Rotate the order so that drift in the machine's load hits every kind alike.
-    const order = kinds.map((_, i) => kinds[(i + r) % kinds.length]);
+    const order = kinds.map((_, i) => kinds[(i + r) % kinds.length] as McpKind); // the index is in range
     for (const k of order) {
       const lat: number[] = [];
       for (let i = 0; i < CFG.mcpCallsPerRound; i++) {
@@ -651,7 +651,7 @@ async function main(): Promise<void> {
       const postNames = Object.keys(postTargets) as Array<keyof typeof postTargets>;
       for (const name of postNames) await loadTest({ port: postTargets[name].port, path: `/${postTargets[name].secret}/json`, body: callBody, connections: 16, durationMs: CFG.warmupMs });
       for (let r = 0; r < CFG.loadRounds + 2; r++) {
-        for (const name of postNames.map((_, i, a) => a[(i + r) % a.length])) {
+        for (const name of postNames.map((_, i, a) => a[(i + r) % a.length] as (typeof a)[number])) { // in range
           const t = postTargets[name];
           const res = await loadTest({ port: t.port, path: `/${t.secret}/json`, body: callBody, connections: 16, durationMs: CFG.loadMs });
           postRounds.push({ target: name, rps: res.rps, non2xx: res.non2xx + res.errors });

@@ -84,7 +84,7 @@ export interface TargetFigures {
   /** Resident memory one idle session adds (MB), and the server child's own RSS (MB). */
   perSession?: number;
   childRss?: number[];
-  error?: string;
+  error?: string | undefined;
 }
 
 async function openClient(transport: StdioClientTransport | StreamableHTTPClientTransport): Promise<Client> {

@@ -98,7 +98,10 @@ interface Outcome {
 const argv = process.argv.slice(2);
 const RUN_ALL = argv.includes('--all');
 const VERBOSE = argv.includes('--verbose');
-const ONLY = argv.flatMap((a, i) => (a === '--scenario' && argv[i + 1] ? [argv[i + 1]] : []));
+const ONLY = argv.flatMap((a, i) => {
+  const next = argv[i + 1];
+  return a === '--scenario' && next ? [next] : [];
+});
 
 function log(line: string): void {
   process.stdout.write(`${line}\n`);
@@ -214,7 +217,7 @@ async function startRelay(target: URL, token: string): Promise<Relay> {
 function listScenarios(): string[] {
   const r = spawnSync(NODE24, [SUITE, 'list', '--server'], { encoding: 'utf8', timeout: 60_000 });
   if (r.status !== 0) die(`"conformance list --server" failed: ${r.stderr || r.error?.message}`);
-  const names = [...r.stdout.matchAll(/^\s*-\s+(\S+)/gm)].map((m) => m[1]);
+  const names = [...r.stdout.matchAll(/^\s*-\s+(\S+)/gm)].flatMap((m) => (m[1] ? [m[1]] : []));
   if (names.length === 0) die(`"conformance list --server" listed nothing:\n${r.stdout}`);
   return names;
 }
@@ -290,7 +293,7 @@ async function main(): Promise<number> {
     for (const scenario of wanted) {
       const kind = kindOf(scenario);
       if (kind === 'n/a' && !RUN_ALL && ONLY.length === 0) {
-        outcomes.push({ scenario, kind, ran: false, passed: false, checks: [], ms: 0, note: NOT_APPLICABLE[scenario], output: '' });
+        outcomes.push({ scenario, kind, ran: false, passed: false, checks: [], ms: 0, note: NOT_APPLICABLE[scenario] ?? '', output: '' });
         continue;
       }
       const o = await runScenario(relay.url, scenario);

@@ -250,10 +250,10 @@ async function widenSidebar(page: Page, width: number): Promise<void> {
 function statusShowsHost(bar: string, url: string, uptime = /<1m/): boolean {
   const host = new URL(url).hostname.replace(/\.trycloudflare\.com$/, '');
   const m = /^(.+) · (\S+)$/.exec(bar);
-  if (!m || !uptime.test(m[2])) return false;
-  const shown = m[1];
+  const shown = m?.[1];
+  if (!m || shown === undefined || !uptime.test(m[2] ?? '')) return false;
   const [head = '', tail = ''] = shown.split('…');
-  return host.startsWith(head) && host.endsWith(tail) && head.startsWith(host.split('-')[0]) && (shown === host || shown.includes('…'));
+  return host.startsWith(head) && host.endsWith(tail) && head.startsWith(host.split('-')[0] ?? host) && (shown === host || shown.includes('…'));
 }
 
 /** Tree rows as label → description, from each row's accessible label "<label>: <description>". */
@@ -347,8 +347,8 @@ interface Ctx {
   vsix: string;
   helperVsix: string;
   browser?: BrowserSession;
-  serverA?: VsCodeServer;
-  pageA?: Page;
+  serverA?: VsCodeServer | undefined;
+  pageA?: Page | undefined;
   stateDirA: string;
   toolResults: string;
   serverB?: VsCodeServer;

@@ -832,7 +832,7 @@ async function startMcpOrigin(): Promise<TestOrigin> {
       content: [{ type: 'text', text: String(a + b) }],
     }));
     const transport = new StreamableHTTPServerTransport({
-      sessionIdGenerator: undefined, // stateless: one server per request
+      // no sessionIdGenerator: stateless, one server per request
       enableDnsRebindingProtection: true,
       allowedHosts: [`127.0.0.1:${port}`, `localhost:${port}`],
     });

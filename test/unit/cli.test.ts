@@ -23,6 +23,13 @@ interface Run {
 
 const children: ChildProcess[] = [];
 
+/** The first group of `re` in `text`; a missing match fails the test there, naming both. */
+function capture(re: RegExp, text: string): string {
+  const m = re.exec(text)?.[1];
+  assert.ok(m !== undefined, `no match for ${re} in ${JSON.stringify(text.slice(0, 400))}`);
+  return m;
+}
+
 function cli(args: string[], env: Record<string, string> = {}): Run {
   const child = spawn(process.execPath, [CLI, ...args], {
     env: { ...process.env, MCP_TUNNEL_STATE_DIR: path.join(work, 'state'), FAKE_CLOUDFLARED_STATE_DIR: work, HOME: work, ...env },
@@ -54,10 +61,10 @@ describe('mcp-tunnel CLI', { concurrency: false }, () => {
   it('start: prints the public URL and the MCP URL with its share secret (secret by default); Ctrl+C stops cloudflared and exits 0', async () => {
     const r = cli(['start', '--port', String(origin.port), '--cloudflared', FAKE_CLOUDFLARED]);
     await waitFor(() => (/Press Ctrl\+C/.test(r.out()) ? true : undefined), 8000, 'active');
-    const url = /Public URL:\s+(https:\/\/\S+)/.exec(r.out())![1];
-    const mcpUrl = /Public MCP URL:\s+(\S+)/.exec(r.out())![1];
+    const url = capture(/Public URL:\s+(https:\/\/\S+)/, r.out());
+    const mcpUrl = capture(/Public MCP URL:\s+(\S+)/, r.out());
     assert.match(mcpUrl, new RegExp(`^${url.replace(/\./g, '\\.')}/[A-Za-z0-9_-]{43}/mcp$`));
-    const secret = mcpUrl.split('/')[3];
+    const secret = capture(/^https:\/\/[^/]+\/([^/]+)\//, mcpUrl);
     assert.match(r.out(), /Access:\s+secret/);
     assert.ok(r.out().includes(`"Authorization: Bearer ${secret}"`), 'the header form is printed too');
     const pid = Number(/PID (\d+)/.exec(r.out())?.[1]);
@@ -126,7 +133,7 @@ describe('mcp-tunnel CLI', { concurrency: false }, () => {
     const secret = 'A'.repeat(20) + '_-' + 'b'.repeat(21);
     const r = cli(['start', '--port', String(origin.port), '--cloudflared', FAKE_CLOUDFLARED], { MCP_TUNNEL_SHARE_SECRET: secret });
     await waitFor(() => (/Press Ctrl\+C/.test(r.out()) ? true : undefined), 8000, 'active');
-    const mcpUrl = /Public MCP URL:\s+(\S+)/.exec(r.out())![1];
+    const mcpUrl = capture(/Public MCP URL:\s+(\S+)/, r.out());
     assert.ok(mcpUrl.endsWith(`/${secret}/mcp`), mcpUrl);
     const pid = Number(/PID (\d+)/.exec(r.out())?.[1]);
     assert.equal((await get(readFakeState(work, pid)!.publicPort, publicPath(mcpUrl))).status, 200);
@@ -138,7 +145,7 @@ describe('mcp-tunnel CLI', { concurrency: false }, () => {
   it('--access open: the plain MCP URL, a warning, a gate that lets everything through', async () => {
     const r = cli(['start', '--access', 'open', '--port', String(origin.port), '--cloudflared', FAKE_CLOUDFLARED]);
     await waitFor(() => (/Press Ctrl\+C/.test(r.out()) ? true : undefined), 8000, 'active');
-    const url = /Public URL:\s+(https:\/\/\S+)/.exec(r.out())![1];
+    const url = capture(/Public URL:\s+(https:\/\/\S+)/, r.out());
     assert.match(r.out(), new RegExp(`Public MCP URL:\\s+${url.replace(/\./g, '\\.')}/mcp\n`));
     assert.match(r.out(), /Access:\s+OPEN: anyone who learns the URL reaches your server/);
     const pid = Number(/PID (\d+)/.exec(r.out())?.[1]);
@@ -297,8 +304,8 @@ describe('mcp-tunnel CLI', { concurrency: false }, () => {
       const r = cli(['start', '--port', String(mcp.port), '--cloudflared', FAKE_CLOUDFLARED], { FAKE_CLOUDFLARED_PUBLIC_PORT: String(publicPort), MCP_TUNNEL_DOCTOR_CONNECT_TO: connectTo });
       const line = await waitFor(() => /^localhost:\d+\/mcp: .*$/m.exec(r.out())?.[0], 10_000, 'the check line');
       assert.match(line, new RegExp(`^localhost:${mcp.port}/mcp: Reachable from the internet · \\d+ ms$`));
-      const mcpUrl = /Public MCP URL:\s+(\S+)/.exec(r.out())![1];
-      const secret = mcpUrl.split('/')[3];
+      const mcpUrl = capture(/Public MCP URL:\s+(\S+)/, r.out());
+      const secret = capture(/^https:\/\/[^/]+\/([^/]+)\//, mcpUrl);
 
       const ok = cli(['doctor', mcpUrl, '--connect-to', connectTo]);
       assert.equal((await ok.exit).code, 0, ok.err());
@@ -321,9 +328,9 @@ describe('mcp-tunnel CLI', { concurrency: false }, () => {
       const usage = [cli(['doctor']), cli(['doctor', mcpUrl, '--connect-to', 'nope']), cli(['doctor', mcpUrl, '--connect-to', 'other.example=127.0.0.1:1']), cli(['doctor', 'not a url'])];
       const codes = await Promise.all(usage.map((u) => u.exit));
       assert.deepEqual(codes.map((c) => c.code), [2, 2, 2, 2]);
-      assert.match(usage[0].err(), /doctor needs one MCP URL/);
-      assert.match(usage[1].err(), /--connect-to: "nope" is not HOST=ADDR:PORT/);
-      assert.match(usage[2].err(), /--connect-to names other\.example, but the URL's host is /);
+      assert.match(usage[0]?.err() ?? '', /doctor needs one MCP URL/);
+      assert.match(usage[1]?.err() ?? '', /--connect-to: "nope" is not HOST=ADDR:PORT/);
+      assert.match(usage[2]?.err() ?? '', /--connect-to names other\.example, but the URL's host is /);
       for (const x of [ok, json, refused, ...usage]) assert.ok(!x.out().includes(secret) && !x.err().includes(secret), 'the secret is never printed');
       r.child.kill('SIGINT');
       assert.equal((await r.exit).code, 0);

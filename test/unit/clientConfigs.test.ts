@@ -19,9 +19,9 @@ describe('client configs', () => {
     assert.deepEqual(vs.servers['tunneled-mcp'], { type: 'http', url: 'https://a-b-c-d.trycloudflare.com/mcp', headers: { Authorization: 'Bearer s3cr3t-XYZ_abc' } });
     assert.equal(clientConfig('claude-code', secret).text, "claude mcp add --transport http tunneled-mcp https://a-b-c-d.trycloudflare.com/mcp --header 'Authorization: Bearer s3cr3t-XYZ_abc'");
     const cur = JSON.parse(clientConfig('cursor', secret).text) as { mcpServers: Record<string, { url: string; headers: Record<string, string> }> };
-    assert.equal(cur.mcpServers['tunneled-mcp'].headers['Authorization'], 'Bearer s3cr3t-XYZ_abc');
+    assert.equal(cur.mcpServers['tunneled-mcp']?.headers['Authorization'], 'Bearer s3cr3t-XYZ_abc');
     const desk = JSON.parse(clientConfig('claude-desktop', secret).text) as { mcpServers: Record<string, { args: string[] }> };
-    assert.deepEqual(desk.mcpServers['tunneled-mcp'].args, ['-y', 'mcp-remote', 'https://a-b-c-d.trycloudflare.com/s3cr3t-XYZ_abc/mcp']);
+    assert.deepEqual(desk.mcpServers['tunneled-mcp']?.args, ['-y', 'mcp-remote', 'https://a-b-c-d.trycloudflare.com/s3cr3t-XYZ_abc/mcp']);
     assert.equal(clientConfig('url', secret).text, 'https://a-b-c-d.trycloudflare.com/s3cr3t-XYZ_abc/mcp');
   });
 

@@ -375,6 +375,7 @@ describe('reachability doctor', { concurrency: false }, () => {
         const urlA = await t.share(at(a.port));
         const urlB = await t.share(at(b.port));
         const [idA, idB] = t.c.listShares().map((s) => s.id);
+        assert.ok(idA && idB, 'two shares');
         await waitFor(() => (monitor.result(idA)?.state === 'ok' && monitor.result(idB)?.state === 'ok' ? true : undefined), 10_000, 'both shares checked');
         assert.deepEqual(rec.calls.map((x) => x.status), ['active', 'active'], 'never before active');
         assert.deepEqual(new Set(rec.calls.map((x) => x.url)), new Set([urlA, urlB]));

@@ -51,7 +51,8 @@ function stripAnsi(s: string): string {
 }
 
 /** The message part (with fields) of a console log line, or null for a bare / foreign line. */
-function msg(line: string): string | null {
+function msg(line: string | undefined): string | null {
+  if (line === undefined) return null;
   const m = LOG_LINE.exec(stripAnsi(line));
   return m ? (m[3] ?? '') : null;
 }
@@ -435,7 +436,7 @@ void describe('fake cloudflared', { concurrency: 4 }, () => {
       /^Starting metrics server on 127\.0\.0\.1:\d+\/metrics$/,
       /^Registered tunnel connection connIndex=0 connection=[0-9a-f-]{36} event=0 ip=198\.41\.200\.13 location=lax01 protocol=quic$/,
     ].map((re) => msgs.findIndex((m) => re.test(m)));
-    for (let i = 0; i < order.length; i++) assert.ok(order[i] >= 0 && (i === 0 || order[i] > order[i - 1]), `order at ${i}: ${order.join(',')}`);
+    for (const [i, at] of order.entries()) assert.ok(at >= 0 && (i === 0 || at > (order[i - 1] ?? Infinity)), `order at ${i}: ${order.join(',')}`);
     assert.equal(msgs.filter((m) => m.startsWith('Cannot determine default configuration path')).length, 0, '--config given');
     const connectorId = /Generated Connector ID: (\S+)/.exec(msgs.join('\n'))?.[1];
 
@@ -543,7 +544,7 @@ void describe('fake cloudflared', { concurrency: 4 }, () => {
     await done;
     const exit = await run.finished();
     assert.deepEqual(exit, { code: 0, signal: null });
-    assert.ok(chunks[0].at < origin.sseEndedAt - 250, 'first event arrived long before the stream ended');
+    assert.ok((chunks[0]?.at ?? Infinity) < origin.sseEndedAt - 250, 'first event arrived long before the stream ended');
     assert.equal(chunks.map((c) => c.text).join(''), [0, 1, 2, 3, 4, 5].map((n) => `data: ${n}\n\n`).join(''));
     // Without --http-host-header the origin sees the public hostname.
     assert.equal(origin.seen[0]?.headers.host, state.hostname);
@@ -754,10 +755,11 @@ void describe('fake cloudflared', { concurrency: 4 }, () => {
     for (const run of runs) run.kill('SIGTERM');
     for (const run of runs) assert.equal((await run.finished()).code, 0);
     const [missingRun, devNull] = runs;
+    assert.ok(missingRun);
     assert.ok(missingRun.messages().some((m) => m.startsWith('Cannot determine default configuration path. No file [config.yml config.yaml]')));
     if (devNull) {
       assert.equal(msg(devNull.lines[0]), 'Configuration file /dev/null was empty');
-      assert.match(devNull.lines[0], /ERR Configuration file/);
+      assert.match(devNull.lines[0] ?? '', /ERR Configuration file/);
       assert.ok(devNull.messages().some((m) => m.startsWith('Cannot determine default configuration path')));
     }
   });

@@ -288,7 +288,7 @@ describe('fault injection (fake cloudflared, real processes)', { concurrency: fa
     console.log(`crash-after: ${compact.join(' → ')}; URLs ${[first, ...restarts.map((r) => r.url)].join(', ')}`);
     assert.equal(restarts.length, 2);
     assert.deepEqual(restarts.map((r) => r.attempt), [1, 2]);
-    assert.equal(restarts[0].previousUrl, first);
+    assert.equal(restarts[0]?.previousUrl, first);
     const firstShare = m.states.find((x): x is TunnelState & { status: 'active' } => x.status === 'active')?.sharePath;
     assert.ok(firstShare, 'secret mode (the default) has a share path');
     for (const r of restarts) {
@@ -297,7 +297,7 @@ describe('fault injection (fake cloudflared, real processes)', { concurrency: fa
       // The clients' secret survives the restart (with a named tunnel's fixed hostname the whole MCP URL does).
       assert.equal(r.state.status === 'active' && r.state.sharePath, firstShare, 'the share secret is carried over');
     }
-    assert.equal(restarts[1].previousUrl, restarts[0].url);
+    assert.equal(restarts[1]?.previousUrl, restarts[0]?.url);
     // Each unexpected exit is its own state, `restarting`, until the policy gives up: then `failed`.
     assert.deepEqual(m.states.filter((x) => x.status === 'restarting' || x.status === 'failed').map((x) => (x.status === 'restarting' ? `restarting ${x.restartAttempt}` : x.status)), ['restarting 1', 'restarting 2', 'failed']);
     assert.match(s.error.message, /while the tunnel was live/);

@@ -18,7 +18,7 @@ const READS_PER_CLIENT = 2;
 
 function pct(sorted: number[], p: number): number {
   if (!sorted.length) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
 }
 
 describe('load: concurrent MCP calls over the HTTP host', () => {

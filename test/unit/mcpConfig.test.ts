@@ -27,20 +27,21 @@ describe('mcp.json', () => {
   });
 
   it('substitutes workspaceFolder, userHome, env:NAME and input:id (asked once per id); cwd defaults to the folder', async () => {
-    const c = readMcpConfig(MCP_JSON, 'Workspace');
+    const [first, second] = readMcpConfig(MCP_JSON, 'Workspace').servers;
+    assert.ok(first && second, 'two servers');
     const asked: string[] = [];
     const ctx = { workspaceFolder: '/w', userHome: '/home/me', env: { REGION: 'eu' }, input: (id: string) => {
       asked.push(id);
       return Promise.resolve<string | undefined>('k-123');
     } };
-    const fs = await resolveServer(c.servers[0], ctx);
+    const fs = await resolveServer(first, ctx);
     assert.deepEqual(fs, { name: 'fs', command: 'npx', args: ['-y', '@modelcontextprotocol/server-filesystem', '/w', '/home/me/notes'], cwd: '/w' });
-    const weather = await resolveServer(c.servers[1], ctx);
+    const weather = await resolveServer(second, ctx);
     assert.deepEqual(weather.env, { API_KEY: 'k-123', REGION: 'eu', AGAIN: 'k-123' });
     assert.deepEqual(asked, ['api-key']);
-    await assert.rejects(resolveServer(c.servers[1], { ...ctx, input: () => Promise.resolve(undefined) }), (e: unknown) => e instanceof VariableError && /cancelled.*api-key/.test(e.message));
-    await assert.rejects(resolveServer(c.servers[0], { ...ctx, workspaceFolder: undefined }), /no folder is open/);
-    await assert.rejects(resolveServer({ ...c.servers[0], args: ['${command:x}'] }, ctx), /cannot fill in/);
+    await assert.rejects(resolveServer(second, { ...ctx, input: () => Promise.resolve(undefined) }), (e: unknown) => e instanceof VariableError && /cancelled.*api-key/.test(e.message));
+    await assert.rejects(resolveServer(first, { ...ctx, workspaceFolder: undefined }), /no folder is open/);
+    await assert.rejects(resolveServer({ ...first, args: ['${command:x}'] }, ctx), /cannot fill in/);
   });
 
   it("an http server's headers: read as written (strings only), resolved only for the names asked", async () => {

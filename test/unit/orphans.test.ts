@@ -175,12 +175,12 @@ describe('reapOrphans: a record is checked before it is trusted', () => {
   it('argv holding the path only as a substring (--config <path>.bak, --configx <path>, --config=<path>, reversed) is not killed', async () => {
     const dir = stateDir();
     const ids = [ID_A, ID_B, ID_C, ID_D];
-    const cfg = Object.fromEntries(ids.map((id) => [id, config(dir, id)]));
+    const cfg = (id: string) => config(dir, id);
     const pids = [
-      await victim(['tunnel', '--config', `${cfg[ID_A]}.bak`]),
-      await victim(['tunnel', '--configx', cfg[ID_B]]),
-      await victim(['tunnel', `--config=${cfg[ID_C]}`]),
-      await victim(['tunnel', cfg[ID_D], '--config']),
+      await victim(['tunnel', '--config', `${cfg(ID_A)}.bak`]),
+      await victim(['tunnel', '--configx', cfg(ID_B)]),
+      await victim(['tunnel', `--config=${cfg(ID_C)}`]),
+      await victim(['tunnel', cfg(ID_D), '--config']),
     ];
     const dead = await deadPid();
     ids.forEach((id, i) => plant(dir, id, record(dir, id, pids[i], dead)));

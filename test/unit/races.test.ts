@@ -187,7 +187,7 @@ function genSteps(rng: () => number, cfg: EngineConfig): Step[] {
   const steps: Step[] = [];
   for (let i = 0; i < n; i++) {
     let r = rng() * total;
-    let kind: Cmd['kind'] = cfg.weights[0][0];
+    let kind: Cmd['kind'] = cfg.weights[0]?.[0] ?? 'start';
     for (const [k, w] of cfg.weights) {
       if ((r -= w) < 0) {
         kind = k;
@@ -521,7 +521,7 @@ describe('races: directed (scripted processes)', () => {
     assert.equal((await started).status, 'stopped');
     assert.deepEqual(seq, ['starting', 'starting', 'stopping', 'stopped']);
     assert.equal(c.lastError, undefined, 'a silent death on our own signal is not an error');
-    assert.deepEqual(tracker.fakes[0].signals, ['SIGTERM']);
+    assert.deepEqual(tracker.fakes[0]?.signals, ['SIGTERM']);
     c.dispose();
   });
 
@@ -544,7 +544,9 @@ describe('races: directed (scripted processes)', () => {
     const { c, tracker } = fakeController(11, { startTimeoutMs: 40 }, () => 'no-url');
     const started = c.start(TARGETS.A);
     await until(() => tracker.spawned === 1, 1000, 'spawn');
-    tracker.fakes[0].onSignal = () => setTimeout(() => tracker.fakes[0].exit(0), 120); // drains past the timeout
+    const fake = tracker.fakes[0];
+    assert.ok(fake, 'spawned');
+    fake.onSignal = () => setTimeout(() => fake.exit(0), 120); // drains past the timeout
     await c.stop();
     assert.equal((await started).status, 'stopped');
     assert.equal(c.state.status, 'stopped');
@@ -601,7 +603,7 @@ describe('races: directed (scripted processes)', () => {
     c.updateOptions({ protocol: 'http2', stopGraceMs: 3000 });
     release();
     assert.equal((await started).status, 'active');
-    const args = tracker.fakes[0].args;
+    const args = tracker.fakes[0]?.args ?? [];
     assert.deepEqual(args.slice(args.indexOf('--protocol'), args.indexOf('--protocol') + 2), ['--protocol', 'http2']);
     assert.deepEqual(args.slice(args.indexOf('--grace-period'), args.indexOf('--grace-period') + 2), ['--grace-period', '3s']);
     c.updateOptions({ protocol: 'quic', startTimeoutMs: 50 });

@@ -369,8 +369,9 @@ describe('routing gate', () => {
 
   it('100 shares: each secret reaches its own origin, never another', async () => {
     const origins = await Promise.all(Array.from({ length: 4 }, (_, i) => origin(`o${i}`)));
-    const gate = await gateFor(origins[0]);
-    for (let i = 1; i < 100; i++) gate.addRoute({ id: `r${i}`, origin: { host: '127.0.0.1', port: origins[i % 4].port } });
+    const o = (i: number) => origins[i % origins.length] as (typeof origins)[number]; // in range
+    const gate = await gateFor(o(0));
+    for (let i = 1; i < 100; i++) gate.addRoute({ id: `r${i}`, origin: { host: '127.0.0.1', port: o(i).port } });
     for (const i of [1, 2, 3, 50, 97, 99]) {
       const r = await get(gate, `${gate.routeSecretPath(`r${i}`)!}/mcp`);
       assert.equal(originOf(r), `o${i % 4}`);

@@ -82,6 +82,7 @@ describe('shares on one tunnel (fake cloudflared)', { concurrency: false }, () =
     assert.equal(c.snapshot().mcp_url, sbNew.mcp_url);
     assert.deepEqual(c.listShares().map((x) => x.id), [sb.id]);
     const counted = c.listShares()[0];
+    assert.ok(counted, 'one share left');
     assert.equal(counted.requests, 3, 'B counted its three requests (the refused one is no one\'s)');
     // The last share: the tunnel stops with it.
     assert.equal(await c.stopShare(sb.id), true);
@@ -96,6 +97,7 @@ describe('shares on one tunnel (fake cloudflared)', { concurrency: false }, () =
     assert.equal((await c.start(t(a, 'open'))).status, 'active');
     await c.start(t(b));
     const [open, secret] = c.listShares();
+    assert.ok(secret, 'two shares');
     assert.equal(open?.mcp_url, `${c.snapshot().url}/mcp`);
     assert.equal(c.snapshot().access, 'open');
     const fake = await waitFor(() => readFakeState(work, c.snapshot().pid!), 3000, 'fake state');
@@ -194,6 +196,7 @@ describe('shares on one tunnel (fake cloudflared)', { concurrency: false }, () =
     }));
     try {
       const [p0, p1] = servers.map((srv) => (srv.address() as AddressInfo).port);
+      assert.ok(p0 && p1, 'two servers');
       const c = make();
       await c.start({ host: '127.0.0.1', port: p0, path: '/mcp' }, { originHeaders: { 'X-Api-Key': 'k-0' } });
       await c.start({ host: '127.0.0.1', port: p1, path: '/mcp' });

@@ -191,7 +191,7 @@ describe('stdio bridge: answers of a batch', () => {
 
 describe('stdio bridge: sessions, limits and the HTTP rules', () => {
   it('only its gate drives it: without its token 401 and nothing spawned; with it, a session', async () => {
-    const b = await bridge({ accessToken: undefined, warmSpare: false });
+    const b = await bridge({ accessToken: undefined, warmSpare: false }); // undefined: the default, a random token
     assert.ok(b.accessToken && b.accessToken.length >= 40);
     assert.equal((await post(b, INIT)).status, 401);
     assert.equal((await post(b, INIT, { authorization: 'Bearer wrong' })).status, 401);

@@ -120,6 +120,7 @@ describe('tool policy: real servers through the gate', () => {
   it('a policy set on a live route applies to the next request; removing it shows every tool again', async () => {
     const { gate, url } = await bridged([EVERYTHING, 'stdio'], undefined);
     const id = gate.routeIds()[0];
+    assert.ok(id, 'a route');
     const all = (await (await connect(url)).listTools()).tools.length;
     assert.ok(all > 5);
     assert.equal(gate.setRoutePolicy(id, { tools: ['echo'] }), true);
@@ -149,7 +150,7 @@ describe('tool policy: a hostile server', () => {
     assert.equal(srv.bodies.length, 0, 'the origin never saw it');
     const batch = await post(gate.port, base, JSON.stringify([call(2, 'echo'), call(3, 'rm-rf')]));
     assert.equal(srv.bodies.length, 1);
-    assert.deepEqual((JSON.parse(srv.bodies[0]) as Array<{ params: { name: string } }>).map((m) => m.params.name), ['echo']);
+    assert.deepEqual((JSON.parse(srv.bodies[0] ?? '[]') as Array<{ params: { name: string } }>).map((m) => m.params.name), ['echo']);
     const answers = JSON.parse(batch.body) as Array<{ id: number; error?: unknown }>;
     assert.deepEqual(answers.map((a) => [a.id, a.error !== undefined]), [[2, false], [3, true]]);
     // Only a notification is left for the origin (202): the client still gets its error, as 200 JSON.

@@ -38,8 +38,9 @@ function make(opts: Partial<TunnelControllerOptions> = {}, configure?: (p: FakeP
 /** Wait (with real immediates) until the controller has spawned its nth process. */
 async function spawned(procs: FakeProcess[], n = 1): Promise<FakeProcess> {
   for (let i = 0; i < 5000 && procs.length < n; i++) await flush(1);
-  assert.ok(procs[n - 1], 'process was spawned');
-  return procs[n - 1];
+  const p = procs[n - 1];
+  assert.ok(p, 'process was spawned');
+  return p;
 }
 
 describe('TunnelController (fake process)', () => {
@@ -59,7 +60,7 @@ describe('TunnelController (fake process)', () => {
     const started = c.start(TARGET);
     const p = await spawned(procs);
     assert.deepEqual(p.args.slice(0, 3), ['tunnel', '--no-autoupdate', '--config']);
-    assert.match(p.args[3], /config-[0-9a-f]+\.yml$/);
+    assert.match(p.args[3] ?? '', /config-[0-9a-f]+\.yml$/);
     // --url is the gate (in open mode too: a dead host must mean a dead origin); the gate sets the origin's Host.
     assert.deepEqual(p.args.slice(4, -1), ['--metrics', '127.0.0.1:0', '--grace-period', '2s', '--output', 'json', '--url']);
     assert.match(p.args.at(-1) ?? '', /^http:\/\/127\.0\.0\.1:\d+$/);
@@ -75,7 +76,8 @@ describe('TunnelController (fake process)', () => {
     const s = await started;
     assert.equal(s.status, 'active');
     assert.deepEqual(seq(), ['starting', 'starting', 'connecting', 'active']);
-    assert.equal(states[1].status === 'starting' && states[1].pid, p.pid);
+    const second = states[1];
+    assert.equal(second?.status === 'starting' && second.pid, p.pid);
     const snap = c.snapshot();
     assert.equal(snap.url, 'https://seasonal-example-words-here.trycloudflare.com');
     assert.equal(snap.mcp_url, 'https://seasonal-example-words-here.trycloudflare.com/mcp');
@@ -378,7 +380,7 @@ describe('TunnelController (fake process)', () => {
 
     it('an unexpected exit while live: `restarting` with the cause, then a restart after the backoff; the new URL is announced', async () => {
       const { c, procs, seq } = make({ autoRestart: { maxRestarts: 3, windowMs: 300_000, baseDelayMs: 1000, maxDelayMs: 30_000 } });
-      const restarts: { previousUrl?: string; url?: string; attempt: number }[] = [];
+      const restarts: { previousUrl?: string | undefined; url?: string | undefined; attempt: number }[] = [];
       c.onDidRestart((e) => restarts.push(e));
       void c.start(TARGET);
       await liveThenCrash(c, procs, 1, 'https://first-words-of-url.trycloudflare.com');

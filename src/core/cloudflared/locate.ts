@@ -7,6 +7,7 @@ import { constants as fsConstants, promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { compareVersions, parseVersionOutput } from './log';
+import { spawnDecision } from '../supervisor/stopPlan';
 import { localUrlOf, type CloudflaredInfo, type TunnelTarget } from '../model/tunnelState';
 
 export const INSTALL_URL = 'https://developers.cloudflare.com/cloudflare-one/connections/connect-networks/downloads/';
@@ -28,25 +29,62 @@ export class CloudflaredError extends Error {
   }
 }
 
-export interface FindOptions {
-  /** From the setting / `--cloudflared`; wins over everything else. */
-  explicitPath?: string;
-  env?: NodeJS.ProcessEnv;
-  platform?: NodeJS.Platform;
-  /** How the caller names the explicit path in messages, e.g. "the setting `mcpTunnel.cloudflaredPath`". */
-  settingName?: string;
+/** The file system as the lookup sees it: injectable, so every platform's search is unit-tested anywhere. */
+export interface LocateFs {
+  isFile(p: string): Promise<boolean>;
+  /** POSIX: the execute bit for this user. Windows has none (PATHEXT decides what runs). */
+  isExecutable(p: string, platform: NodeJS.Platform): Promise<boolean>;
+  /** A directory's entry names, [] when it cannot be read. */
+  readdir(p: string): Promise<string[]>;
 }
 
-/** Where installers put cloudflared when it is not on PATH (GUI apps often get a short PATH). */
+export interface FindOptions {
+  /** From the setting / `--cloudflared`; wins over everything else. */
+  explicitPath?: string | undefined;
+  env?: NodeJS.ProcessEnv | undefined;
+  platform?: NodeJS.Platform | undefined;
+  /** How the caller names the explicit path in messages, e.g. "the setting `mcpTunnel.cloudflaredPath`". */
+  settingName?: string | undefined;
+  /** Tests only: another file system, and another `--version` reader. */
+  fs?: LocateFs | undefined;
+  readVersion?: ((binary: string, settingName: string) => Promise<string>) | undefined;
+}
+
+/** The path module of `platform` (Windows paths are built with win32 rules on any host). */
+function pathOf(platform: NodeJS.Platform): path.PlatformPath {
+  return platform === 'win32' ? path.win32 : path.posix;
+}
+
+/** A Windows environment variable by any case (`Path`, `PATH`; `LocalAppData`): Windows ignores case. */
+function winEnv(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const upper = name.toUpperCase();
+  for (const [k, v] of Object.entries(env)) if (k.toUpperCase() === upper && v) return v;
+  return undefined;
+}
+
+/** Folder of winget's per-package directories, scanned for `Cloudflare.cloudflared_<source id>`. */
+const WINGET_PACKAGE_PREFIX = 'cloudflare.cloudflared_';
+
+/**
+ * Where installers put cloudflared when it is not on PATH (GUI apps often get a short PATH).
+ * Windows: winget's links (user, then machine scope), Program Files (the MSI), and the WinGet
+ * package folders, which `searchLocations` expands; macOS / Linux: Homebrew (Apple silicon, Intel,
+ * Linuxbrew), /usr/bin, ~/.local/bin, ~/bin.
+ */
 export function wellKnownLocations(platform: NodeJS.Platform = process.platform, env: NodeJS.ProcessEnv = process.env): string[] {
   if (platform === 'win32') {
-    const pf = env['ProgramFiles'] ?? 'C:\\Program Files';
-    const pf86 = env['ProgramFiles(x86)'] ?? 'C:\\Program Files (x86)';
-    const local = env['LOCALAPPDATA'];
+    const w = path.win32;
+    const pf = winEnv(env, 'ProgramFiles') ?? 'C:\\Program Files';
+    const pf86 = winEnv(env, 'ProgramFiles(x86)') ?? 'C:\\Program Files (x86)';
+    const profile = winEnv(env, 'USERPROFILE');
+    const local = winEnv(env, 'LOCALAPPDATA') ?? (profile ? w.join(profile, 'AppData', 'Local') : undefined);
     return [
-      path.win32.join(pf, 'cloudflared', 'cloudflared.exe'),
-      path.win32.join(pf86, 'cloudflared', 'cloudflared.exe'),
-      ...(local ? [path.win32.join(local, 'Microsoft', 'WinGet', 'Links', 'cloudflared.exe')] : []),
+      ...(local ? [w.join(local, 'Microsoft', 'WinGet', 'Links', 'cloudflared.exe')] : []),
+      w.join(pf, 'WinGet', 'Links', 'cloudflared.exe'),
+      w.join(pf, 'cloudflared', 'cloudflared.exe'),
+      w.join(pf86, 'cloudflared', 'cloudflared.exe'),
+      ...(local ? [w.join(local, 'Microsoft', 'WinGet', 'Packages', 'Cloudflare.cloudflared_*', 'cloudflared.exe')] : []),
+      w.join(pf, 'WinGet', 'Packages', 'Cloudflare.cloudflared_*', 'cloudflared.exe'),
     ];
   }
   const home = env['HOME'] ?? os.homedir();
@@ -55,17 +93,56 @@ export function wellKnownLocations(platform: NodeJS.Platform = process.platform,
     '/usr/local/bin/cloudflared',
     '/usr/bin/cloudflared',
     '/home/linuxbrew/.linuxbrew/bin/cloudflared',
-    path.join(home, '.local', 'bin', 'cloudflared'),
-    path.join(home, 'bin', 'cloudflared'),
+    path.posix.join(home, '.local', 'bin', 'cloudflared'),
+    path.posix.join(home, 'bin', 'cloudflared'),
   ];
 }
 
+/**
+ * The executable names Windows tries for `cloudflared`, in PATHEXT's order (only .exe, .com, .cmd
+ * and .bat: what CreateProcess or cmd can start), default `.COM;.EXE;.BAT;.CMD`. Elsewhere the bare name.
+ */
+export function executableNames(platform: NodeJS.Platform, env: NodeJS.ProcessEnv, base = 'cloudflared'): string[] {
+  if (platform !== 'win32') return [base];
+  const exts = (winEnv(env, 'PATHEXT') ?? '.COM;.EXE;.BAT;.CMD')
+    .split(';')
+    .map((e) => e.trim().toLowerCase())
+    .filter((e) => ['.exe', '.com', '.cmd', '.bat'].includes(e));
+  return [...new Set(exts.length ? exts : ['.exe'])].map((e) => base + e);
+}
+
 function candidatesOnPath(env: NodeJS.ProcessEnv, platform: NodeJS.Platform): string[] {
-  const sep = platform === 'win32' ? ';' : ':';
-  const dirs = (env['PATH'] ?? env['Path'] ?? '').split(sep).filter(Boolean);
-  const names = platform === 'win32' ? ['cloudflared.exe', 'cloudflared.cmd', 'cloudflared.bat'] : ['cloudflared'];
-  const join = (...parts: string[]) => (platform === 'win32' ? path.win32.join(...parts) : path.posix.join(...parts));
-  return dirs.flatMap((d) => names.map((n) => join(d, n)));
+  const win = platform === 'win32';
+  const raw = win ? winEnv(env, 'PATH') : env['PATH'];
+  // Windows PATH entries may be quoted ("C:\\Program Files\\x"); an empty entry is not the cwd here.
+  const dirs = (raw ?? '')
+    .split(win ? ';' : ':')
+    .map((d) => (win ? d.trim().replace(/^"(.*)"$/, '$1') : d))
+    .filter(Boolean);
+  const names = executableNames(platform, env);
+  const p = pathOf(platform);
+  return dirs.flatMap((d) => names.map((n) => p.join(d, n)));
+}
+
+/**
+ * Every place to look, in order: PATH (PATHEXT's names on Windows), then `wellKnownLocations`,
+ * with a `Cloudflare.cloudflared_*` folder expanded to the folders that exist there (sorted by
+ * name; the part after `_` names winget's source, so any of them is winget's cloudflared).
+ */
+export async function searchLocations(platform: NodeJS.Platform, env: NodeJS.ProcessEnv, fsys: LocateFs = realFs): Promise<string[]> {
+  const out: string[] = [...candidatesOnPath(env, platform)];
+  const p = pathOf(platform);
+  for (const loc of wellKnownLocations(platform, env)) {
+    const star = p.basename(p.dirname(loc));
+    if (!star.endsWith('_*')) {
+      out.push(loc);
+      continue;
+    }
+    const parent = p.dirname(p.dirname(loc));
+    const dirs = (await fsys.readdir(parent)).filter((n) => n.toLowerCase().startsWith(WINGET_PACKAGE_PREFIX)).sort();
+    for (const d of dirs) out.push(p.join(parent, d, p.basename(loc)));
+  }
+  return [...new Set(out)];
 }
 
 async function isFile(p: string): Promise<boolean> {
@@ -86,6 +163,12 @@ async function isExecutable(p: string, platform: NodeJS.Platform): Promise<boole
   }
 }
 
+const realFs: LocateFs = {
+  isFile,
+  isExecutable,
+  readdir: (p) => fs.readdir(p).catch(() => []),
+};
+
 const versionCache = new Map<string, { mtimeMs: number; version: string }>();
 
 /** Runs `<bin> --version` (5 s cap) and parses it; cached per path and modification time. */
@@ -94,7 +177,9 @@ export async function readVersion(binary: string, settingName = 'the cloudflared
   const cached = versionCache.get(binary);
   if (cached && cached.mtimeMs === st.mtimeMs) return cached.version;
   const out = await new Promise<string>((resolve, reject) => {
-    execFile(binary, ['--version'], { timeout: 5000, maxBuffer: 64 * 1024, windowsHide: true, shell: /\.(cmd|bat)$/i.test(binary) }, (err, stdout, stderr) => {
+    // A .cmd / .bat through cmd.exe with its line quoted, never `shell: true` (stopPlan.ts).
+    const how = spawnDecision(binary, ['--version'], { platform: process.platform, comspec: process.env['ComSpec'] ?? process.env['COMSPEC'] });
+    execFile(how.file, how.args, { timeout: 5000, maxBuffer: 64 * 1024, ...how.options }, (err, stdout, stderr) => {
       if (err && !stdout) reject(new Error(err.message, { cause: err }));
       else resolve(`${stdout}\n${stderr}`);
     });
@@ -125,35 +210,40 @@ export async function findCloudflared(options: FindOptions = {}): Promise<Cloudf
   const env = options.env ?? process.env;
   const platform = options.platform ?? process.platform;
   const settingName = options.settingName ?? 'the cloudflared path setting';
+  const fsys = options.fs ?? realFs;
+  const version = options.readVersion ?? readVersion;
+  const p = pathOf(platform);
   const explicit = options.explicitPath?.trim();
   if (explicit) {
-    const p = explicit.startsWith('~') ? path.join(env['HOME'] ?? os.homedir(), explicit.slice(1)) : explicit;
-    if (!path.isAbsolute(p)) {
-      throw new CloudflaredError('not-found', `${settingName} must be an absolute path, got "${explicit}".`, p);
+    const home = (platform === 'win32' ? winEnv(env, 'USERPROFILE') : env['HOME']) ?? os.homedir();
+    const file = explicit.startsWith('~') ? p.join(home, explicit.slice(1)) : explicit;
+    if (!p.isAbsolute(file)) {
+      throw new CloudflaredError('not-found', `${settingName} must be an absolute path, got "${explicit}".`, file);
     }
-    if (!(await isFile(p))) {
-      throw new CloudflaredError('not-found', `cloudflared was not found at ${p} (from ${settingName}). Fix the path, or clear it to search PATH. Install: ${INSTALL_URL}`, p);
+    if (!(await fsys.isFile(file))) {
+      throw new CloudflaredError('not-found', `cloudflared was not found at ${file} (from ${settingName}). Fix the path, or clear it to search PATH. Install: ${INSTALL_URL}`, file);
     }
-    if (!(await isExecutable(p, platform))) {
-      throw new CloudflaredError('not-executable', `${p} is not executable. Run \`chmod +x ${p}\`, or point ${settingName} at another cloudflared.`, p);
+    if (!(await fsys.isExecutable(file, platform))) {
+      throw new CloudflaredError('not-executable', `${file} is not executable. Run \`chmod +x ${file}\`, or point ${settingName} at another cloudflared.`, file);
     }
-    return { path: p, version: await readVersion(p, settingName) };
+    return { path: file, version: await version(file, settingName) };
   }
   let notExecutable: string | undefined;
-  for (const p of [...candidatesOnPath(env, platform), ...wellKnownLocations(platform, env)]) {
-    if (!(await isFile(p))) continue;
-    if (!(await isExecutable(p, platform))) {
-      notExecutable ??= p;
+  for (const candidate of await searchLocations(platform, env, fsys)) {
+    if (!(await fsys.isFile(candidate))) continue;
+    if (!(await fsys.isExecutable(candidate, platform))) {
+      notExecutable ??= candidate;
       continue;
     }
-    return { path: p, version: await readVersion(p, settingName) };
+    return { path: candidate, version: await version(candidate, settingName) };
   }
   if (notExecutable) {
     throw new CloudflaredError('not-executable', `Found ${notExecutable}, but it is not executable. Run \`chmod +x ${notExecutable}\`, or set ${settingName}.`, notExecutable);
   }
+  const where = platform === 'win32' ? 'not on PATH, nor in the WinGet or Program Files folders' : 'not on PATH, nor in the usual install folders';
   throw new CloudflaredError(
     'not-found',
-    `cloudflared is not installed (not on PATH, nor in the usual install folders). Install it (${INSTALL_URL}; macOS: \`brew install cloudflared\`, Windows: \`winget install --id Cloudflare.cloudflared\`) or set ${settingName} to its full path.`,
+    `cloudflared is not installed (${where}). Install it (${INSTALL_URL}; macOS: \`brew install cloudflared\`, Windows: \`winget install --id Cloudflare.cloudflared\`) or set ${settingName} to its full path.`,
   );
 }
 

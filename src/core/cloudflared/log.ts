@@ -14,7 +14,7 @@ export interface LogLine {
   /** key=value (quoted values unquoted), or the JSON object's other fields as strings. */
   fields: Record<string, string>;
   /** ISO time if present. */
-  time?: string;
+  time?: string | undefined;
   /** True for non-zerolog lines (urfave/cli fatal errors, help text). */
   bare: boolean;
   /** The raw line exceeded the cap and was cut. */

@@ -15,7 +15,7 @@ export interface TunnelTarget {
    * share secret reach the origin) or `open` (anyone with the URL). Unset: the controller's
    * default, `secret` unless configured otherwise. A live run's target always has it set.
    */
-  access?: AccessMode;
+  access?: AccessMode | undefined;
 }
 
 /** `secret`: only requests with the share secret (bearer header or secret path) pass; `open`: anyone with the URL. */

@@ -167,8 +167,8 @@ export class ToolGuard {
     // 2026-07-28: intermediaries that act on the mirrored headers must check them against the body.
     const hMethod = first(headers['mcp-method']);
     const hName = first(headers['mcp-name']);
-    if (!batch && (hMethod !== undefined || hName !== undefined)) {
-      const m = messages[0];
+    const m = messages[0];
+    if (!batch && m && (hMethod !== undefined || hName !== undefined)) {
       const p = isObject(m.params) ? m.params : {};
       const bodyName = m.method === 'tools/call' || m.method === 'prompts/get' ? p['name'] : typeof m.method === 'string' && m.method.startsWith('resources/') ? p['uri'] : undefined;
       if ((hMethod !== undefined && hMethod !== m.method) || (hName !== undefined && typeof bodyName === 'string' && hName !== bodyName)) {

@@ -14,6 +14,8 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { factsOf, runStopAction } from './processRunner';
+import { stopPlan, type StopIntent } from './stopPlan';
 
 export interface RunRecord {
   id: string;
@@ -199,6 +201,15 @@ async function runsWithConfig(pid: number, configPath: string): Promise<boolean 
   return line === undefined ? undefined : commandLineHasConfig(line, configPath);
 }
 
+/**
+ * What a command line that could not be read means: on Linux (read from /proc) the process is
+ * gone or a zombie; elsewhere a tool (PowerShell, ps) had to answer, so a PID still alive is
+ * 'unverified' and left alone, never ended unproven.
+ */
+export function unreadableOutcome(platform: NodeJS.Platform, alive: () => boolean): 'already-gone' | 'unverified' {
+  return platform !== 'linux' && alive() ? 'unverified' : 'already-gone';
+}
+
 async function waitGone(pid: number, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
@@ -213,8 +224,12 @@ export interface ReapResult {
   pid: number;
   /** The id from the record's file name. */
   id: string;
-  /** 'invalid': a malformed or inconsistent record, removed without touching any process. */
-  outcome: 'ended' | 'already-gone' | 'not-ours' | 'could-not-end' | 'invalid';
+  /**
+   * 'invalid': a malformed or inconsistent record, removed without touching any process.
+   * 'unverified': the PID is alive but its command line could not be read (no PowerShell, `ps`
+   * failed), so it cannot be told from another program: left alone, the record kept for a later try.
+   */
+  outcome: 'ended' | 'already-gone' | 'not-ours' | 'could-not-end' | 'invalid' | 'unverified';
 }
 
 async function readRecord(file: string): Promise<unknown> {
@@ -237,9 +252,8 @@ export async function reapOrphans(stateDir: string, log?: (msg: string) => void)
   }
   const results: ReapResult[] = [];
   for (const name of names) {
-    const m = RECORD_NAME.exec(name);
-    if (!m) continue;
-    const fileId = m[1];
+    const fileId = RECORD_NAME.exec(name)?.[1];
+    if (fileId === undefined) continue;
     // `name` comes from readdir: a single path component inside stateDir.
     const recordFile = path.join(stateDir, name);
     let rec: unknown;
@@ -263,29 +277,29 @@ export async function reapOrphans(stateDir: string, log?: (msg: string) => void)
     if (isAlive(ownerPid)) continue; // another live window owns it
     let outcome: ReapResult['outcome'];
     const verified = isAlive(pid) ? await runsWithConfig(pid, configPath) : undefined;
-    if (verified === undefined) outcome = 'already-gone';
+    if (verified === undefined) outcome = unreadableOutcome(process.platform, () => isAlive(pid));
     else if (!verified) outcome = 'not-ours';
     else {
-      try {
-        process.kill(pid, 'SIGTERM');
-      } catch {
-        // gone meanwhile
-      }
-      // cloudflared drains for --grace-period on the first signal; a second one ends it at once.
-      let gone = await waitGone(pid, 1000);
+      // The stop plan (stopPlan.ts): SIGTERM / `taskkill /T`, then SIGKILL / `taskkill /T /F`. An
+      // orphan gets a second, not its grace period: no client of a dead host waits for it.
+      const facts = factsOf(pid, false);
+      const [polite, force] = stopPlan(facts, 1000);
+      const fallback = (i: StopIntent) => process.kill(pid, i === 'force' ? 'SIGKILL' : 'SIGTERM');
+      runStopAction(polite.action, fallback, facts);
+      let gone = await waitGone(pid, force.atMs);
       if (!gone) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // gone meanwhile
-        }
+        runStopAction(force.action, fallback, facts);
         gone = await waitGone(pid, 2000);
       }
       outcome = gone ? 'ended' : 'could-not-end';
     }
     if (outcome === 'ended') log?.(`Ended cloudflared (PID ${pid}) left running by an earlier session that did not shut down.`);
     if (outcome === 'not-ours') log?.(`PID ${pid} from an old run record is now another program; left it alone.`);
-    if (outcome !== 'could-not-end') {
+    if (outcome === 'unverified') {
+      const how = process.platform === 'win32' ? `PowerShell's Get-CimInstance Win32_Process did not answer; if it is cloudflared, end it with \`taskkill /PID ${pid} /T /F\`` : `\`ps\` did not answer; if it is cloudflared, end it with \`kill ${pid}\``;
+      log?.(`PID ${pid} from an old run record is alive, but its command line could not be read to prove it is that cloudflared (${how}); left it alone, and will check again at the next start.`);
+    }
+    if (outcome !== 'could-not-end' && outcome !== 'unverified') {
       // The record by its file name; the config only via the checked id (equal to the file's).
       await Promise.all([fs.rm(recordFile, { force: true }), fs.rm(runConfigPath(stateDir, id), { force: true })]).catch((err: Error) =>
         log?.(`Could not remove run record ${name}: ${err.message}`),

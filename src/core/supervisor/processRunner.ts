@@ -13,8 +13,9 @@
  *   is gone and the watchdog kills the child, then exits. It also exits when the child does.
  * The orphan reaper (orphans.ts) stays as the second line, for what a lifeline cannot cover.
  */
-import { spawn as nodeSpawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn as nodeSpawn, execFile, execFileSync, type ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsConstants } from 'node:fs';
+import { intentOf, spawnDecision, stopAction, type ProcessFacts, type StopAction, type StopIntent } from './stopPlan';
 
 export interface SpawnedProcess {
   readonly pid?: number | undefined;
@@ -60,14 +61,18 @@ export function defaultLifeline(): Lifeline {
 }
 
 /**
- * The watchdog: argv[1] is the child's PID. Stdin is the host's end of a pipe: EOF means the host
+ * The watchdog: argv[1] is the child's PID, argv[2] taskkill's path (Windows: the whole tree is
+ * ended, a .cmd wrapper's children too; the stop plan's forced step). Stdin is the host's end of a pipe: EOF means the host
  * died (a host that ends the child itself kills the watchdog first, with SIGTERM: no kill then).
  * Polls the child so it never outlives it, and so a PID reused much later is never signalled.
  */
 const WATCHDOG_SOURCE = `
 const pid = Number(process.argv[1]);
 const alive = () => { try { process.kill(pid, 0); return true; } catch (e) { return e.code === 'EPERM'; } };
-const end = () => { try { if (alive()) process.kill(pid, 'SIGKILL'); } catch {} process.exit(0); };
+const force = () => process.platform === 'win32'
+  ? require('child_process').execFileSync(process.argv[2], ['/PID', String(pid), '/T', '/F'], { stdio: 'ignore', windowsHide: true, timeout: 5000 })
+  : process.kill(pid, 'SIGKILL');
+const end = () => { try { if (alive()) force(); } catch { try { process.kill(pid, 'SIGKILL'); } catch {} } process.exit(0); };
 process.on('SIGTERM', () => process.exit(0));
 process.stdin.on('end', end); process.stdin.on('close', end); process.stdin.on('error', end);
 process.stdin.resume();
@@ -83,11 +88,64 @@ function isExecutable(file: string): boolean {
   }
 }
 
+/** This process's facts about a child, for the stop plan. */
+export function factsOf(pid: number, group: boolean): ProcessFacts {
+  return { platform: process.platform, pid, group, systemRoot: process.env['SystemRoot'] ?? process.env['SYSTEMROOT'] };
+}
+
+/**
+ * Carries out one stop action (stopPlan.ts). `fallback` runs when the action cannot be done at
+ * all (taskkill missing or refused, a group already gone): Node's own kill, TerminateProcess on
+ * Windows. A fallback that throws (the process is gone) is ignored: it may run in a callback.
+ */
+export function runStopAction(action: StopAction, fallback: (intent: StopIntent) => void, facts: ProcessFacts): void {
+  const fall = (intent: StopIntent): void => {
+    try {
+      fallback(intent);
+    } catch {
+      // gone meanwhile
+    }
+  };
+  if (action.kind === 'signal') {
+    try {
+      process.kill(action.group ? -action.pid : action.pid, action.signal);
+    } catch {
+      fall(action.signal === 'SIGKILL' ? 'force' : 'polite');
+    }
+    return;
+  }
+  execFile(action.file, action.args, { timeout: 10_000, windowsHide: true }, (err) => {
+    if (!err) return;
+    if (action.onFailure === 'force') runStopAction(stopAction(facts, 'force'), fallback, facts);
+    else fall('force');
+  });
+}
+
+/**
+ * The child's `kill(signal)` follows the stop plan: SIGTERM is the polite step, SIGKILL the forced
+ * one, each to the child's group (POSIX, detached) or tree (Windows). So every caller (the
+ * controller's SIGTERM-then-SIGKILL, the bridge) stops the same way on every platform.
+ */
+function planKill(child: ChildProcess, group: boolean): void {
+  const nodeKill = child.kill.bind(child);
+  child.kill = (signal?: NodeJS.Signals | number): boolean => {
+    const pid = child.pid;
+    if (!pid || child.exitCode !== null || child.signalCode !== null) return nodeKill(signal);
+    const intent = intentOf(signal);
+    const facts = factsOf(pid, group);
+    const action = stopAction(facts, intent);
+    if (action.kind === 'signal' && !action.group) return nodeKill(action.signal);
+    runStopAction(action, (i) => void nodeKill(i === 'force' ? 'SIGKILL' : 'SIGTERM'), facts);
+    return true;
+  };
+}
+
 function startWatchdog(child: ChildProcess): void {
   if (!child.pid) return;
   let watchdog: ChildProcess;
+  const forced = stopAction(factsOf(child.pid, false), 'force');
   try {
-    watchdog = nodeSpawn(process.execPath, ['-e', WATCHDOG_SOURCE, String(child.pid)], {
+    watchdog = nodeSpawn(process.execPath, ['-e', WATCHDOG_SOURCE, String(child.pid), forced.kind === 'exec' ? forced.file : ''], {
       // Only what Node needs to start: the host's secrets stay with the host.
       env: {
         ELECTRON_RUN_AS_NODE: '1',
@@ -134,15 +192,15 @@ export function spawnTied(command: string, args: readonly string[], options: Spa
   const setpriv = lifeline === 'pdeathsig' ? findSetpriv() : null;
   // A missing or non-executable binary is spawned directly, so its error stays ENOENT / EACCES.
   const viaSetpriv = setpriv !== null && isExecutable(command);
-  const child = nodeSpawn(viaSetpriv ? setpriv : command, viaSetpriv ? ['--pdeathsig', 'KILL', '--', command, ...args] : [...args], {
+  // No shell: argv as is; a Windows .cmd / .bat goes through cmd.exe with its line quoted (stopPlan.ts).
+  const how = spawnDecision(command, args, { platform: process.platform, detached: options.detached, comspec: process.env['ComSpec'] ?? process.env['COMSPEC'] });
+  const child = nodeSpawn(viaSetpriv ? setpriv : how.file, viaSetpriv ? ['--pdeathsig', 'KILL', '--', command, ...args] : how.args, {
     env: options.env,
     stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'],
-    windowsHide: true,
+    ...how.options,
     ...(options.cwd !== undefined ? { cwd: options.cwd } : {}),
-    detached: options.detached === true && process.platform !== 'win32',
-    // .cmd shims (tests on Windows, npx.cmd) need a shell; the real cloudflared.exe does not.
-    shell: process.platform === 'win32' && /\.(cmd|bat)$/i.test(command),
   });
+  planKill(child, how.options.detached);
   if (lifeline === 'watchdog' || (lifeline === 'pdeathsig' && !viaSetpriv)) startWatchdog(child);
   return child;
 }

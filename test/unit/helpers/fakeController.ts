@@ -123,7 +123,7 @@ export class FakeController implements TunnelApi {
     this.stopCalls++;
     const s = this.current;
     if (s.status === 'stopped' || s.status === 'failed') return;
-    this.setState({ status: 'stopping', target: 'target' in s ? s.target : undefined, pid: FAKE_PID, ...('url' in s ? { url: s.url } : {}) });
+    this.setState({ status: 'stopping', ...('target' in s ? { target: s.target } : {}), pid: FAKE_PID, ...('url' in s ? { url: s.url } : {}) });
     await tick();
     this.currentMetrics = undefined;
     this.setState({ status: 'stopped' });
