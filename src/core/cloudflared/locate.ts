@@ -35,6 +35,11 @@ export interface FindOptions {
   platform?: NodeJS.Platform;
   /** How the caller names the explicit path in messages, e.g. "the setting `mcpTunnel.cloudflaredPath`". */
   settingName?: string;
+  /**
+   * The copy MCP Tunnel installed (Install cloudflared… / `install-cloudflared`): after the
+   * explicit path, before PATH (the user asked for it here; an older distro package stays on PATH).
+   */
+  managedPath?: string;
 }
 
 /** Where installers put cloudflared when it is not on PATH (GUI apps often get a short PATH). */
@@ -118,7 +123,8 @@ export async function readVersion(binary: string, settingName = 'the cloudflared
 }
 
 /**
- * Finds cloudflared: the explicit path first, then PATH, then the usual install locations.
+ * Finds cloudflared: the explicit path first, then the managed copy, then PATH, then the usual
+ * install locations.
  * Throws `CloudflaredError` whose message names the fix.
  */
 export async function findCloudflared(options: FindOptions = {}): Promise<CloudflaredInfo> {
@@ -138,6 +144,9 @@ export async function findCloudflared(options: FindOptions = {}): Promise<Cloudf
       throw new CloudflaredError('not-executable', `${p} is not executable. Run \`chmod +x ${p}\`, or point ${settingName} at another cloudflared.`, p);
     }
     return { path: p, version: await readVersion(p, settingName) };
+  }
+  if (options.managedPath && (await isFile(options.managedPath)) && (await isExecutable(options.managedPath, platform))) {
+    return { path: options.managedPath, version: await readVersion(options.managedPath, settingName) };
   }
   let notExecutable: string | undefined;
   for (const p of [...candidatesOnPath(env, platform), ...wellKnownLocations(platform, env)]) {
