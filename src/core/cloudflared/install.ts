@@ -174,7 +174,7 @@ async function get(url: URL, options: NetOptions, accept: string, redirects = 5)
       ...(socket
         ? {
             agent: false,
-            createConnection: () => (url.protocol === 'https:' ? tls.connect({ socket: socket!, servername: url.hostname }) : socket!),
+            createConnection: () => (url.protocol === 'https:' ? tls.connect({ socket: socket, servername: url.hostname }) : socket),
           }
         : {}),
     });
