@@ -1,6 +1,6 @@
 /** The user-facing flows behind the commands: progress, outcomes, failures with the action that fixes them. */
 import * as vscode from 'vscode';
-import { INSTALL_URL, readVersion } from '../core/cloudflared/locate';
+import { readVersion } from '../core/cloudflared/locate';
 import { validateTarget } from '../core/model/target';
 import { ALLOW_HOST_HINT } from './config';
 import { shareUrlPrefix, type ShareOptions } from '../core/shares/shares';
@@ -90,12 +90,25 @@ export async function runStart(deps: CommandDeps, target: TunnelTarget, restart:
   return outcome;
 }
 
+const OPEN_REMOTE_SETTINGS = () => vscode.l10n.t('Open Remote Settings');
+
+/**
+ * In a remote window (SSH, WSL, containers, code-server) the extension runs on the remote machine
+ * and reads machine-scoped settings such as `mcpTunnel.cloudflaredPath` from the *Remote*
+ * settings: a path set in the local user settings is not seen there.
+ */
+export function remoteHint(): string {
+  const remote = vscode.env.remoteName;
+  return remote ? ' ' + vscode.l10n.t('This window is remote ({0}): cloudflared must be on that machine, and mcpTunnel.cloudflaredPath belongs in the Remote settings, not your local user settings.', remote) : '';
+}
+
 /** The cause in plain words, and the action that fixes it. */
 export function showFailure(deps: CommandDeps, error: TunnelError, target: TunnelTarget): void {
   const actions: string[] = [];
   switch (error.code) {
     case 'not-found':
       actions.push('Install cloudflared', 'Locate cloudflared…');
+      if (vscode.env.remoteName) actions.push(OPEN_REMOTE_SETTINGS());
       break;
     case 'not-executable':
     case 'not-cloudflared':
@@ -111,11 +124,13 @@ export function showFailure(deps: CommandDeps, error: TunnelError, target: Tunne
       actions.push('Retry', 'Show Log');
   }
   // Notifications render no Markdown code spans: show `brew install cloudflared` as "brew install cloudflared".
-  const message = error.message.replace(/`([^`]+)`/g, '"$1"');
+  const message = error.message.replace(/`([^`]+)`/g, '"$1"') + (error.code === 'not-found' ? remoteHint() : '');
   void vscode.window.showErrorMessage(`MCP Tunnel: ${message}`, ...actions).then(async (a) => {
+    if (a && a === OPEN_REMOTE_SETTINGS()) return void vscode.commands.executeCommand('workbench.action.openRemoteSettings');
     switch (a) {
       case 'Install cloudflared':
-        await vscode.env.openExternal(vscode.Uri.parse(INSTALL_URL));
+        // Installs the managed copy, then starts what failed.
+        if (await vscode.commands.executeCommand<boolean>('mcpTunnel.installCloudflared')) await runStart(deps, target, false);
         break;
       case 'Locate cloudflared…':
         await vscode.commands.executeCommand('mcpTunnel.locateCloudflared');
