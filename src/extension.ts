@@ -21,7 +21,8 @@ import { TunnelTreeProvider } from './vscode/tunnelTree';
 import { runStart } from './vscode/ui';
 import { ReachabilityMonitor, type ReachabilityCheck } from './core/doctor/monitor';
 import type * as Doctor from './core/doctor/reachability';
-import { installWithProgress, managedCloudflaredPath, maybeOfferUpdate, type InstallDeps } from './vscode/installCloudflared';
+import type { InstallDeps } from './vscode/installCloudflared';
+import { loadInstallUi, managedCloudflaredPath } from './vscode/installModule';
 
 /** What `activate` returns: the extension-host tests drive and read these. */
 export interface MpcTunnelExtensionApi {
@@ -110,7 +111,8 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
     try {
       cloudflared = await lookup();
       log.info(`Using cloudflared ${cloudflared.version} at ${cloudflared.path}.`);
-      void maybeOfferUpdate(installDeps, cloudflared, config.checkCloudflaredUpdates);
+      // dist/install.js is loaded only for the managed copy, and only when its check is on.
+      if (config.checkCloudflaredUpdates && cloudflared.path === managedCloudflaredPath(context)) void loadInstallUi().maybeOfferUpdate(installDeps, cloudflared, true);
     } catch (err) {
       cloudflared = undefined;
       log.warn((err as Error).message);
@@ -168,7 +170,7 @@ export function activate(context: vscode.ExtensionContext): MpcTunnelExtensionAp
     sharePort: async (target, originHeaders) => (originHeaders ? runStart(commandDeps, { ...target, access: config.target.access }, false, { originHeaders }) : vscode.commands.executeCommand('mcpTunnel.start', target)),
   };
   const installDeps: InstallDeps = { context, log, recheck: async () => void (await checkCloudflared()), explicitPath: () => config.cloudflaredPath };
-  const commandDeps = { installCloudflared: async () => !!(await installWithProgress(installDeps)), controller: ctl, log, defaultTarget: () => config.target, recheckCloudflared: async () => void (await checkCloudflared()), qr, inspector, secrets: context.secrets, allowedHosts: () => config.allowedHosts, reachability };
+  const commandDeps = { installCloudflared: async () => !!(await loadInstallUi().installWithProgress(installDeps)), controller: ctl, log, defaultTarget: () => config.target, recheckCloudflared: async () => void (await checkCloudflared()), qr, inspector, secrets: context.secrets, allowedHosts: () => config.allowedHosts, reachability };
   context.subscriptions.push(
     ...registerCommands(commandDeps),
   );

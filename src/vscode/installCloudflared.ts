@@ -1,31 +1,18 @@
 /**
- * Install cloudflared… and the weekly update check of the managed copy. The installer itself is
- * `dist/install.js` (src/core/cloudflared/install.ts), loaded on first use: nothing of it is in
- * extension.js, and nothing runs at activation.
+ * Install cloudflared… and the weekly update check of the managed copy, with the installer
+ * (src/core/cloudflared/install.ts): together they are `dist/install.js`, loaded on first use
+ * through installModule.ts, so none of it is in extension.js and nothing runs at activation.
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type * as Install from '../core/cloudflared/install';
+import * as Install from '../core/cloudflared/install';
 import type { TunnelLog } from './log';
+import { managedCloudflaredPath, managedDir } from './installModule';
 
 /** globalState key: when the managed copy was last checked for a newer release (ms). */
 const LAST_UPDATE_CHECK_KEY = 'mcpTunnel.cloudflared.lastUpdateCheck';
 
-function loadInstaller(): typeof Install {
-  // A computed require: esbuild leaves dist/install.js out of extension.js.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return require(path.join(__dirname, 'install.js')) as typeof Install;
-}
-
-/** The folder of the managed copy, in the extension's global storage. */
-export function managedDir(context: vscode.ExtensionContext): string {
-  return path.join(context.globalStorageUri.fsPath, 'cloudflared');
-}
-
-/** The managed copy's path (whether it exists or not). */
-export function managedCloudflaredPath(context: vscode.ExtensionContext): string {
-  return path.join(managedDir(context), process.platform === 'win32' ? 'cloudflared.exe' : 'cloudflared');
-}
+const loadInstaller = (): typeof Install => Install;
 
 /** VS Code's `http.proxy`, which wins over HTTPS_PROXY (VS Code also reads the system's proxy for us otherwise). */
 function proxySetting(): string | undefined {
