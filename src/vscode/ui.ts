@@ -98,8 +98,7 @@ const OPEN_REMOTE_SETTINGS = () => vscode.l10n.t('Open Remote Settings');
  * settings: a path set in the local user settings is not seen there.
  */
 export function remoteHint(): string {
-  const remote = vscode.env.remoteName;
-  return remote ? ' ' + vscode.l10n.t('This window is remote ({0}): cloudflared must be on that machine, and mcpTunnel.cloudflaredPath belongs in the Remote settings, not your local user settings.', remote) : '';
+  return vscode.env.remoteName ? ' ' + vscode.l10n.t('In this remote window, cloudflared must be on the remote machine, and mcpTunnel.cloudflaredPath goes in the Remote settings.') : '';
 }
 
 /** The cause in plain words, and the action that fixes it. */

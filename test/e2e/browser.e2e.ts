@@ -981,6 +981,8 @@ async function scenarioMissing(ctx: Ctx): Promise<string[]> {
   const errorText = await error.innerText();
   for (const b of ['Install cloudflared', 'Locate cloudflared…']) check(errorText.includes(b), `error notification offers "${b}", got:\n${errorText}`);
   check(/mcpTunnel\.cloudflaredPath/.test(errorText), 'error names the cloudflaredPath setting');
+  // code-server's window is remote: the machine settings live in the Remote settings.
+  check(/Remote settings/.test(errorText) && errorText.includes('Open Remote Settings'), `a remote window says where cloudflaredPath goes, got:\n${errorText}`);
   const bar = await waitForStatus(page, /Tunnel failed/, 'failed item');
   // The start's progress notification closes (VS Code keeps it up a moment); then the error stands alone.
   await toast(page, /Starting a tunnel|Looking for cloudflared/).waitFor({ state: 'hidden', timeout: 15_000 }).catch(() => notes.push('the progress notification is still shown next to the error'));
