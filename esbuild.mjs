@@ -30,6 +30,8 @@ const builds = [
   { ...common, entryPoints: { panels: 'src/vscode/panels.ts' }, outdir: 'dist' },
   // The reachability check, loaded on the first check (src/extension.ts, doctorCheck).
   { ...common, entryPoints: { doctor: 'src/core/doctor/reachability.ts' }, outdir: 'dist' },
+  // Install cloudflared…, its update check and the installer, loaded on first use (src/vscode/installModule.ts).
+  { ...common, entryPoints: { install: 'src/vscode/installCloudflared.ts' }, outdir: 'dist' },
   // Share MCP Server… and the other stdio-share commands, loaded on first use (src/vscode/shareServerModule.ts).
   { ...common, entryPoints: { shareServer: 'src/vscode/shareServer.ts' }, outdir: 'dist' },
   // The MCP room, loaded on first use by the extension and by the CLI.

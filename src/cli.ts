@@ -8,6 +8,8 @@
 import { parseArgs } from 'node:util';
 import { findCloudflared, type EdgeProtocol, type HostHeaderMode } from './core/cloudflared/locate';
 import { defaultStateDir } from './core/util/paths';
+import { installCloudflared, managedBinaryPath } from './core/cloudflared/install';
+import * as path from 'node:path';
 import { validateTarget } from './core/model/target';
 import { readFile } from 'node:fs/promises';
 import { SHARE_SECRET_PATTERN, TunnelController, type NamedTunnel, type ShareSecretStore } from './core/tunnelController';
@@ -34,6 +36,10 @@ Usage:
   mcp-tunnel doctor MCP_URL [options]
                                  check a public MCP URL as a client on the internet would
                                  (exit 0 when it gets an MCP answer, 1 with the cause and fix)
+  mcp-tunnel install-cloudflared [--dir D] [--version V]
+                                 download Cloudflare's cloudflared release (latest, or V) for
+                                 this OS, verify its SHA-256, install it into D (default
+                                 <state dir>/cloudflared; start and mcp find it there)
 
 Options for start:
   --stdio -- CMD [ARGS…]
@@ -200,7 +206,7 @@ function makeController(values: EngineFlags, fixedSecretKey?: string): TunnelCon
     access,
     // The fixed secret is one share's: the first `--port` of `start`, the first target of `mcp`.
     ...(fixedSecret ? { shareSecretStore: fixedSecretStore(fixedSecret, fixedSecretKey) } : {}),
-    findCloudflared: () => findCloudflared({ ...(values.cloudflared ? { explicitPath: values.cloudflared } : {}), settingName: '--cloudflared' }),
+    findCloudflared: () => findCloudflared({ ...(values.cloudflared ? { explicitPath: values.cloudflared } : {}), settingName: '--cloudflared', managedPath: managedBinaryPath(managedDir()) }),
     stateDir: defaultStateDir(),
     startTimeoutMs: timeoutS * 1000,
     hostHeader: hostHeader as HostHeaderMode,
@@ -622,6 +628,42 @@ function stdioShare(values: StdioFlags, command: string[]): { server: StdioServe
   return { server: { name, command: cmd, args }, maxSessions, idleMs: idleMin * 60_000, access: values.access === 'open' ? 'open' : 'secret' };
 }
 
+/** Where `install-cloudflared` puts cloudflared by default, and where `start` / `mcp` look for it. */
+function managedDir(): string {
+  return path.join(defaultStateDir(), 'cloudflared');
+}
+
+/** `mcp-tunnel install-cloudflared [--dir D] [--version V]`: progress on stderr, the path on stdout. */
+async function installCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { dir: { type: 'string' }, version: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const dir = path.resolve(values.dir ?? managedDir());
+  const ac = new AbortController();
+  process.once('SIGINT', () => ac.abort());
+  let lastMb = -1;
+  try {
+    const done = await installCloudflared({
+      dir,
+      signal: ac.signal,
+      ...(values.version ? { version: values.version } : {}),
+      onProgress: ({ done, total }) => {
+        const mb = Math.floor(done / 1e6);
+        if (mb === lastMb && done !== total) return;
+        lastMb = mb;
+        process.stderr.write(`downloading cloudflared: ${(done / 1e6).toFixed(1)}${total ? ` of ${(total / 1e6).toFixed(1)}` : ''} MB\n`);
+      },
+    });
+    process.stderr.write(`installed cloudflared ${done.version} (${done.asset}, SHA-256 ${done.sha256} verified)\n`);
+    process.stdout.write(`${done.path}\n`);
+    return 0;
+  } catch (err) {
+    return fail((err as Error).message, 1);
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
@@ -635,6 +677,8 @@ async function main(argv: string[]): Promise<number> {
     case '--version':
       process.stdout.write(`${VERSION}\n`);
       return 0;
+    case 'install-cloudflared':
+      return installCommand(rest);
     case 'start':
     case 'mcp':
     case 'doctor':

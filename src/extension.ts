@@ -21,6 +21,8 @@ import { TunnelTreeProvider } from './vscode/tunnelTree';
 import { runStart } from './vscode/ui';
 import { ReachabilityMonitor, type ReachabilityCheck } from './core/doctor/monitor';
 import type * as Doctor from './core/doctor/reachability';
+import type { InstallDeps } from './vscode/installCloudflared';
+import { loadInstallUi, managedCloudflaredPath } from './vscode/installModule';
 
 /** What `activate` returns: the extension-host tests drive and read these. */
 export interface McpTunnelExtensionApi {
@@ -51,12 +53,14 @@ export function activate(context: vscode.ExtensionContext): McpTunnelExtensionAp
   warn(problems);
 
   const settingName = 'the setting `mcpTunnel.cloudflaredPath`';
+  // The explicit setting, then the copy Install cloudflared… put in global storage, then PATH.
+  const lookup = () => findCloudflared({ ...(config.cloudflaredPath ? { explicitPath: config.cloudflaredPath } : {}), settingName, managedPath: managedCloudflaredPath(context) });
   const namedTunnel = () =>
     config.tunnelMode === 'named' ? { hostname: config.namedHostname, token: () => Promise.resolve(context.secrets.get(TUNNEL_TOKEN_KEY)) } : undefined;
   // A named tunnel's hostname is stable: so is its share secret (secret storage), until rotated.
   const shareSecretStore = () => (config.tunnelMode === 'named' ? createShareSecretStore(context.secrets, () => shareKey(config.target)) : undefined);
   const ctl = new TunnelController({
-    findCloudflared: () => findCloudflared({ ...(config.cloudflaredPath ? { explicitPath: config.cloudflaredPath } : {}), settingName }),
+    findCloudflared: lookup,
     stateDir: context.globalStorageUri.fsPath,
     startTimeoutMs: config.startTimeoutMs,
     stopGraceMs: config.stopGraceMs,
@@ -115,13 +119,17 @@ export function activate(context: vscode.ExtensionContext): McpTunnelExtensionAp
   setKeys();
   const checkCloudflared = async (): Promise<CloudflaredInfo | undefined> => {
     try {
-      cloudflared = await findCloudflared({ ...(config.cloudflaredPath ? { explicitPath: config.cloudflaredPath } : {}), settingName });
+      cloudflared = await lookup();
       log.info(`Using cloudflared ${cloudflared.version} at ${cloudflared.path}.`);
+      // dist/install.js is loaded only for the managed copy, and only when its check is on.
+      if (config.checkCloudflaredUpdates && cloudflared.path === managedCloudflaredPath(context)) void loadInstallUi().maybeOfferUpdate(installDeps, cloudflared, true);
     } catch (err) {
       cloudflared = undefined;
       log.warn((err as Error).message);
     }
     void vscode.commands.executeCommand('setContext', 'mcpTunnel.cloudflaredMissing', !cloudflared);
+    // The walkthrough's first step completes on it.
+    if (cloudflared) void vscode.commands.executeCommand('setContext', 'mcpTunnel.cloudflaredFound', true);
     tree.refresh();
     return cloudflared;
   };
@@ -132,7 +140,10 @@ export function activate(context: vscode.ExtensionContext): McpTunnelExtensionAp
         void vscode.commands.executeCommand('setContext', 'mcpTunnel.cloudflaredMissing', true);
       } else if (s.status === 'active' || s.status === 'connecting') {
         void vscode.commands.executeCommand('setContext', 'mcpTunnel.cloudflaredMissing', false);
+        void vscode.commands.executeCommand('setContext', 'mcpTunnel.cloudflaredFound', true);
       }
+      // The walkthrough's "start a tunnel" step completes on it (it stays set for the session).
+      if (s.status === 'active') void vscode.commands.executeCommand('setContext', 'mcpTunnel.tunnelWasActive', true);
     }),
   );
 
@@ -168,7 +179,8 @@ export function activate(context: vscode.ExtensionContext): McpTunnelExtensionAp
     // With headers for the origin: not through the public Start Tunnel command (whose arguments other extensions may pass).
     sharePort: async (target, originHeaders) => (originHeaders ? runStart(commandDeps, { ...target, access: config.target.access }, false, { originHeaders }) : vscode.commands.executeCommand('mcpTunnel.start', target)),
   };
-  const commandDeps = { controller: ctl, log, defaultTarget: () => config.target, recheckCloudflared: async () => void (await checkCloudflared()), qr, inspector, secrets: context.secrets, allowedHosts: () => config.allowedHosts, reachability };
+  const installDeps: InstallDeps = { context, log, recheck: async () => void (await checkCloudflared()), explicitPath: () => config.cloudflaredPath };
+  const commandDeps = { installCloudflared: async () => !!(await loadInstallUi().installWithProgress(installDeps)), controller: ctl, log, defaultTarget: () => config.target, recheckCloudflared: async () => void (await checkCloudflared()), qr, inspector, secrets: context.secrets, allowedHosts: () => config.allowedHosts, reachability };
   context.subscriptions.push(
     ...registerCommands(commandDeps),
   );

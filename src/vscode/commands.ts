@@ -1,6 +1,5 @@
 /** One command table and one registerCommands(); handlers delegate to the controller and ui.ts. */
 import * as vscode from 'vscode';
-import { INSTALL_URL } from '../core/cloudflared/locate';
 import { isLive, sharePathOf, type TunnelState, type TunnelTarget } from '../core/model/tunnelState';
 import { maskSharePath } from '../core/util/format';
 import type { TunnelController } from '../core/tunnelController';
@@ -81,6 +80,8 @@ export interface CommandDeps {
   allowedHosts: () => readonly string[];
   /** The reachability doctor (Check Tunnel). */
   reachability: ReachabilityMonitor;
+  /** Install cloudflared…: the managed copy, with progress; true when it was installed. */
+  installCloudflared: () => Promise<boolean>;
 }
 
 export const TUNNEL_TOKEN_KEY = 'mcpTunnel.namedTunnel.token';
@@ -167,7 +168,7 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
     [CommandId.LocateCloudflared]: async () => {
       if (await locateCloudflared(log)) await deps.recheckCloudflared();
     },
-    [CommandId.InstallCloudflared]: () => vscode.env.openExternal(vscode.Uri.parse(INSTALL_URL)),
+    [CommandId.InstallCloudflared]: () => deps.installCloudflared(),
     [CommandId.CopyItem]: (row: TunnelTreeRow) => copy(row?.value, row?.label ?? vscode.l10n.t('value')),
     [CommandId.OpenItem]: async (row: TunnelTreeRow) => {
       if (row?.value) await vscode.env.openExternal(vscode.Uri.parse(row.value));

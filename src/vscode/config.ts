@@ -19,6 +19,8 @@ export interface TunnelConfig {
   protocol: EdgeProtocol;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   mcpConfirmStart: boolean;
+  /** Offer newer releases of the managed cloudflared, at most weekly (`cloudflared.checkForUpdates`). */
+  checkCloudflaredUpdates: boolean;
   /** Check each share through its public URL once it is active (`checkReachability`). */
   checkReachability: boolean;
   autoRestart: boolean;
@@ -98,6 +100,7 @@ export function readConfig(cfg: vscode.WorkspaceConfiguration = vscode.workspace
       namedHostname: pick('namedTunnel.hostname', (v) => (typeof v === 'string' && /^[a-z0-9.-]*$/i.test(v.trim().replace(/^https?:\/\//, '').replace(/\/$/, '')) ? v.trim() : undefined), '', 'a host name such as mcp.example.com'),
       autoRestart: pick('autoRestart', (v) => (typeof v === 'boolean' ? v : undefined), true, 'true or false'),
       mcpConfirmStart: pick('mcp.confirmStart', (v) => (typeof v === 'boolean' ? v : undefined), true, 'true or false'),
+      checkCloudflaredUpdates: pick('cloudflared.checkForUpdates', (v) => (typeof v === 'boolean' ? v : undefined), true, 'true or false'),
       checkReachability: pick('checkReachability', (v) => (typeof v === 'boolean' ? v : undefined), true, 'true or false'),
       allowedHosts,
       inspector: {

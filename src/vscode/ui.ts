@@ -1,6 +1,6 @@
 /** The user-facing flows behind the commands: progress, outcomes, failures with the action that fixes them. */
 import * as vscode from 'vscode';
-import { INSTALL_URL, readVersion } from '../core/cloudflared/locate';
+import { readVersion } from '../core/cloudflared/locate';
 import { validateTarget } from '../core/model/target';
 import { ALLOW_HOST_HINT } from './config';
 import { shareUrlPrefix, type ShareOptions } from '../core/shares/shares';
@@ -96,6 +96,17 @@ export async function runStart(deps: CommandDeps, target: TunnelTarget, restart:
   return outcome;
 }
 
+const OPEN_REMOTE_SETTINGS = () => vscode.l10n.t('Open Remote Settings');
+
+/**
+ * In a remote window (SSH, WSL, containers, code-server) the extension runs on the remote machine
+ * and reads machine-scoped settings such as `mcpTunnel.cloudflaredPath` from the *Remote*
+ * settings: a path set in the local user settings is not seen there.
+ */
+export function remoteHint(): string {
+  return vscode.env.remoteName ? ' ' + vscode.l10n.t('In this remote window, cloudflared must be on the remote machine, and mcpTunnel.cloudflaredPath goes in the Remote settings.') : '';
+}
+
 /** The cause in plain words, and the action that fixes it. */
 export function showFailure(deps: CommandDeps, error: TunnelError, target: TunnelTarget): void {
   const A = {
@@ -111,6 +122,7 @@ export function showFailure(deps: CommandDeps, error: TunnelError, target: Tunne
   switch (error.code) {
     case 'not-found':
       actions.push(A.install, A.locate);
+      if (vscode.env.remoteName) actions.push(OPEN_REMOTE_SETTINGS());
       break;
     case 'not-executable':
     case 'not-cloudflared':
@@ -126,11 +138,13 @@ export function showFailure(deps: CommandDeps, error: TunnelError, target: Tunne
       actions.push(A.retry, A.showLog);
   }
   // Notifications render no Markdown code spans: show `brew install cloudflared` as "brew install cloudflared".
-  const message = error.message.replace(/`([^`]+)`/g, '"$1"');
+  const message = error.message.replace(/`([^`]+)`/g, '"$1"') + (error.code === 'not-found' ? remoteHint() : '');
   void vscode.window.showErrorMessage(vscode.l10n.t('MCP Tunnel: {0}', message), ...actions).then(async (a) => {
+    if (a && a === OPEN_REMOTE_SETTINGS()) return void vscode.commands.executeCommand('workbench.action.openRemoteSettings');
     switch (a) {
       case A.install:
-        await vscode.env.openExternal(vscode.Uri.parse(INSTALL_URL));
+        // Installs the managed copy, then starts what failed.
+        if (await vscode.commands.executeCommand<boolean>('mcpTunnel.installCloudflared')) await runStart(deps, target, false);
         break;
       case A.locate:
         await vscode.commands.executeCommand('mcpTunnel.locateCloudflared');

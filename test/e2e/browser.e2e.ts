@@ -14,6 +14,9 @@
 //      stop one, Stop Tunnel → cloudflared gone, nothing left.
 //   2  cloudflared missing (a second server, PATH without the fake): the install-guidance welcome view,
 //      then Start → an error notification naming the fix.
+//   install  the walkthrough (a third server, no cloudflared) → Install cloudflared from its first step
+//      against a local release host (MCP_TUNNEL_TEST_RELEASE_BASE) → progress in MB → installed,
+//      the step checked, the view finds it.
 // Screenshots: test-results/e2e-*.png. --update-docs copies the README ones to docs/screenshots/.
 // Without --vsix the VSIX is built first (esbuild --production + vsce) in a temp copy of the repo, so
 // dist/ of the checkout is left alone. Env: E2E_TIMEOUT_MS (whole run, default 480000), E2E_KEEP=1,
@@ -1104,6 +1107,8 @@ async function scenarioMissing(ctx: Ctx): Promise<string[]> {
   const errorText = await error.innerText();
   for (const b of ['Install cloudflared', 'Locate cloudflared…']) check(errorText.includes(b), `error notification offers "${b}", got:\n${errorText}`);
   check(/mcpTunnel\.cloudflaredPath/.test(errorText), 'error names the cloudflaredPath setting');
+  // code-server's window is remote: the machine settings live in the Remote settings.
+  check(/Remote settings/.test(errorText) && errorText.includes('Open Remote Settings'), `a remote window says where cloudflaredPath goes, got:\n${errorText}`);
   const bar = await waitForStatus(page, /Tunnel failed/, 'failed item');
   // The start's progress notification closes (VS Code keeps it up a moment); then the error stands alone.
   await toast(page, /Starting a tunnel|Looking for cloudflared/).waitFor({ state: 'hidden', timeout: 15_000 }).catch(() => notes.push('the progress notification is still shown next to the error'));
@@ -1113,6 +1118,127 @@ async function scenarioMissing(ctx: Ctx): Promise<string[]> {
   // The view keeps the install guidance after the failed start.
   const afterText = await sidebar.innerText();
   notes.push(/could not find it/.test(afterText) ? 'view still shows the install guidance' : `view after the failed start: ${afterText.replace(/\s+/g, ' ').slice(0, 160)}`);
+  return notes;
+}
+
+/**
+ * A local server playing GitHub's release API for cloudflared (MCP_TUNNEL_TEST_RELEASE_BASE): one
+ * release whose linux-amd64 asset is a launcher of the fake cloudflared, with its SHA-256 in the
+ * release body as Cloudflare writes it, served slowly enough for the progress notification to show.
+ */
+async function startReleaseHost(version: string): Promise<{ base: string; downloads: () => number; close: () => Promise<void> }> {
+  const launcher = `#!/bin/sh\nFAKE_CLOUDFLARED_VERSION=${version} exec "${NODE24}" "${path.join(FIXTURES, 'fake-cloudflared.js')}" "$@"\n`;
+  const asset = Buffer.concat([Buffer.from(launcher), Buffer.alloc(3_000_000, 0x23)]);
+  const name = 'cloudflared-linux-amd64';
+  const digest = (await import('node:crypto')).createHash('sha256').update(asset).digest('hex');
+  let downloads = 0;
+  const server = http.createServer((req, res) => {
+    if (req.url === '/repos/cloudflare/cloudflared/releases/latest') {
+      const port = (server.address() as AddressInfo).port;
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({
+        tag_name: version,
+        body: `Notes\n \n### SHA256 Checksums:\n\`\`\`\n${name}: ${digest}\n\`\`\``,
+        assets: [{ name, size: asset.length, browser_download_url: `http://127.0.0.1:${port}/download/${name}` }],
+      }));
+      return;
+    }
+    if (req.url === `/download/${name}`) {
+      downloads++;
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': asset.length });
+      let off = 0;
+      const next = (): void => {
+        if (res.destroyed) return;
+        res.write(asset.subarray(off, (off += 100_000)));
+        if (off >= asset.length) res.end();
+        else setTimeout(next, 120);
+      };
+      next();
+      return;
+    }
+    res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    downloads: () => downloads,
+    close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
+  };
+}
+
+/** The walkthrough, and Install cloudflared from its first step against the local release host. */
+async function scenarioInstall(ctx: Ctx): Promise<string[]> {
+  const notes: string[] = [];
+  const dirs = [path.dirname(NODE24), ...(process.env.PATH ?? '').split(path.delimiter)].filter((d) => d && !fs.existsSync(path.join(d, 'cloudflared')));
+  const release = await startReleaseHost('2026.9.0');
+  ctx.cleanups.push(() => release.close());
+  // Free the other servers' share of two cores first.
+  for (const p of ctx.browser?.context.pages() ?? []) await p.close().catch(() => undefined);
+  ctx.pageA = undefined;
+  if (ctx.serverA) await ctx.serverA.stop();
+  ctx.serverA = undefined;
+  if (ctx.serverB) await ctx.serverB.stop();
+  ctx.serverB = undefined;
+  const edgePort = await freePort();
+  const server = await startServerWith(ctx, 'c', {
+    PATH: dirs.join(path.delimiter),
+    MCP_TUNNEL_TEST_RELEASE_BASE: release.base,
+    FAKE_CLOUDFLARED_STATE_DIR: ctx.stateDirA,
+    FAKE_CLOUDFLARED_PUBLIC_PORT: String(edgePort),
+    MCP_TUNNEL_DOCTOR_CONNECT_TO: `*=http://127.0.0.1:${edgePort}`,
+  }, { 'mcpTunnel.defaultPort': ctx.origin.port });
+  const page = await openWorkbenchFor(ctx, server);
+
+  await runCommandOpeningPick(page, 'Welcome: Open Walkthrough...');
+  await pickQuickItem(page, /Get Started with MCP Tunnel/);
+  const walkthrough = page.locator('.gettingStartedContainer').first();
+  await walkthrough.locator('.getting-started-category .category-title, h2').filter({ hasText: 'Get Started with MCP Tunnel' }).first().waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  const step = (title: string): Locator => walkthrough.locator('.getting-started-step').filter({ has: page.locator('.step-title', { hasText: title }) }).first();
+  const titles = await walkthrough.locator('.getting-started-step .step-title').allInnerTexts();
+  for (const t of ['Install cloudflared', 'Start your MCP server', 'Start a tunnel', 'Connect a client', 'Share safely']) check(titles.some((x) => x.includes(t)), `the walkthrough has the step "${t}", got: ${titles.join(' | ')}`);
+  const isDone = async (title: string): Promise<boolean> => /\bcomplete\b/.test((await step(title).getAttribute('class')) ?? '') || (await step(title).locator('.codicon-getting-started-step-checked, .codicon-pass-filled').count()) > 0;
+  check(!(await isDone('Install cloudflared')), 'the install step is open while cloudflared is missing');
+  await step('Install cloudflared').click();
+  const install = step('Install cloudflared').locator('.monaco-button, a').filter({ hasText: /^Install cloudflared$/ }).first();
+  await install.waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  await sleep(500);
+  await shot(page, 'e2e-31-walkthrough');
+  notes.push(`walkthrough: ${titles.length} steps`);
+
+  await install.click();
+  const progress = toast(page, /Installing cloudflared/);
+  await progress.waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  const mb = await waitUntil(async () => {
+    const t = await progress.innerText().catch(() => '');
+    return /\d+\.\d of 3\.0 MB/.test(t) && !/0\.0 of/.test(t) ? t : undefined;
+  }, 'the progress notification to show MB');
+  await shot(page, 'e2e-32-install-progress');
+  notes.push(`progress: "${mb.replace(/\s+/g, ' ').trim()}"`);
+  const done = toast(page, /installed cloudflared 2026\.9\.0 \(checksum verified\)/);
+  await done.waitFor({ state: 'visible', timeout: 60_000 });
+  check(release.downloads() === 1, `one download, got ${release.downloads()}`);
+  await waitUntil(() => isDone('Install cloudflared'), 'the walkthrough step "Install cloudflared" to be checked');
+  await waitStable(done);
+  await shot(page, 'e2e-33-installed');
+  notes.push(`done: "${await toastMessage(done)}"; the walkthrough step is checked`);
+
+  // It is used: the view finds it, and a tunnel starts on it (the fake, speaking the installed version).
+  await clearNotifications(page);
+  const sidebar = await openTunnelView(page);
+  await sidebar.locator('.welcome-view-content').filter({ hasText: 'No tunnel is running' }).first().waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  check(!/could not find it/.test(await sidebar.innerText()), 'the view no longer asks for cloudflared');
+  await runCommand(page, 'MCP Tunnel: Start Tunnel');
+  await waitForStatus(page, ACTIVE, 'the tunnel on the installed cloudflared', 60_000);
+  const rows = await waitUntil(async () => {
+    const r = await treeRows(sidebar).catch(() => new Map<string, string>());
+    return r.get('cloudflared') ? r : undefined;
+  }, 'the cloudflared row');
+  const cfRow = rows.get('cloudflared') ?? '';
+  check(/2026\.9\.0/.test(cfRow) && /globalStorage/.test(cfRow), `the tunnel runs the managed copy, row: "${cfRow}"`);
+  await waitStable(sidebar);
+  await shot(page, 'e2e-34-running-on-managed');
+  await runCommand(page, 'MCP Tunnel: Stop Tunnel');
+  await waitForStatus(page, STOPPED, 'stopped');
+  notes.push(`tunnel on the managed copy: cloudflared row "${cfRow}"`);
   return notes;
 }
 
@@ -1198,6 +1324,7 @@ async function main(): Promise<number> {
       ['3', "VS Code's MCP client (List Servers, tools, invokeTool, consent)", scenarioMcpClient],
       ['4', 'two origins shared at once (own secrets, rotate one, stop one, Stop Tunnel)', scenarioTwoShares],
       ['2', 'cloudflared missing (welcome guidance, error notification)', scenarioMissing],
+      ['install', 'the walkthrough, and Install cloudflared against a local release host', scenarioInstall],
     ];
     for (const [id, name, fn] of scenarios) {
       if (only && !only.includes(id)) continue;
@@ -1209,7 +1336,7 @@ async function main(): Promise<number> {
         results.push({ id, name, ok: true, ms: Date.now() - ts, notes });
       } catch (err) {
         const e = err instanceof Error ? (err.stack ?? err.message) : String(err);
-        const page = id === '2' ? ctx.browser?.context.pages().at(-1) : ctx.pageA;
+        const page = id === '2' || id === 'install' ? ctx.browser?.context.pages().at(-1) : ctx.pageA;
         if (page) await shot(page, `e2e-fail-scenario-${id}`).catch(() => undefined);
         results.push({ id, name, ok: false, ms: Date.now() - ts, notes: [], error: e });
       }

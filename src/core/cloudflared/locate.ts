@@ -48,6 +48,11 @@ export interface FindOptions {
   /** Tests only: another file system, and another `--version` reader. */
   fs?: LocateFs | undefined;
   readVersion?: ((binary: string, settingName: string) => Promise<string>) | undefined;
+  /**
+   * The copy MCP Tunnel installed (Install cloudflared… / `install-cloudflared`): after the
+   * explicit path, before PATH (the user asked for it here; an older distro package stays on PATH).
+   */
+  managedPath?: string | undefined;
 }
 
 /** The path module of `platform` (Windows paths are built with win32 rules on any host). */
@@ -203,7 +208,8 @@ export async function readVersion(binary: string, settingName = 'the cloudflared
 }
 
 /**
- * Finds cloudflared: the explicit path first, then PATH, then the usual install locations.
+ * Finds cloudflared: the explicit path first, then the managed copy, then PATH, then the usual
+ * install locations.
  * Throws `CloudflaredError` whose message names the fix.
  */
 export async function findCloudflared(options: FindOptions = {}): Promise<CloudflaredInfo> {
@@ -227,6 +233,9 @@ export async function findCloudflared(options: FindOptions = {}): Promise<Cloudf
       throw new CloudflaredError('not-executable', `${file} is not executable. Run \`chmod +x ${file}\`, or point ${settingName} at another cloudflared.`, file);
     }
     return { path: file, version: await version(file, settingName) };
+  }
+  if (options.managedPath && (await fsys.isFile(options.managedPath)) && (await fsys.isExecutable(options.managedPath, platform))) {
+    return { path: options.managedPath, version: await version(options.managedPath, settingName) };
   }
   let notExecutable: string | undefined;
   for (const candidate of await searchLocations(platform, env, fsys)) {
