@@ -14,8 +14,8 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { defaultServerName } from '../../src/bridge/child';
-import { get, startStrictOrigin, type Origin } from '../fixtures/origins';
-import { FAKE_CLOUDFLARED, REPO, publicPath, readFakeState, waitFor, waitGone } from './helpers/proc';
+import { get, startStrictOrigin, type Origin } from '../support/origins';
+import { FAKE_CLOUDFLARED, REPO, publicPath, readFakeState, waitFor, waitGone } from '../support/proc';
 
 const CLI = path.join(REPO, 'dist', 'cli.js');
 const EVERYTHING = path.join(REPO, 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');

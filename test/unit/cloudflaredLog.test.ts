@@ -1,5 +1,5 @@
 import { describe, test } from 'node:test';
-import { TRANSCRIPTS_DIR } from './helpers/proc';
+import { TRANSCRIPTS_DIR } from '../support/proc';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';

@@ -11,9 +11,9 @@ import { findCloudflared } from '../../src/core/cloudflared/locate';
 import { PROTOCOL_MEMORY_FILE } from '../../src/core/cloudflared/protocolMemory';
 import { REDACTED_SECRET, TunnelController, type TunnelControllerOptions } from '../../src/core/tunnelController';
 import type { TunnelState } from '../../src/core/model/tunnelState';
-import { get, startStrictOrigin, type Origin } from '../fixtures/origins';
-import { fakeRunOptions } from './helpers/fakeRuns';
-import { FAKE_CLOUDFLARED, publicPath, readFakeState, waitFor, waitGone } from './helpers/proc';
+import { get, startStrictOrigin, type Origin } from '../support/origins';
+import { fakeRunOptions } from '../support/fakeRuns';
+import { FAKE_CLOUDFLARED, publicPath, readFakeState, waitFor, waitGone } from '../support/proc';
 
 let origin: Origin;
 let work: string;

@@ -12,6 +12,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { sleep } from '../support/wait';
 
 const SHIM = path.resolve(__dirname, '../fixtures/cloudflared');
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'fake-cloudflared-test-'));
@@ -233,10 +234,6 @@ function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function quickArgs(originPort: number, ...extra: string[]): string[] {

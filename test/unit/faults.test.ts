@@ -17,9 +17,9 @@ import { findCloudflared } from '../../src/core/cloudflared/locate';
 import { TunnelController, type TunnelControllerOptions, type TunnelLogEntry, type TunnelRestartEvent } from '../../src/core/tunnelController';
 import type { TunnelState, TunnelStatus } from '../../src/core/model/tunnelState';
 import { createTunnelMcpServer } from '../../src/mcp/tunnelMcpServer';
-import { get, startStrictOrigin, type Origin } from '../fixtures/origins';
-import { FAKE_CLOUDFLARED, REPO, isAlive, publicPath, readFakeState, waitFor, waitGone } from './helpers/proc';
-import { realTracker, sleep, type SpawnTracker } from './helpers/race';
+import { get, startStrictOrigin, type Origin } from '../support/origins';
+import { FAKE_CLOUDFLARED, REPO, isAlive, publicPath, readFakeState, waitFor, waitGone } from '../support/proc';
+import { realTracker, sleep, type SpawnTracker } from '../support/race';
 
 const MB = 1024 * 1024;
 let origin: Origin;

@@ -22,9 +22,9 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { findCloudflared } from '../../src/core/cloudflared/locate';
 import { TunnelController } from '../../src/core/tunnelController';
 import { DEFAULT_MAX_SESSIONS, startHttpHost, type HttpHost } from '../../src/mcp/httpHost';
-import { FakeController } from './helpers/fakeController';
-import { FAKE_CLOUDFLARED, isAlive, waitGone } from './helpers/proc';
-import { activeResources, openFds, realTracker, sleep, until } from './helpers/race';
+import { FakeController } from '../support/fakeController';
+import { FAKE_CLOUDFLARED, isAlive, waitGone } from '../support/proc';
+import { activeResources, openFds, realTracker, sleep, until } from '../support/race';
 
 const CYCLES = Number(process.env['LEAK_CYCLES'] ?? 500);
 const SESSIONS = Number(process.env['SESSION_COUNT'] ?? 2_000);

@@ -28,9 +28,9 @@ import { sameTarget } from '../../src/core/model/target';
 import { TunnelController, type RestartPolicy, type TunnelControllerOptions } from '../../src/core/tunnelController';
 import { TunnelBusyError, isLive, type CloudflaredInfo, type TunnelState, type TunnelStatus, type TunnelTarget } from '../../src/core/model/tunnelState';
 import { createTunnelMcpServer } from '../../src/mcp/tunnelMcpServer';
-import type { FakeProcess } from './helpers/fakeProcess';
-import { FAKE_CLOUDFLARED, waitGone } from './helpers/proc';
-import { SpawnTracker, fakeTracker, mulberry32, realTracker, sleep, until, withTimeout } from './helpers/race';
+import type { FakeProcess } from '../support/fakeProcess';
+import { FAKE_CLOUDFLARED, waitGone } from '../support/proc';
+import { SpawnTracker, fakeTracker, mulberry32, realTracker, sleep, until, withTimeout } from '../support/race';
 
 const SEED = process.env['RACE_SEED'] !== undefined ? Number(process.env['RACE_SEED']) >>> 0 : 0x5eed_2026;
 const FAKE_RUNS = Number(process.env['RACE_RUNS'] ?? (process.env['RACE_SEED'] !== undefined ? 1 : 300));

@@ -13,7 +13,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { CreateMessageRequestSchema, ElicitRequestSchema, ListRootsRequestSchema, LoggingMessageNotificationSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { reapChildren, type StdioServerDefinition } from '../../src/bridge/child';
 import { startStdioBridge, type StdioBridge, type StdioBridgeOptions } from '../../src/bridge/stdioBridge';
-import { REPO, isAlive, waitFor, waitGone } from './helpers/proc';
+import { REPO, isAlive, waitFor, waitGone } from '../support/proc';
 
 const EVERYTHING: StdioServerDefinition = {
   name: 'everything',
