@@ -36,6 +36,9 @@ const builds = [
   { ...common, entryPoints: { mcp: 'src/mcp/index.ts' }, outdir: 'dist' },
   // The standalone CLI (`mcp-tunnel start | mcp`).
   // The CLI's version comes from package.json at build time (it has no package.json at run time).
+  // The fake cloudflared the tests spawn (test/fixtures/cloudflared runs out/fake-cloudflared.js): one plain
+  // JS file, so a spawn costs node's start only (no TypeScript loader); never shipped.
+  { ...common, entryPoints: { 'fake-cloudflared': 'test/fixtures/fake-cloudflared/main.ts' }, outdir: 'out', minify: false, sourcemap: false },
   { ...common, entryPoints: { cli: 'src/cli.ts' }, outdir: 'dist', banner: { js: '#!/usr/bin/env node' }, define: { __MCP_TUNNEL_VERSION__: JSON.stringify(version) } },
 ];
 

@@ -83,7 +83,7 @@ async function main(): Promise<number> {
       // runner's own environment: the server inherits it (HOME/XDG_* aside, which point into the rig).
       env: {
         MCP_TUNNEL_E2E_RESULTS: resultsFile,
-        // test/fixtures/fake-cloudflared.js writes <dir>/<pid>.json there, for the suite to read.
+        // the fake cloudflared (test/fixtures/fake-cloudflared/) writes <dir>/<pid>.json there, for the suite to read.
         FAKE_CLOUDFLARED_STATE_DIR: process.env.FAKE_CLOUDFLARED_STATE_DIR ?? path.join(dirs.root, 'fake-cloudflared-state'),
       },
     });

@@ -1,5 +1,5 @@
 /**
- * Tests of the fake cloudflared fixture (test/fixtures/fake-cloudflared.js), spawned as a real
+ * Tests of the fake cloudflared fixture (test/fixtures/fake-cloudflared/, built to out/fake-cloudflared.js), spawned as a real
  * process through its shell shim: output lines, exit codes, metrics endpoints, signals, proxying,
  * and that no process is left behind. Facts checked here come from
  * shared/reference/cloudflared.md and its transcripts of a real cloudflared.
