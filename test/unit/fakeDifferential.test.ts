@@ -14,6 +14,7 @@ import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CloudflaredLogParser, type CloudflaredEvent } from '../../src/core/cloudflared/log';
+import { SCENARIOS, isScenario, type ScenarioName } from '../fixtures/fake-cloudflared/scenarios';
 import { FAKE_CLOUDFLARED } from '../support/proc';
 import { closeServer, freePort } from '../support/origins';
 import { readTranscript, transcriptNames } from '../support/transcripts';
@@ -82,6 +83,12 @@ const CASES: Record<string, Case> = {
   '18-origin-down.txt': { runs: [{ args: [...QUICK.slice(0, 2), '{dead}', ...QUICK.slice(3)], action: 'request-dead-origin-then-sigterm' }] },
   '19-unknown-flag.txt': { runs: [{ args: ['tunnel', '--url', 'http://127.0.0.1:9', '--no-prechecks', '--no-autoupdate'] }, { args: ['tunnel', '--output', 'json', '--url', 'http://127.0.0.1:9'] }] },
 };
+
+function scenarioOf(run: Run): ScenarioName {
+  const name = run.env?.['FAKE_CLOUDFLARED_SCENARIO'] ?? 'ok';
+  assert.ok(isScenario(name), `unknown scenario ${name}`);
+  return name;
+}
 
 /** Events with what differs between two runs by nature replaced by placeholders. */
 function normalize(events: readonly CloudflaredEvent[]): unknown[] {
@@ -205,10 +212,29 @@ function fakeOutput(name: string): Promise<Output[]> {
 void describe('the fake cloudflared against the real one: same parser events per transcript', { timeout: 60_000 }, () => {
   const names = transcriptNames();
 
-  void test('there are transcripts, and each has a scenario of the fake', () => {
+  void test('there are transcripts, and each has a scenario of the fake that lists it', () => {
     assert.ok(names.length >= 10, `transcripts in test/fixtures/cloudflared-transcripts: ${names.join(', ')}`);
-    for (const n of names) assert.ok(CASES[n], `no scenario of the fake for transcript ${n}: add one to CASES`);
     for (const n of Object.keys(CASES)) assert.ok(names.includes(n), `CASES names ${n}, which is not a transcript`);
+    const listed = new Set<string>();
+    for (const [scenario, info] of Object.entries(SCENARIOS)) {
+      for (const t of info.transcripts ?? []) {
+        assert.ok(names.includes(t), `scenario ${scenario} (test/fixtures/fake-cloudflared/scenarios.ts) lists ${t}, which is not a transcript`);
+        listed.add(t);
+      }
+    }
+    for (const n of names) {
+      const c = CASES[n];
+      assert.ok(c, `no scenario of the fake for transcript ${n}: add one to CASES`);
+      const runs = c.fromLogFileOf ? (CASES[c.fromLogFileOf]?.runs ?? []) : c.runs;
+      for (const run of runs) {
+        const scenario = scenarioOf(run);
+        assert.ok(
+          SCENARIOS[scenario].transcripts?.includes(n),
+          `transcript ${n} runs scenario ${scenario}, whose entry in test/fixtures/fake-cloudflared/scenarios.ts does not list it`,
+        );
+      }
+      assert.ok(listed.has(n), `no scenario in test/fixtures/fake-cloudflared/scenarios.ts lists transcript ${n}`);
+    }
   });
 
   for (const name of names) {
