@@ -1,3 +1,4 @@
+// file-timeout: 120 s (the CLI against real processes, ~21 s alone; test/support/runUnit.ts)
 /** The CLI `start` (and `doctor`) against the fake cloudflared: output, exit codes, Ctrl+C, orphans after SIGKILL, the reachability check. */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';

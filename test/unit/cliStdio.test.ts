@@ -1,3 +1,4 @@
+// file-timeout: 120 s (the CLI with real stdio servers, ~21 s alone; test/support/runUnit.ts)
 /**
  * `mcp-tunnel start --stdio -- <command>`: a real stdio server (server-everything) shared through
  * bridge + gate + the fake cloudflared, driven by the SDK 1.x and 2.x clients through the fake's

@@ -1,3 +1,4 @@
+// file-timeout: 120 s (the controller against real fake-cloudflared processes, ~26 s alone; test/support/runUnit.ts)
 /**
  * The controller against the fake cloudflared executable: real processes, real signals, real
  * sockets. Every test checks that no process is left behind.

@@ -1,3 +1,4 @@
+// file-timeout: 150 s (fault injection against real processes, ~32 s alone; test/support/runUnit.ts)
 /**
  * Fault injection against the fake cloudflared executable (real processes, real signals, real
  * sockets): flap storms, misbehaving metrics servers, log floods and garbage, a cloudflared that

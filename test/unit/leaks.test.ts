@@ -1,3 +1,4 @@
+// file-timeout: 300 s (500 start/stop cycles of real processes, ~85 s alone; test/support/runUnit.ts)
 /**
  * Leak checks, with the figures printed:
  *  - LEAK_CYCLES (default 500) start/stop cycles against the fake cloudflared: 0 leaked child

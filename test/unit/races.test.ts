@@ -1,3 +1,4 @@
+// file-timeout: 120 s (seeded races with real processes, ~21 s alone; test/support/runUnit.ts)
 /**
  * Races: start / stop / restart / dispose / settings / the MCP tools, interleaved.
  *

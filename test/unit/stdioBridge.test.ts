@@ -1,3 +1,4 @@
+// file-timeout: 120 s (real stdio servers per session, ~21 s alone; test/support/runUnit.ts)
 /**
  * The stdio bridge with real servers from npm (server-everything, server-filesystem) and real
  * clients (SDK 1.x, SDK 2.x speaking 2026-07-28 first), plus raw requests for every HTTP rule.
