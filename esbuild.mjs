@@ -1,5 +1,5 @@
 // Build: esbuild bundles each entry to CommonJS for Node; `vscode` stays external.
-// `--production` minifies and drops source maps; `--watch` rebuilds on change.
+// `--production` minifies and drops source maps; `--watch` rebuilds on change; `--only=<name>` builds one entry.
 import * as esbuild from 'esbuild';
 
 const production = process.argv.includes('--production');
@@ -42,8 +42,11 @@ const builds = [
   { ...common, entryPoints: { cli: 'src/cli.ts' }, outdir: 'dist', banner: { js: '#!/usr/bin/env node' }, define: { __MCP_TUNNEL_VERSION__: JSON.stringify(version) } },
 ];
 
+// `--only=<name>[,<name>]` builds just those entries (e.g. `--only=fake-cloudflared` before the browser e2e).
+const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
 const existing = [];
 for (const b of builds) {
+  if (only && !only.includes(Object.keys(b.entryPoints)[0])) continue;
   const entry = Object.values(b.entryPoints)[0];
   try {
     (await import('node:fs')).accessSync(entry);
