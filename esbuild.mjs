@@ -1,5 +1,5 @@
 // Build: esbuild bundles each entry to CommonJS for Node; `vscode` stays external.
-// `--production` minifies and drops source maps; `--watch` rebuilds on change.
+// `--production` minifies and drops source maps; `--watch` rebuilds on change; `--only=<name>` builds one entry.
 import * as esbuild from 'esbuild';
 
 const production = process.argv.includes('--production');
@@ -38,11 +38,17 @@ const builds = [
   { ...common, entryPoints: { mcp: 'src/mcp/index.ts' }, outdir: 'dist' },
   // The standalone CLI (`mcp-tunnel start | mcp`).
   // The CLI's version comes from package.json at build time (it has no package.json at run time).
+  // The fake cloudflared the tests spawn (test/fixtures/cloudflared runs out/fake-cloudflared.js): one plain
+  // JS file, so a spawn costs node's start only (no TypeScript loader); never shipped.
+  { ...common, entryPoints: { 'fake-cloudflared': 'test/fixtures/fake-cloudflared/main.ts' }, outdir: 'out', minify: false, sourcemap: false },
   { ...common, entryPoints: { cli: 'src/cli.ts' }, outdir: 'dist', banner: { js: '#!/usr/bin/env node' }, define: { __MCP_TUNNEL_VERSION__: JSON.stringify(version) } },
 ];
 
+// `--only=<name>[,<name>]` builds just those entries (e.g. `--only=fake-cloudflared` before the browser e2e).
+const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
 const existing = [];
 for (const b of builds) {
+  if (only && !only.includes(Object.keys(b.entryPoints)[0])) continue;
   const entry = Object.values(b.entryPoints)[0];
   try {
     (await import('node:fs')).accessSync(entry);

@@ -27,6 +27,7 @@ import { TunnelController } from '../../src/core/tunnelController';
 import type { HostRequest, MemSample } from './hostChild';
 import { loadTest, RawMcpClient, rateTest, sseFirstEvent, type LoadResult } from './load';
 import { fmt, median, quantile, renderTable, summarize, type Row } from './stats';
+import { sleep } from '../support/wait';
 
 const REPO = path.resolve(__dirname, '..', '..');
 const FAKE_CLOUDFLARED = path.join(REPO, 'test', 'fixtures', process.platform === 'win32' ? 'cloudflared.cmd' : 'cloudflared');
@@ -57,7 +58,6 @@ const CFG = {
 };
 
 const now = (): number => performance.timeOrigin + performance.now();
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const KB = 1024;
 const MB = 1024 * 1024;
 

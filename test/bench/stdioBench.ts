@@ -22,9 +22,10 @@ import { performance } from 'node:perf_hooks';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { freePort } from '../fixtures/origins';
+import { freePort } from '../support/origins';
 import { RawMcpClient } from './load';
 import { fmt, median, quantile, summarize, type Row } from './stats';
+import { sleep } from '../support/wait';
 
 const REPO = path.resolve(__dirname, '..', '..');
 const PEERS = path.join(__dirname, 'peers');
@@ -43,7 +44,6 @@ export const STDIO_CFG = {
   c16Ms: 3000,
 };
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const MB = 1024 * 1024;
 
 type TargetName = 'direct' | 'ours' | 'ours + gate' | 'supergateway 4.0.0' | 'mcp-proxy 6.7.19';

@@ -38,6 +38,10 @@ process.env['MCP_TUNNEL_CLOUDFLARED_ENV'] ??= 'FAKE_CLOUDFLARED_*';
 const RESULTS = path.join(REPO, 'test-results', 'conformance');
 /** Per scenario: the suite's own waits are at most ~10 s; two busy cores. */
 const SCENARIO_TIMEOUT_MS = 90_000;
+/** The whole run (build, listing, host, every scenario, shutdown); CONFORMANCE_TIMEOUT_S overrides. */
+const RUN_TIMEOUT_MS = (Number(process.env.CONFORMANCE_TIMEOUT_S) > 0 ? Number(process.env.CONFORMANCE_TIMEOUT_S) : 600) * 1000;
+/** What the run is doing now, for the watchdog's message; and how to stop the host it started. */
+const progress: { step: string; stopHost: () => void } = { step: 'starting', stopHost: () => undefined };
 
 const REQUIRED = ['server-initialize', 'ping', 'tools-list', 'resources-list', 'dns-rebinding-protection'];
 const APPLICABLE: Record<string, string> = {
@@ -261,11 +265,18 @@ function runScenario(url: string, scenario: string): Promise<Outcome> {
 
 async function main(): Promise<number> {
   const t0 = Date.now();
+  setTimeout(() => {
+    log(`conformance: TIMED OUT after ${RUN_TIMEOUT_MS / 1000} s in step: ${progress.step} (CONFORMANCE_TIMEOUT_S raises the limit)`);
+    progress.stopHost();
+    process.exit(124);
+  }, RUN_TIMEOUT_MS).unref();
+  progress.step = 'build (node esbuild.mjs)';
   if (!existsSync(NODE24) || !existsSync(SUITE)) die(`the suite is not installed (${path.relative(REPO, SUITE)}): run "bash scripts/conformance-setup.sh" first`);
 
   const build = spawnSync(process.execPath, ['esbuild.mjs'], { cwd: REPO, stdio: 'inherit' });
   if (build.status !== 0) die('build failed (node esbuild.mjs)');
 
+  progress.step = 'listing the suite\'s scenarios';
   const listed = listScenarios();
   const wanted = ONLY.length > 0 ? ONLY : listed;
   for (const s of ONLY) if (!listed.includes(s)) die(`unknown scenario "${s}"; the suite lists: ${listed.join(', ')}`);
@@ -282,7 +293,11 @@ async function main(): Promise<number> {
   const outcomes: Outcome[] = [];
   let hostProblem: string | undefined;
   try {
+    progress.step = 'starting mcp-tunnel mcp --http';
     host = await startHost(token, work);
+    const started = host;
+    progress.stopHost = () => started.child.kill('SIGKILL');
+    progress.step = 'starting the token relay';
     relay = await startRelay(host.endpoint, token);
     log(`conformance ${version} (Node ${spawnSync(NODE24, ['-v'], { encoding: 'utf8' }).stdout.trim()}) against mcp-tunnel mcp --http at ${host.endpoint.href}, through the token relay ${relay.url}`);
 
@@ -296,6 +311,7 @@ async function main(): Promise<number> {
         outcomes.push({ scenario, kind, ran: false, passed: false, checks: [], ms: 0, note: NOT_APPLICABLE[scenario] ?? '', output: '' });
         continue;
       }
+      progress.step = `scenario ${scenario}`;
       const o = await runScenario(relay.url, scenario);
       outcomes.push(o);
       if (host.child.exitCode !== null || host.child.signalCode !== null) throw new Error(`the host died during ${scenario}; stderr:\n${host.stderr()}`);
@@ -303,6 +319,7 @@ async function main(): Promise<number> {
   } catch (err) {
     hostProblem = err instanceof Error ? err.message : String(err);
   } finally {
+    progress.step = 'stopping the host';
     await relay?.close();
     if (host) {
       if (host.child.exitCode === null && host.child.signalCode === null) host.child.kill('SIGTERM');

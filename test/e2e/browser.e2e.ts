@@ -35,6 +35,7 @@ import {
   NODE24, REPO_ROOT, RESULTS_DIR, installVsix, launchBrowser, makeRigDirs, markedPids, openWorkbench, readExtHostLog,
   runCommand, startVsCodeServer, waitForExtensionActivated, type BrowserSession, type VsCodeServer,
 } from './codeServer';
+import { sleep } from '../support/wait';
 
 const EXTENSION_ID = 'mcp-tunnel.mcp-tunnel';
 const HELPER_DIR = path.join(REPO_ROOT, 'test', 'e2e', 'helper-extension');
@@ -72,7 +73,6 @@ async function shot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: path.join(RESULTS_DIR, `${name}.png`) });
   log(`${since()} screenshot test-results/${name}.png`);
 }
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 // ------------------------------------------------------------------------------------------------
 // Small helpers

@@ -16,7 +16,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { freePort } from '../fixtures/origins';
+import { freePort } from '../support/origins';
+import { sleep } from '../support/wait';
 
 // tsx runs these files as CommonJS (package.json has no "type"), so __dirname is defined.
 export const REPO_ROOT = path.resolve(__dirname, '..', '..');
@@ -218,7 +219,6 @@ function killRunSync(pgid: number | undefined, runId: string): void {
   }
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function stopRun(pgid: number | undefined, runId: string, graceMs = 3000): Promise<void> {
   if (pgid) {

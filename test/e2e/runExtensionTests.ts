@@ -49,12 +49,15 @@ const HOSTILE_WORKSPACE_SETTINGS = {
   'mcpTunnel.cloudflaredPath': '/tmp/not-cloudflared',
   'mcpTunnel.startTimeout': 77,
 };
+/** What the run is doing now and the suite's last line, for the timeout messages. */
+const progress = { step: 'checking the build', lastLine: '' };
+
 async function main(): Promise<number> {
   const t0 = Date.now();
   // Last resort if something hangs outside the suite's own timeout (start, navigation, cleanup):
   // exiting runs codeServer's exit hook, which SIGKILLs every process marked with the run id.
   setTimeout(() => {
-    console.error(`[e2e] WATCHDOG: no result after ${(TIMEOUT_MS + 120_000) / 1000}s, killing everything`);
+    console.error(`[e2e] WATCHDOG: no result after ${(TIMEOUT_MS + 120_000) / 1000}s in step: ${progress.step}; the suite's last line: ${progress.lastLine || '(none)'}; killing everything`);
     process.exit(124);
   }, TIMEOUT_MS + 120_000).unref();
   const elapsed = (): string => `${((Date.now() - t0) / 1000).toFixed(1)}s`;
@@ -77,13 +80,14 @@ async function main(): Promise<number> {
     fs.mkdirSync(path.dirname(resultsFile), { recursive: true });
     fs.rmSync(resultsFile, { force: true });
     const dirs = makeRigDirs();
+    progress.step = 'starting the VS Code server';
     server = await startVsCodeServer({
       dirs,
       // Reaches the extension host and what it spawns. Anything else the suite needs can be set in the
       // runner's own environment: the server inherits it (HOME/XDG_* aside, which point into the rig).
       env: {
         MCP_TUNNEL_E2E_RESULTS: resultsFile,
-        // test/fixtures/fake-cloudflared.js writes <dir>/<pid>.json there, for the suite to read.
+        // the fake cloudflared (test/fixtures/fake-cloudflared/) writes <dir>/<pid>.json there, for the suite to read.
         FAKE_CLOUDFLARED_STATE_DIR: process.env.FAKE_CLOUDFLARED_STATE_DIR ?? path.join(dirs.root, 'fake-cloudflared-state'),
       },
     });
@@ -98,6 +102,7 @@ async function main(): Promise<number> {
     const everything = path.join(REPO_ROOT, 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');
     fs.writeFileSync(path.join(workspace, '.vscode', 'mcp.json'), `{\n  // a comment, as users write them\n  "servers": { "everything": { "type": "stdio", "command": ${JSON.stringify(process.execPath)}, "args": [${JSON.stringify(everything)}, "stdio"] } }\n}\n`);
 
+    progress.step = 'launching the browser';
     browser = await launchBrowser({ profileDir: server.dirs.browserProfile, server });
     const { page } = browser;
     page.on('console', (m) => {
@@ -112,6 +117,7 @@ async function main(): Promise<number> {
     await page.exposeFunction('codeAutomationLog', (type: string, args: unknown[]) => {
       const line = format(...(Array.isArray(args) ? args : [args]));
       automationLog.push(`[${type}] ${line}`);
+      if (line.trim()) progress.lastLine = line.trim().slice(0, 300);
       if (!VERBOSE && NOISE.test(line)) return;
       if (type === 'error') console.error(line);
       else console.log(line);
@@ -120,7 +126,9 @@ async function main(): Promise<number> {
 
     const url = workbenchUrl(server, { folder: workspace, extensionDevelopmentPath: REPO_ROOT, extensionTestsPath: testsEntry });
     console.log(`[e2e] opening ${decodeURIComponent(url)}`);
+    progress.step = 'opening the workbench';
     await page.goto(url, { waitUntil: 'domcontentloaded' });
+    progress.step = 'running the extension-host suite';
 
     const proc = server.proc;
     const serverDied = new Promise<number>((r) => proc.once('exit', (c, s) => r(-1000 - (c ?? (s ? 1 : 0)))));
@@ -128,7 +136,7 @@ async function main(): Promise<number> {
     code = await Promise.race([exited, serverDied, timedOut]);
 
     if (code === -1) {
-      console.error(`[e2e] TIMEOUT: the suite did not finish within ${TIMEOUT_MS / 1000}s`);
+      console.error(`[e2e] TIMEOUT: the suite did not finish within ${TIMEOUT_MS / 1000}s; its last line: ${progress.lastLine || '(none)'}`);
       await screenshot(page, 'vscode-suite-timeout').catch(() => undefined);
       code = 124;
     } else if (code <= -1000) {
@@ -148,6 +156,7 @@ async function main(): Promise<number> {
     console.error(`[e2e] ERROR: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     code = 1;
   } finally {
+    progress.step = 'stopping the VS Code server and the browser';
     if (timer) clearTimeout(timer);
     fs.mkdirSync(path.join(REPO_ROOT, 'test-results'), { recursive: true });
     fs.writeFileSync(path.join(REPO_ROOT, 'test-results', 'vscode-suite-automation.log'), automationLog.join('\n') + '\n');

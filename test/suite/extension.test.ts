@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { suite, suiteSetup, suiteTeardown, teardown, test } from 'mocha';
 import * as vscode from 'vscode';
 import type { McpTunnelExtensionApi } from '../../src/extension';
+import { waitFor as pollFor } from '../support/wait';
 
 const EXTENSION_ID = 'mcp-tunnel.mcp-tunnel';
 const FAKE = process.env['MCP_TUNNEL_FAKE_CLOUDFLARED'] ?? path.resolve(__dirname, '..', '..', '..', 'test', 'fixtures', 'cloudflared');
@@ -23,14 +24,8 @@ function alive(pid: number): boolean {
     return false;
   }
 }
-async function waitFor<T>(fn: () => T | undefined | false | Promise<T | undefined | false>, ms = 10_000, what = 'condition'): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+function waitFor<T>(fn: () => T | undefined | false | Promise<T | undefined | false>, ms = 10_000, what = 'condition'): Promise<T> {
+  return pollFor(fn, ms, what, 200);
 }
 function request(port: number, p: string, init: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { describe, it } from 'node:test';
-import { freePort } from '../fixtures/origins';
+import { freePort } from '../support/origins';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport, StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
@@ -30,8 +30,8 @@ import {
   type AccessGate,
   type AccessGateRejection,
 } from '../../src/core/gate/accessGate';
-import { closers, logLines, newGate, secretOf, secretsSeen } from './helpers/gates';
-import { FAKE_CLOUDFLARED, readFakeState, REPO, waitGone } from './helpers/proc';
+import { closers, logLines, newGate, secretOf, secretsSeen } from '../support/gates';
+import { FAKE_CLOUDFLARED, readFakeState, REPO, waitGone } from '../support/proc';
 
 // ------------------------------------------------------------------------------------------------
 // Harness

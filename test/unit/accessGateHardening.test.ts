@@ -12,7 +12,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { describe, it } from 'node:test';
 import { startAccessGate, type AccessGate, type AccessGateOptions } from '../../src/core/gate/accessGate';
-import { closers, logLines, newGate, secretOf, secretsSeen } from './helpers/gates';
+import { closers, logLines, newGate, secretOf, secretsSeen } from '../support/gates';
+import { sleep } from '../support/wait';
 
 // ------------------------------------------------------------------------------------------------
 // Harness
@@ -134,7 +135,6 @@ async function until(cond: () => boolean, ms: number, what: string): Promise<voi
   }
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** The status code of the first response in `data`, or 0. */
 function statusOf(data: string): number {

@@ -1,3 +1,4 @@
+// file-timeout: 120 s (the CLI against real processes, ~21 s alone; test/support/runUnit.ts)
 /** The CLI `start` (and `doctor`) against the fake cloudflared: output, exit codes, Ctrl+C, orphans after SIGKILL, the reachability check. */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -6,9 +7,9 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { reapOrphans } from '../../src/core/supervisor/orphans';
-import { freePort, get, startStrictOrigin, type Origin } from '../fixtures/origins';
+import { freePort, get, startStrictOrigin, type Origin } from '../support/origins';
 import { startMcpOrigin } from '../fixtures/mcpOrigin';
-import { FAKE_CLOUDFLARED, REPO, isAlive, publicPath, readFakeState, waitFor, waitGone } from './helpers/proc';
+import { FAKE_CLOUDFLARED, REPO, isAlive, publicPath, readFakeState, waitFor, waitGone } from '../support/proc';
 
 const CLI = path.join(REPO, 'dist', 'cli.js');
 let origin: Origin;

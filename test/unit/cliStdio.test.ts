@@ -1,3 +1,4 @@
+// file-timeout: 120 s (the CLI with real stdio servers, ~21 s alone; test/support/runUnit.ts)
 /**
  * `mcp-tunnel start --stdio -- <command>`: a real stdio server (server-everything) shared through
  * bridge + gate + the fake cloudflared, driven by the SDK 1.x and 2.x clients through the fake's
@@ -14,8 +15,8 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { defaultServerName } from '../../src/bridge/child';
-import { get, startStrictOrigin, type Origin } from '../fixtures/origins';
-import { FAKE_CLOUDFLARED, REPO, publicPath, readFakeState, waitFor, waitGone } from './helpers/proc';
+import { get, startStrictOrigin, type Origin } from '../support/origins';
+import { FAKE_CLOUDFLARED, REPO, publicPath, readFakeState, waitFor, waitGone } from '../support/proc';
 
 const CLI = path.join(REPO, 'dist', 'cli.js');
 const EVERYTHING = path.join(REPO, 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');

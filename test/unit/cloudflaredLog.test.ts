@@ -1,8 +1,6 @@
 import { describe, test } from 'node:test';
-import { TRANSCRIPTS_DIR } from './helpers/proc';
+import { readTranscript, transcriptNames } from '../support/transcripts';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
-import path from 'node:path';
 import {
   CloudflaredLogParser,
   classifyFailure,
@@ -17,53 +15,6 @@ import {
 
 // ---------------------------------------------------------------------------------------------
 // Transcripts of the real cloudflared (a copy lives in test/fixtures: the suite stands on its own)
-
-const DIR = TRANSCRIPTS_DIR;
-
-interface Transcript {
-  name: string;
-  /** Lines written to stderr, without the `[  0.093 ERR] ` prefix. */
-  stderr: string[];
-  stdout: string[];
-  exitCode: number | null;
-  /** `$ cmd` style files (version, help, unknown flag). */
-  commandStyle: boolean;
-}
-
-function readTranscript(name: string): Transcript {
-  const text = readFileSync(path.join(DIR, name), 'utf8');
-  const lines = text.split('\n');
-  if (name.endsWith('.json')) {
-    return { name, stderr: lines.filter((l) => l.trim() !== ''), stdout: [], exitCode: null, commandStyle: false };
-  }
-  const t: Transcript = { name, stderr: [], stdout: [], exitCode: null, commandStyle: false };
-  const timed = /^\[\s*[\d.]+ (\w+)\] ?(.*)$/;
-  if (lines.some((l) => timed.test(l))) {
-    for (const l of lines) {
-      const m = timed.exec(l);
-      if (!m) continue;
-      const [, kind, rest = ''] = m;
-      if (kind === 'ERR') t.stderr.push(rest);
-      else if (kind === 'OUT') t.stdout.push(rest);
-      else if (kind === 'EXIT') {
-        const c = /exit code (\d+)/.exec(rest);
-        if (c) t.exitCode = Number(c[1]);
-      }
-    }
-    return t;
-  }
-  // `$ cmd` style: sections `--- stdout:` / `--- stderr:`; other lines count as stdout.
-  t.commandStyle = true;
-  let section: 'stdout' | 'stderr' = 'stdout';
-  for (const l of lines) {
-    if (l.startsWith('$ ')) section = 'stdout';
-    else if (l === '--- stdout:') section = 'stdout';
-    else if (l === '--- stderr:') section = 'stderr';
-    else if (/^exit=(\d+)$/.test(l)) t.exitCode = Number(l.slice(5));
-    else if (l.trim() !== '') t[section].push(l);
-  }
-  return t;
-}
 
 function feedAll(lines: readonly string[], opts?: ConstructorParameters<typeof CloudflaredLogParser>[0]): ParsedLine[] {
   const p = new CloudflaredLogParser(opts);
@@ -173,9 +124,7 @@ const EXPECT: Record<string, Expectation> = {
   },
 };
 
-const transcriptFiles = readdirSync(DIR)
-  .filter((f) => f !== 'README.md' && !/\.metrics-[\d.]+\.txt$/.test(f))
-  .sort();
+const transcriptFiles = transcriptNames();
 
 void describe('transcripts', () => {
   void test('the expected transcripts are present', () => {

@@ -1,3 +1,4 @@
+// file-timeout: 120 s (the controller against real fake-cloudflared processes, ~26 s alone; test/support/runUnit.ts)
 /**
  * The controller against the fake cloudflared executable: real processes, real signals, real
  * sockets. Every test checks that no process is left behind.
@@ -11,9 +12,9 @@ import { findCloudflared } from '../../src/core/cloudflared/locate';
 import { PROTOCOL_MEMORY_FILE } from '../../src/core/cloudflared/protocolMemory';
 import { REDACTED_SECRET, TunnelController, type TunnelControllerOptions } from '../../src/core/tunnelController';
 import type { TunnelState } from '../../src/core/model/tunnelState';
-import { get, startStrictOrigin, type Origin } from '../fixtures/origins';
-import { fakeRunOptions } from './helpers/fakeRuns';
-import { FAKE_CLOUDFLARED, publicPath, readFakeState, waitFor, waitGone } from './helpers/proc';
+import { get, startStrictOrigin, type Origin } from '../support/origins';
+import { fakeRunOptions } from '../support/fakeRuns';
+import { FAKE_CLOUDFLARED, publicPath, readFakeState, waitFor, waitGone } from '../support/proc';
 
 let origin: Origin;
 let work: string;

@@ -22,10 +22,10 @@ import {
   type ReachabilityState,
 } from '../../src/core/doctor/reachability';
 import { ReachabilityMonitor, type ReachabilityCheck } from '../../src/core/doctor/monitor';
-import { freePort, startOrigin, startStrictOrigin, type Origin } from '../fixtures/origins';
+import { freePort, startOrigin, startStrictOrigin, type Origin } from '../support/origins';
 import { startMcpOrigin, type McpOrigin } from '../fixtures/mcpOrigin';
-import { fakeRunOptions } from './helpers/fakeRuns';
-import { readFakeState, waitFor } from './helpers/proc';
+import { fakeRunOptions } from '../support/fakeRuns';
+import { readFakeState, waitFor } from '../support/proc';
 
 let work: string;
 const controllers: TunnelController[] = [];

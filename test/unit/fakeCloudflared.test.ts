@@ -1,5 +1,5 @@
 /**
- * Tests of the fake cloudflared fixture (test/fixtures/fake-cloudflared.js), spawned as a real
+ * Tests of the fake cloudflared fixture (test/fixtures/fake-cloudflared/, built to out/fake-cloudflared.js), spawned as a real
  * process through its shell shim: output lines, exit codes, metrics endpoints, signals, proxying,
  * and that no process is left behind. Facts checked here come from
  * shared/reference/cloudflared.md and its transcripts of a real cloudflared.
@@ -12,6 +12,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { sleep } from '../support/wait';
 
 const SHIM = path.resolve(__dirname, '../fixtures/cloudflared');
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'fake-cloudflared-test-'));
@@ -234,10 +235,6 @@ function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function quickArgs(originPort: number, ...extra: string[]): string[] {

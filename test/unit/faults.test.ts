@@ -1,3 +1,4 @@
+// file-timeout: 150 s (fault injection against real processes, ~32 s alone; test/support/runUnit.ts)
 /**
  * Fault injection against the fake cloudflared executable (real processes, real signals, real
  * sockets): flap storms, misbehaving metrics servers, log floods and garbage, a cloudflared that
@@ -17,9 +18,9 @@ import { findCloudflared } from '../../src/core/cloudflared/locate';
 import { TunnelController, type TunnelControllerOptions, type TunnelLogEntry, type TunnelRestartEvent } from '../../src/core/tunnelController';
 import type { TunnelState, TunnelStatus } from '../../src/core/model/tunnelState';
 import { createTunnelMcpServer } from '../../src/mcp/tunnelMcpServer';
-import { get, startStrictOrigin, type Origin } from '../fixtures/origins';
-import { FAKE_CLOUDFLARED, REPO, isAlive, publicPath, readFakeState, waitFor, waitGone } from './helpers/proc';
-import { realTracker, sleep, type SpawnTracker } from './helpers/race';
+import { get, startStrictOrigin, type Origin } from '../support/origins';
+import { FAKE_CLOUDFLARED, REPO, isAlive, publicPath, readFakeState, waitFor, waitGone } from '../support/proc';
+import { realTracker, sleep, type SpawnTracker } from '../support/race';
 
 const MB = 1024 * 1024;
 let origin: Origin;

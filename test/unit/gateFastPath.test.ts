@@ -10,7 +10,7 @@ import * as net from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import { BodyReader, framingOf, readHead, ResponseHeadError } from '../../src/core/gate/responseReader';
-import { closers, logLines, newGate, secretOf, secretsSeen } from './helpers/gates';
+import { closers, logLines, newGate, secretOf, secretsSeen } from '../support/gates';
 
 const head = (s: string) => Buffer.from(s, 'latin1');
 

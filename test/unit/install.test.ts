@@ -28,7 +28,7 @@ import {
   type InstallProgress,
 } from '../../src/core/cloudflared/install';
 import { findCloudflared } from '../../src/core/cloudflared/locate';
-import { REPO } from './helpers/proc';
+import { REPO } from '../support/proc';
 
 const FAKE_JS = path.join(REPO, 'test', 'fixtures', 'fake-cloudflared.js');
 const LINUX = assetNameFor('linux', 'x64');

@@ -1,3 +1,4 @@
+// file-timeout: 300 s (500 start/stop cycles of real processes, ~85 s alone; test/support/runUnit.ts)
 /**
  * Leak checks, with the figures printed:
  *  - LEAK_CYCLES (default 500) start/stop cycles against the fake cloudflared: 0 leaked child
@@ -20,11 +21,11 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { findCloudflared } from '../../src/core/cloudflared/locate';
-import { ObservedTunnelController } from './helpers/observedController';
+import { ObservedTunnelController } from '../support/observedController';
 import { DEFAULT_MAX_SESSIONS, startHttpHost, type HttpHost } from '../../src/mcp/httpHost';
-import { FakeController } from './helpers/fakeController';
-import { FAKE_CLOUDFLARED, isAlive, waitGone } from './helpers/proc';
-import { activeResources, openFds, realTracker, sleep, until } from './helpers/race';
+import { FakeController } from '../support/fakeController';
+import { FAKE_CLOUDFLARED, isAlive, waitGone } from '../support/proc';
+import { activeResources, openFds, realTracker, sleep, until } from '../support/race';
 
 const CYCLES = Number(process.env['LEAK_CYCLES'] ?? 500);
 const SESSIONS = Number(process.env['SESSION_COUNT'] ?? 2_000);

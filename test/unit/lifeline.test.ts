@@ -10,7 +10,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { defaultLifeline, findSetpriv } from '../../src/core/supervisor/processRunner';
-import { REPO, isAlive, waitGone } from './helpers/proc';
+import { REPO, isAlive, waitGone } from '../support/proc';
 
 const HOST = path.join(REPO, 'test', 'fixtures', 'lifelineHost.ts');
 const leftovers: number[] = [];

@@ -10,7 +10,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { startHttpHost } from '../../src/mcp/httpHost';
-import { FAKE_PID, FAKE_URL, FakeController } from './helpers/fakeController';
+import { FAKE_PID, FAKE_URL, FakeController } from '../support/fakeController';
 
 const CLIENTS = 20;
 const CALLS_PER_CLIENT = 10;

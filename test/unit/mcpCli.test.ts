@@ -15,8 +15,8 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { ResourceUpdatedNotificationSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { get, startStrictOrigin, type Origin } from '../fixtures/origins';
-import { FAKE_CLOUDFLARED, REPO, isAlive, publicPath, readFakeState, waitFor, waitGone } from './helpers/proc';
+import { get, startStrictOrigin, type Origin } from '../support/origins';
+import { FAKE_CLOUDFLARED, REPO, isAlive, publicPath, readFakeState, waitFor, waitGone } from '../support/proc';
 
 const CLI = path.join(REPO, 'dist', 'cli.js');
 /** Generous: two cores shared with other work. */

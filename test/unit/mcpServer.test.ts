@@ -13,7 +13,7 @@ import { serveStdio } from '../../src/mcp/index';
 import { createTunnelMcpServer, type TunnelMcpServerOptions } from '../../src/mcp/tunnelMcpServer';
 import type { ReachabilityResult } from '../../src/core/doctor/reachability';
 import { Emitter } from '../../src/core/util/events';
-import { FAKE_PID, FAKE_SHARE_PATH, FAKE_URL, FakeController } from './helpers/fakeController';
+import { FAKE_PID, FAKE_SHARE_PATH, FAKE_URL, FakeController } from '../support/fakeController';
 
 async function connect(controller = new FakeController(), options: Partial<TunnelMcpServerOptions> = {}) {
   const server = createTunnelMcpServer(controller, { version: '0.1.0-test', ...options });

@@ -1,5 +1,5 @@
 import { after, before, beforeEach, describe, test } from 'node:test';
-import { TRANSCRIPTS_DIR } from './helpers/proc';
+import { TRANSCRIPTS_DIR } from '../support/proc';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import * as http from 'node:http';
@@ -17,6 +17,7 @@ import {
   readReady,
 } from '../../src/core/metrics/metrics';
 import type { TunnelMetrics } from '../../src/core/model/tunnelState';
+import { sleep } from '../support/wait';
 
 const DIR = TRANSCRIPTS_DIR;
 const scrape = (name: string): string => readFileSync(path.join(DIR, name), 'utf8');
@@ -254,7 +255,6 @@ async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
   }
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 void describe('HTTP readers', () => {
   const fake = new FakeCloudflared();

@@ -8,7 +8,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import { discoveryForm, discoveryOriginPath, isDiscoveryPath, mapUrl, originBasesOf, publicPrefixOf, rewriteChallenge, rewriteDocument, type PublicMapping } from '../../src/core/gate/oauthDiscovery';
-import { closers, logLines, newGate, secretOf, secretsSeen } from './helpers/gates';
+import { closers, logLines, newGate, secretOf, secretsSeen } from '../support/gates';
 
 const S = 'S3cr3tS3cr3tS3cr3tS3cr3tS3cr3t00';
 const m: PublicMapping = { originBases: originBasesOf('localhost', 8002, 'localhost:8002'), publicOrigin: 'https://words.trycloudflare.com', prefix: `/${S}` };

@@ -15,10 +15,10 @@ import { UnauthorizedError, type OAuthClientProvider } from '@modelcontextprotoc
 import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js';
 import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { TunnelController, type TunnelLogEntry } from '../../src/core/tunnelController';
-import { get, startStrictOrigin, type Origin } from '../fixtures/origins';
+import { get, startStrictOrigin, type Origin } from '../support/origins';
 import { startOAuthOrigin, type OAuthOrigin } from '../fixtures/oauthOrigin';
-import { fakeRunOptions } from './helpers/fakeRuns';
-import { publicPath, readFakeState, waitFor } from './helpers/proc';
+import { fakeRunOptions } from '../support/fakeRuns';
+import { publicPath, readFakeState, waitFor } from '../support/proc';
 
 /** The SDK client's storage, in memory; the "browser" is the test, which follows the authorization URL itself. */
 class MemoryOAuthProvider implements OAuthClientProvider {

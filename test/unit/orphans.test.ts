@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 // A namespace import: a missing export fails its own test, not the whole file.
 import * as orphans from '../../src/core/supervisor/orphans';
-import { isAlive, waitGone } from './helpers/proc';
+import { isAlive, waitGone } from '../support/proc';
 
 const POSIX = process.platform !== 'win32';
 

@@ -1,3 +1,4 @@
+// file-timeout: 120 s (seeded races with real processes, ~21 s alone; test/support/runUnit.ts)
 /**
  * Races: start / stop / restart / dispose / settings / the MCP tools, interleaved.
  *
@@ -26,12 +27,12 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { findCloudflared } from '../../src/core/cloudflared/locate';
 import { sameTarget } from '../../src/core/model/target';
 import { TunnelController, type RestartPolicy, type TunnelControllerOptions } from '../../src/core/tunnelController';
-import { ObservedTunnelController } from './helpers/observedController';
+import { ObservedTunnelController } from '../support/observedController';
 import { TunnelBusyError, isLive, type CloudflaredInfo, type TunnelState, type TunnelStatus, type TunnelTarget } from '../../src/core/model/tunnelState';
 import { createTunnelMcpServer } from '../../src/mcp/tunnelMcpServer';
-import type { FakeProcess } from './helpers/fakeProcess';
-import { FAKE_CLOUDFLARED, waitGone } from './helpers/proc';
-import { SpawnTracker, fakeTracker, mulberry32, realTracker, sleep, until, withTimeout } from './helpers/race';
+import type { FakeProcess } from '../support/fakeProcess';
+import { FAKE_CLOUDFLARED, waitGone } from '../support/proc';
+import { SpawnTracker, fakeTracker, mulberry32, realTracker, sleep, until, withTimeout } from '../support/race';
 
 const SEED = process.env['RACE_SEED'] !== undefined ? Number(process.env['RACE_SEED']) >>> 0 : 0x5eed_2026;
 const FAKE_RUNS = Number(process.env['RACE_RUNS'] ?? (process.env['RACE_SEED'] !== undefined ? 1 : 300));

@@ -11,7 +11,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { startStdioBridge, type StdioBridge } from '../../src/bridge/stdioBridge';
 import { startAccessGate, type AccessGate } from '../../src/core/gate/accessGate';
 import { Recorder, type NewClient } from '../../src/core/gate/recorder';
-import { postJson } from '../fixtures/origins';
+import { postJson } from '../support/origins';
 
 const REPO = path.resolve(__dirname, '..', '..');
 const EVERYTHING = path.join(REPO, 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');

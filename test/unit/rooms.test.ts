@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { ESLint } from 'eslint';
 import tseslint from 'typescript-eslint';
-import { REPO } from './helpers/proc';
+import { REPO } from '../support/proc';
 
 async function importErrors(file: string, code: string): Promise<string[]> {
   // The text is linted as if it were at `file` (which does not exist): type-aware rules need the

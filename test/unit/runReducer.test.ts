@@ -9,7 +9,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { CloudflaredLogParser, classifyFailure, type CloudflaredEvent, type LogLine } from '../../src/core/cloudflared/log';
 import { INITIAL_RUN_LOG_STATE, reduceRunLog, reduceRunLogAll, type RunEffect, type RunLogState } from '../../src/core/cloudflared/runReducer';
-import { TRANSCRIPTS_DIR } from './helpers/proc';
+import { TRANSCRIPTS_DIR } from '../support/proc';
 
 const T = '2026-11-24T05:55:09Z';
 const URL = 'https://words-words-words.trycloudflare.com';

@@ -13,9 +13,9 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { ShareRegistry, probeOrigin, shareKey, type ShareOrigin } from '../../src/core/shares/shares';
 import { TunnelController } from '../../src/core/tunnelController';
 import { TunnelBusyError } from '../../src/core/model/tunnelState';
-import { freePort, get, startStrictOrigin, type Origin } from '../fixtures/origins';
-import { fakeRunOptions } from './helpers/fakeRuns';
-import { publicPath, readFakeState, waitFor, waitGone } from './helpers/proc';
+import { freePort, get, startStrictOrigin, type Origin } from '../support/origins';
+import { fakeRunOptions } from '../support/fakeRuns';
+import { publicPath, readFakeState, waitFor, waitGone } from '../support/proc';
 
 let work: string;
 let a: Origin;

@@ -1,3 +1,4 @@
+// file-timeout: 120 s (real stdio servers per session, ~21 s alone; test/support/runUnit.ts)
 /**
  * The stdio bridge with real servers from npm (server-everything, server-filesystem) and real
  * clients (SDK 1.x, SDK 2.x speaking 2026-07-28 first), plus raw requests for every HTTP rule.
@@ -13,7 +14,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { CreateMessageRequestSchema, ElicitRequestSchema, ListRootsRequestSchema, LoggingMessageNotificationSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { reapChildren, type StdioServerDefinition } from '../../src/bridge/child';
 import { startStdioBridge, type StdioBridge, type StdioBridgeOptions } from '../../src/bridge/stdioBridge';
-import { REPO, isAlive, waitFor, waitGone } from './helpers/proc';
+import { REPO, isAlive, waitFor, waitGone } from '../support/proc';
 
 const EVERYTHING: StdioServerDefinition = {
   name: 'everything',

@@ -17,7 +17,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { startStdioBridge } from '../../src/bridge/stdioBridge';
 import { startAccessGate, type AccessGate } from '../../src/core/gate/accessGate';
 import { checkPolicy, describePolicy, ToolGuard, type ToolPolicy } from '../../src/core/policy/toolPolicy';
-import { postJson } from '../fixtures/origins';
+import { postJson } from '../support/origins';
 
 const REPO = path.resolve(__dirname, '..', '..');
 const EVERYTHING = path.join(REPO, 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');

@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, it, mock } from 'node:test';
 import { CloudflaredError } from '../../src/core/cloudflared/locate';
 import { TunnelController, type TunnelControllerOptions } from '../../src/core/tunnelController';
 import { TunnelBusyError, type TunnelState } from '../../src/core/model/tunnelState';
-import { fakeSpawner, flush, type FakeProcess } from './helpers/fakeProcess';
+import { fakeSpawner, flush, type FakeProcess } from '../support/fakeProcess';
 
 const TARGET = { host: 'localhost', port: 8002, path: '/mcp' };
 let stateDir: string;

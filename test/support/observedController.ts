@@ -2,7 +2,7 @@
  * A TunnelController that also counts the listeners of its public events, for leak checks. The
  * count is a test's concern, so it lives here and not on the production class.
  */
-import { TunnelController } from '../../../src/core/tunnelController';
+import { TunnelController } from '../../src/core/tunnelController';
 
 export class ObservedTunnelController extends TunnelController {
   /** Listener counts of the public events. */

@@ -1,7 +1,7 @@
 /** An in-memory process for controller tests: the test writes its stderr and decides its exit. */
 import { EventEmitter } from 'node:events';
 import { PassThrough } from 'node:stream';
-import type { SpawnFn, SpawnedProcess } from '../../../src/core/supervisor/processRunner';
+import type { SpawnFn, SpawnedProcess } from '../../src/core/supervisor/processRunner';
 
 let nextPid = 40_000;
 

@@ -1,8 +1,8 @@
 /** Controller options for runs of the fake cloudflared: its path, a state dir, a HOME of its own, the scenario. */
 import { mkdirSync } from 'node:fs';
 import * as path from 'node:path';
-import { findCloudflared } from '../../../src/core/cloudflared/locate';
-import type { TunnelControllerOptions } from '../../../src/core/tunnelController';
+import { findCloudflared } from '../../src/core/cloudflared/locate';
+import type { TunnelControllerOptions } from '../../src/core/tunnelController';
 import { FAKE_CLOUDFLARED } from './proc';
 
 /** `home` is a fresh `work/home-<n>` (cloudflared must not find a user's config); the fake records itself in `work`. */

@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { sleep } from './wait';
 
-export const REPO = path.resolve(__dirname, '..', '..', '..');
+export { waitFor } from './wait';
+
+export const REPO = path.resolve(__dirname, '..', '..');
 /** Transcripts of the real cloudflared, copied from the project's reference material into the repository. */
 export const TRANSCRIPTS_DIR = path.join(REPO, 'test', 'fixtures', 'cloudflared-transcripts');
 export const FAKE_CLOUDFLARED = path.join(REPO, 'test', 'fixtures', process.platform === 'win32' ? 'cloudflared.cmd' : 'cloudflared');
@@ -25,19 +28,9 @@ export async function waitGone(pid: number, ms = 5000): Promise<boolean> {
   const end = Date.now() + ms;
   while (Date.now() < end) {
     if (!isAlive(pid)) return true;
-    await new Promise((r) => setTimeout(r, 25));
+    await sleep(25);
   }
   return !isAlive(pid);
-}
-
-export async function waitFor<T>(fn: () => T | undefined | Promise<T | undefined>, ms = 5000, what = 'condition'): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 /** The fake cloudflared's own record of itself (public port etc.), written when FAKE_CLOUDFLARED_STATE_DIR is set. */

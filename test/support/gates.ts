@@ -5,7 +5,7 @@
  * its own process).
  */
 import { after } from 'node:test';
-import { startAccessGate, type AccessGate, type AccessGateOptions } from '../../../src/core/gate/accessGate';
+import { startAccessGate, type AccessGate, type AccessGateOptions } from '../../src/core/gate/accessGate';
 
 export const logLines: string[] = [];
 export const secretsSeen = new Set<string>();

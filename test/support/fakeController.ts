@@ -2,10 +2,10 @@
  * A TunnelApi whose states the test drives: `start()` walks starting → connecting → active with a
  * fake URL (or stops at `connecting`, or fails, as `nextOutcome` says). Real Emitter, real snapshotOf.
  */
-import type { RecordedCall } from '../../../src/core/gate/recorder';
-import { Emitter } from '../../../src/core/util/events';
-import { shareName, type ShareSnapshot } from '../../../src/core/shares/shares';
-import { sameTarget } from '../../../src/core/model/target';
+import type { RecordedCall } from '../../src/core/gate/recorder';
+import { Emitter } from '../../src/core/util/events';
+import { shareName, type ShareSnapshot } from '../../src/core/shares/shares';
+import { sameTarget } from '../../src/core/model/target';
 import {
   TunnelBusyError,
   isLive,
@@ -18,7 +18,7 @@ import {
   type TunnelState,
   type TunnelStatus,
   type TunnelTarget,
-} from '../../../src/core/model/tunnelState';
+} from '../../src/core/model/tunnelState';
 
 export type FakeOutcome = 'active' | 'connecting' | { fail: TunnelError };
 

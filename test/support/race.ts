@@ -1,9 +1,10 @@
 /** Shared bits of the reliability suites: a seeded PRNG, spawn trackers, bounded waits. */
 import { readdirSync } from 'node:fs';
-import type { SpawnFn } from '../../../src/core/supervisor/processRunner';
-import { spawnProcess } from '../../../src/core/supervisor/processRunner';
+import type { SpawnFn } from '../../src/core/supervisor/processRunner';
+import { spawnProcess } from '../../src/core/supervisor/processRunner';
 import { FakeProcess } from './fakeProcess';
 import { isAlive } from './proc';
+import { sleep } from './wait';
 
 /** mulberry32: a tiny, fast, seedable PRNG; returns floats in [0, 1). */
 export function mulberry32(seed: number): () => number {
@@ -69,9 +70,7 @@ export function fakeTracker(configure: (p: FakeProcess, index: number) => void):
   return Object.assign(t, { fakes });
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
+export { sleep };
 
 /** Settles within `ms` or rejects with a message naming `what` (the timer never outlives the race). */
 export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
