@@ -354,7 +354,7 @@ interface Ctx {
   pageA?: Page | undefined;
   stateDirA: string;
   toolResults: string;
-  serverB?: VsCodeServer;
+  serverB?: VsCodeServer | undefined;
   cleanups: (() => Promise<void> | void)[];
 }
 

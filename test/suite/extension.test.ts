@@ -137,6 +137,7 @@ suite('MCP Tunnel in VS Code', () => {
     assert.equal(tunnel?.id, 'tunnel');
     assert.equal(tunnel?.description, `Active · ${new URL(snap.url!).host}`);
     const share = api.controller.listShares()[0];
+    assert.ok(share, 'the tunnel has its share');
     const byId = () => Object.fromEntries(api.tree.allRows().map((r) => [r.id, r]));
     const rows = Object.fromEntries(api.tree.allRows().map((r) => [r.id, r.description]));
     assert.deepEqual(api.tree.shareRows().map((r) => r.id), [`share:${share.id}`], 'a lone share has its node under the tunnel');

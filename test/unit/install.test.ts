@@ -225,7 +225,7 @@ describe('cloudflared install', { concurrency: false }, () => {
   it('refuses a corrupt download (checksum mismatch) and installs nothing', async () => {
     const bin = host.good();
     const bad = Buffer.from(bin);
-    bad[bad.length - 1] ^= 1;
+    bad.writeUInt8(bad.readUInt8(bad.length - 1) ^ 1, bad.length - 1);
     host.served.files.set(LINUX, bad);
     await rejectsWith(install(), 'checksum-mismatch', /does not match the SHA-256 checksum Cloudflare published for 2026\.9\.0.*not installed/);
     assert.equal(existsSync(path.join(dir, 'cloudflared')), false);

@@ -72,10 +72,12 @@ void describe('reduceRunLog', () => {
 
   void test('a registration logged before the URL counts when the URL comes', () => {
     const { events } = parse([registered(0, 'http2'), ...banner]);
-    const r1 = reduceRunLog(INITIAL_RUN_LOG_STATE, events[0], { now: 1 });
+    const [first, second] = events;
+    assert.ok(first && second, 'two events parsed');
+    const r1 = reduceRunLog(INITIAL_RUN_LOG_STATE, first, { now: 1 });
     assert.deepEqual(kinds(r1.effects), [], 'no URL yet: nothing to settle');
     assert.equal(r1.changed, false);
-    const r2 = reduceRunLog(r1.state, events[1], { now: 2 });
+    const r2 = reduceRunLog(r1.state, second, { now: 2 });
     assert.deepEqual(kinds(r2.effects), ['url-known', 'registered']);
     assert.equal(r2.state.connectedAt, 1);
   });

@@ -97,7 +97,7 @@ export function parseChecksums(body: string): Map<string, string> {
 
 export interface NetOptions {
   /** A proxy URL (`http://[user:pass@]host:port`) that wins over the environment (VS Code's `http.proxy`). */
-  proxy?: string;
+  proxy?: string | undefined;
   env?: NodeJS.ProcessEnv;
   signal?: AbortSignal;
 }
@@ -312,7 +312,7 @@ export interface InstallOptions extends ReleaseOptions {
   arch?: string;
   onProgress?: (p: InstallProgress) => void;
   /** Already resolved (an update offer): skips the release lookup. */
-  release?: Release;
+  release?: Release | undefined;
 }
 
 export interface Installed {
