@@ -1127,7 +1127,7 @@ async function scenarioMissing(ctx: Ctx): Promise<string[]> {
  * release body as Cloudflare writes it, served slowly enough for the progress notification to show.
  */
 async function startReleaseHost(version: string): Promise<{ base: string; downloads: () => number; close: () => Promise<void> }> {
-  const launcher = `#!/bin/sh\nFAKE_CLOUDFLARED_VERSION=${version} exec "${NODE24}" "${path.join(FIXTURES, 'fake-cloudflared.js')}" "$@"\n`;
+  const launcher = `#!/bin/sh\nFAKE_CLOUDFLARED_VERSION=${version} exec "${NODE24}" "${path.join(REPO_ROOT, 'out', 'fake-cloudflared.js')}" "$@"\n`;
   const asset = Buffer.concat([Buffer.from(launcher), Buffer.alloc(3_000_000, 0x23)]);
   const name = 'cloudflared-linux-amd64';
   const digest = (await import('node:crypto')).createHash('sha256').update(asset).digest('hex');

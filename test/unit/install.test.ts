@@ -1,6 +1,6 @@
 /**
  * Installing cloudflared: a local HTTP server plays GitHub's release API and its downloads; the
- * "cloudflared" it serves is a launcher of the fake (test/fixtures/fake-cloudflared.js), so the
+ * "cloudflared" it serves is a launcher of the fake (out/fake-cloudflared.js, built from test/fixtures/fake-cloudflared/), so the
  * installer's `--version` check really runs it. Good, corrupt and missing checksums, GitHub's
  * asset digest, a slow download cancelled, a 404, a macOS .tgz, a CONNECT proxy, the lookup order,
  * the update check and the CLI command end to end.
@@ -30,7 +30,7 @@ import {
 import { findCloudflared } from '../../src/core/cloudflared/locate';
 import { REPO } from '../support/proc';
 
-const FAKE_JS = path.join(REPO, 'test', 'fixtures', 'fake-cloudflared.js');
+const FAKE_JS = path.join(REPO, 'out', 'fake-cloudflared.js');
 const LINUX = assetNameFor('linux', 'x64');
 const DARWIN = assetNameFor('darwin', 'arm64');
 

@@ -22,7 +22,7 @@ const readme = fs.readFileSync(path.join(REPO, 'README.md'), 'utf8');
 const CATEGORIES = ['AI', 'Azure', 'Chat', 'Data Science', 'Debuggers', 'Extension Packs', 'Education', 'Formatters', 'Keymaps', 'Language Packs', 'Linters', 'Machine Learning', 'Notebooks', 'Programming Languages', 'SCM Providers', 'Snippets', 'Testing', 'Themes', 'Visualization', 'Other'];
 
 /** What may ship: the bundles, the manifest and its translations, the listing's files, the icons and the Inspector page's assets. */
-const SHIPS = [/^dist\/[\w-]+\.js$/, /^package\.json$/, /^package\.nls(\.[\w-]+)?\.json$/, /^l10n\/bundle\.l10n(\.[\w-]+)?\.json$/, /^(README|CHANGELOG)\.md$/, /^LICENSE$/, /^media\/[\w-]+\.(png|svg|js|css)$/];
+const SHIPS = [/^dist\/[\w-]+\.js$/, /^package\.json$/, /^package\.nls(\.[\w-]+)?\.json$/, /^l10n\/bundle\.l10n(\.[\w-]+)?\.json$/, /^(README|CHANGELOG)\.md$/, /^LICENSE$/, /^media\/[\w-]+\.(png|svg|js|css)$/, /^media\/walkthrough\/[\w-]+\.md$/];
 
 function vsceLs(): string[] {
   assert.ok(fs.existsSync(path.join(REPO, 'dist', 'extension.js')), 'dist/extension.js is missing: run `node esbuild.mjs` (npm run test:unit does) before this test');
@@ -54,7 +54,7 @@ describe('marketplace readiness', () => {
     const files = vsceLs();
     const extra = files.filter((f) => !SHIPS.some((re) => re.test(f)));
     assert.deepEqual(extra, [], 'these files would ship: exclude them in .vscodeignore (it allowlists what ships)');
-    for (const needed of ['dist/extension.js', 'dist/cli.js', 'package.json', 'package.nls.json', 'l10n/bundle.l10n.json', 'README.md', 'CHANGELOG.md', 'LICENSE', 'media/icon.png']) {
+    for (const needed of ['dist/extension.js', 'dist/cli.js', 'package.json', 'package.nls.json', 'l10n/bundle.l10n.json', 'README.md', 'CHANGELOG.md', 'LICENSE', 'media/icon.png', 'media/walkthrough/install.md']) {
       assert.ok(files.includes(needed), `${needed} is not in the VSIX: allow it in .vscodeignore`);
     }
     assert.ok(!files.some((f) => f.endsWith('.map')), 'no source maps ship');
@@ -80,7 +80,7 @@ describe('marketplace readiness', () => {
   });
 
   it('the link check finds broken links', () => {
-    assert.deepEqual(links('see [the design](../shared/design/ARCHITECTURE.md) and ![x](docs/a.png "t") but not `[code](x)`'), ['../shared/design/ARCHITECTURE.md', 'docs/a.png']);
+    assert.deepEqual(links('see [the design](../elsewhere/DESIGN.md) and ![x](docs/a.png "t") but not `[code](x)`'), ['../elsewhere/DESIGN.md', 'docs/a.png']);
     assert.ok(anchors('## Performance (`npm run bench`)\n## Use\n## Use').has('performance-npm-run-bench'));
     assert.ok(anchors('## Use\n## Use').has('use-1'));
   });
