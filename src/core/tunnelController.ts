@@ -1144,7 +1144,9 @@ export class TunnelController implements TunnelApi {
       this._onDidChangeMetrics.fire(undefined);
     }
     let next: TunnelState;
-    if (run.stopRequested && !run.failure) {
+    if (run.stopRequested) {
+      // A stop wins even over a failure already under way (a start that timed out while its
+      // preparation step was still running, then Stop or dispose): the user asked for stopped.
       this.log('info', run.proc ? `cloudflared exited (${signal ? `signal ${signal}` : `code ${code}`}).` : 'Start cancelled.');
       next = { status: 'stopped' };
     } else {

@@ -163,20 +163,33 @@ async function startOrigin(): Promise<Origin> {
     requests.push({ method: req.method ?? '', url: req.url ?? '', host: req.headers.host ?? '' });
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ origin: 'e2e', path: req.url }));
   };
-  const v4 = http.createServer(handler);
-  await new Promise<void>((r) => v4.listen(0, '127.0.0.1', r));
-  const { port } = v4.address() as AddressInfo;
   // The target host is `localhost`: answer on ::1 as well, whichever address it resolves to first.
-  const v6 = http.createServer(handler);
-  const v6ok = await new Promise<boolean>((r) => {
-    v6.once('error', () => r(false));
-    v6.listen(port, '::1', () => r(true));
-  });
+  // A port free on 127.0.0.1 may be taken on ::1 by another server of this run: then `localhost`
+  // would reach that one, so take another port until both are ours (or ::1 does not exist here).
+  for (let attempt = 1; ; attempt++) {
+    const v4 = http.createServer(handler);
+    await new Promise<void>((r) => v4.listen(0, '127.0.0.1', r));
+    const { port } = v4.address() as AddressInfo;
+    const v6 = http.createServer(handler);
+    const v6result = await new Promise<'ok' | 'in-use' | 'no-ipv6'>((r) => {
+      v6.once('error', (err: NodeJS.ErrnoException) => r(err.code === 'EADDRINUSE' ? 'in-use' : 'no-ipv6'));
+      v6.listen(port, '::1', () => r('ok'));
+    });
+    if (v6result === 'in-use' && attempt < 20) {
+      await new Promise<void>((r) => v4.close(() => r()));
+      continue;
+    }
+    if (v6result === 'in-use') throw new Error(`startOrigin: no port free on both 127.0.0.1 and ::1 after ${attempt} tries`);
+    return originOf(port, requests, v4, v6result === 'ok' ? v6 : undefined);
+  }
+}
+
+function originOf(port: number, requests: Origin['requests'], v4: http.Server, v6: http.Server | undefined): Origin {
   const close = (s: http.Server) => new Promise<void>((r) => {
     s.closeAllConnections();
     s.close(() => r());
   });
-  return { port, requests, close: async () => void (await Promise.all([close(v4), v6ok ? close(v6) : Promise.resolve()])) };
+  return { port, requests, close: async () => void (await Promise.all([close(v4), v6 ? close(v6) : Promise.resolve()])) };
 }
 
 function httpGet(port: number, urlPath: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
@@ -904,26 +917,28 @@ async function scenarioTwoShares(ctx: Ctx): Promise<string[]> {
     const seen = (o: Origin): number => o.requests.filter((r) => r.url.includes(mark)).length;
     return [status, seen(a), seen(b)];
   };
-  check(JSON.stringify(await reached(pathA)) === '[200,1,0]', "A's secret reaches A only");
-  check(JSON.stringify(await reached(pathB)) === '[200,0,1]', "B's secret reaches B only");
-  check(JSON.stringify(await reached('/mcp', { authorization: `Bearer ${secretB}` })) === '[200,0,1]', "B's secret as a bearer header reaches B");
-  check(JSON.stringify(await reached('/mcp')) === '[401,0,0]', 'no secret: 401, no origin touched');
-  check(JSON.stringify(await reached(`/${'x'.repeat(43)}/mcp`)) === '[401,0,0]', 'a wrong secret: 401, no origin touched');
+  const checkReached = (got: [number, number, number], want: string, what: string): void =>
+    check(JSON.stringify(got) === want, `${what}: [status, requests at A, at B] = ${JSON.stringify(got)}, want ${want}`);
+  checkReached(await reached(pathA), '[200,1,0]', "A's secret reaches A only");
+  checkReached(await reached(pathB), '[200,0,1]', "B's secret reaches B only");
+  checkReached(await reached('/mcp', { authorization: `Bearer ${secretB}` }), '[200,0,1]', "B's secret as a bearer header reaches B");
+  checkReached(await reached('/mcp'), '[401,0,0]', 'no secret: 401, no origin touched');
+  checkReached(await reached(`/${'x'.repeat(43)}/mcp`), '[401,0,0]', 'a wrong secret: 401, no origin touched');
 
   // Rotate B alone: its old URL is refused, its new one works, A is untouched.
   await runCommandOpeningPick(page, 'MCP Tunnel: Rotate Secret of Share');
   await pickQuickItem(page, nameB);
   await waitUntil(async () => (await httpGet(state.publicPort, pathB)).status === 401 || undefined, "B's old secret to be refused");
-  check(JSON.stringify(await reached(pathA)) === '[200,1,0]', 'A still works after B rotated');
+  checkReached(await reached(pathA), '[200,1,0]', 'A still works after B rotated');
   const urlB2 = await copyShareUrl(page, nameB, [urlA, urlB]);
-  check(JSON.stringify(await reached(new URL(urlB2).pathname)) === '[200,0,1]', "B's new secret works");
+  checkReached(await reached(new URL(urlB2).pathname), '[200,0,1]', "B's new secret works");
 
   // Stop A alone: A is refused, B goes on, the tunnel too.
   await runCommandOpeningPick(page, 'MCP Tunnel: Stop Share');
   await pickQuickItem(page, nameA);
   await waitForStatus(page, ACTIVE, 'one share left in the status bar');
-  check(JSON.stringify(await reached(pathA)) === '[401,0,0]', "the stopped share's URL is refused");
-  check(JSON.stringify(await reached(new URL(urlB2).pathname)) === '[200,0,1]', 'B goes on');
+  checkReached(await reached(pathA), '[401,0,0]', "the stopped share's URL is refused");
+  checkReached(await reached(new URL(urlB2).pathname), '[200,0,1]', 'B goes on');
   check(alive(pid), 'the same cloudflared runs on');
 
   // Stop Tunnel: cloudflared gone, nothing answers on its public port, no run record left.

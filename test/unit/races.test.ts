@@ -567,6 +567,22 @@ describe('races: directed (scripted processes)', () => {
     c.dispose();
   });
 
+  it('start timeout while cloudflared is being located, then a stop before the lookup ends: stopped (the stop wins)', async () => {
+    // Seen in the randomized test (seed 1592598814): dispose after a timed-out start whose
+    // preparation step was still running left the state failed.
+    const { c, tracker } = fakeController(13, { startTimeoutMs: 30, findCloudflared: () => sleep(150).then(() => INFO) }, () => 'ok');
+    const started = c.start(TARGETS.A);
+    await sleep(60); // the start timed out; the lookup is still running
+    assert.equal(c.state.status, 'starting');
+    await withTimeout(c.stop(), 2000, 'stop');
+    assert.equal(c.state.status, 'stopped');
+    assert.equal((await started).status, 'stopped');
+    await sleep(150);
+    assert.equal(tracker.spawned, 0, 'nothing spawned after the stop');
+    assert.equal(c.state.status, 'stopped');
+    c.dispose();
+  });
+
   it('restart while starting: the first start resolves stopped, the restart wins with its target', async () => {
     const { c, tracker } = fakeController(6, {}, () => 'slow-banner');
     const first = c.start(TARGETS.A);
