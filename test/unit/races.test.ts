@@ -571,15 +571,16 @@ describe('races: directed (scripted processes)', () => {
     // Seen in the randomized test (seed 1592598814): dispose after a timed-out start whose
     // preparation step was still running left the state failed.
     const { c, tracker } = fakeController(13, { startTimeoutMs: 30, findCloudflared: () => sleep(150).then(() => INFO) }, () => 'ok');
+    const status = (): string => c.state.status;
     const started = c.start(TARGETS.A);
     await sleep(60); // the start timed out; the lookup is still running
-    assert.equal(c.state.status, 'starting');
+    assert.equal(status(), 'starting');
     await withTimeout(c.stop(), 2000, 'stop');
-    assert.equal(c.state.status, 'stopped');
+    assert.equal(status(), 'stopped');
     assert.equal((await started).status, 'stopped');
     await sleep(150);
     assert.equal(tracker.spawned, 0, 'nothing spawned after the stop');
-    assert.equal(c.state.status, 'stopped');
+    assert.equal(status(), 'stopped');
     c.dispose();
   });
 
