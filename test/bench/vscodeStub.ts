@@ -211,6 +211,21 @@ export function createVscodeStub(options: StubOptions = {}): VscodeStub {
     'vscode',
     {
       window,
+      // English only, as VS Code does with no language pack: `{0}` and `{name}` filled in.
+      l10n: withFallback(
+        'l10n',
+        {
+          t: (first: string | { message: string; args?: unknown[] | Record<string, unknown> }, ...rest: unknown[]): string => {
+            const message = typeof first === 'string' ? first : first.message;
+            const given = typeof first === 'string' ? (rest.length === 1 && typeof rest[0] === 'object' && rest[0] !== null ? rest[0] : rest) : (first.args ?? []);
+            const args = given as Record<string, unknown>;
+            return message.replace(/\{([^}]+)\}/g, (m, k: string) => (k in args ? String(args[k]) : m));
+          },
+          bundle: undefined,
+          uri: undefined,
+        },
+        missing,
+      ),
       commands: withFallback(
         'commands',
         {
