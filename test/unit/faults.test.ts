@@ -222,7 +222,8 @@ describe('fault injection (fake cloudflared, real processes)', { concurrency: fa
     const flood = m.lines() - linesAtActive;
     const fake = readFakeState(work, m.c.snapshot().pid!);
     console.log(`flood: ${flood} lines in ${Date.now() - t0 - 300} ms (${Math.round(flood / ((Date.now() - t0 - 300) / 1000))}/s), RSS +${((rssPeak - rss0) / MB).toFixed(1)} MB peak`);
-    assert.ok(flood >= 8000, `thousands of lines per second reached the log (${flood})`);
+    // The fake writes 15 000 lines however busy the machine is (its bursts catch up with the clock).
+    assert.ok(flood >= 14_000, `the flood's 15 000 lines reached the log (${flood})`);
     assert.equal(m.c.state.status, 'active');
     assert.equal(m.c.snapshot().url, url, 'the decoy URLs in the flood did not replace the URL');
     assert.equal(url, fake?.url);
