@@ -28,6 +28,8 @@ const builds = [
   { ...common, entryPoints: { qr: 'src/vscode/qrSvg.ts' }, outdir: 'dist' },
   // The Inspector page and Choose Shared Tools…, loaded on first use (src/vscode/panelsModule.ts).
   { ...common, entryPoints: { panels: 'src/vscode/panels.ts' }, outdir: 'dist' },
+  // The access gate, loaded on the first start by the extension and the CLI (src/core/gate/loadGate.ts).
+  { ...common, entryPoints: { gate: 'src/core/gate/accessGate.ts' }, outdir: 'dist' },
   // The reachability check, loaded on the first check (src/extension.ts, doctorCheck).
   { ...common, entryPoints: { doctor: 'src/core/doctor/reachability.ts' }, outdir: 'dist' },
   // Install cloudflared…, its update check and the installer, loaded on first use (src/vscode/installModule.ts).

@@ -14,7 +14,8 @@ import { INITIAL_RUN_LOG_STATE, reduceRunLog, type RunLogState } from './cloudfl
 import { Emitter, type Disposable, type Event } from './util/events';
 import { Recorder, type RecordedCall, type RecorderOptions } from './gate/recorder';
 import { protocolMemory, type ProtocolMemory } from './cloudflared/protocolMemory';
-import { startAccessGate, type AccessGate } from './gate/accessGate';
+import type { AccessGate } from './gate/accessGate';
+import { gateModule } from './gate/loadGate';
 import { describePolicy, type ToolPolicy } from './policy/toolPolicy';
 import { MetricsPoller, readMetrics, readQuickTunnel } from './metrics/metrics';
 import { newRunId, reapOrphans, removeRun, writeRunRecord, type ReapResult } from './supervisor/orphans';
@@ -839,7 +840,7 @@ export class TunnelController implements TunnelApi {
   private async startGate(run: Run): Promise<AccessGate> {
     const [first, ...rest] = this.registry.list();
     if (!first) throw new RunPreparationAborted();
-    const gate = await startAccessGate({
+    const gate = await gateModule().startAccessGate({
       routeId: first.id,
       ...(first.secret ? { secret: first.secret } : {}),
       mode: first.target.access,

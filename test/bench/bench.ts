@@ -120,8 +120,8 @@ async function build(tmp: string): Promise<Built> {
   for (let attempt = 0; ; attempt++) {
     await run(process.execPath, ['esbuild.mjs', '--production'], 120_000);
     for (const f of ['extension.js', 'mcp.js', 'cli.js']) copyFileSync(path.join(REPO, 'dist', f), path.join(dist, f));
-    // Bundles the extension loads on first use (the reachability check runs once a tunnel is up).
-    for (const f of ['doctor.js', 'panels.js']) if (existsSync(path.join(REPO, 'dist', f))) copyFileSync(path.join(REPO, 'dist', f), path.join(dist, f));
+    // Bundles the extension loads on first use (the gate on the first start, the reachability check once a tunnel is up).
+    for (const f of ['doctor.js', 'panels.js', 'gate.js']) if (existsSync(path.join(REPO, 'dist', f))) copyFileSync(path.join(REPO, 'dist', f), path.join(dist, f));
     const dev = ['extension.js', 'mcp.js'].some((f) => readFileSync(path.join(dist, f), 'utf8').includes('//# sourceMappingURL='));
     if (!dev) break;
     if (attempt > 0) throw new Error('dist/ keeps being rebuilt in development mode by another process');

@@ -67,6 +67,9 @@ export function isLoopbackHost(host: string): boolean {
  * is not a plain hostname or IP address (ports, user info, paths and spaces are rejected).
  */
 export function canonicalHost(host: string): string | undefined {
+  // The loopback names nearly every target uses, already canonical: no URL parser (its first use costs ~1 ms at activation).
+  if (host === 'localhost' || host === '127.0.0.1' || host === '::1') return host;
+  if (host === '[::1]') return '::1';
   if (host.length === 0 || host.length > 255 || !/^[A-Za-z0-9.\-:[\]]+$/.test(host)) return undefined;
   const bracketed = host.startsWith('[') && host.endsWith(']');
   const inner = bracketed ? host.slice(1, -1) : host;
