@@ -111,6 +111,8 @@ export function activate(context: vscode.ExtensionContext): McpTunnelExtensionAp
 
   // Context keys drive menus, `when` clauses and the welcome views.
   let cloudflared: CloudflaredInfo | undefined;
+  /** Why the last lookup found nothing (its message names the cause and the fix). */
+  let lookupError = '';
   const setKeys = () => {
     void vscode.commands.executeCommand('setContext', 'mcpTunnel.state', ctl.state.status);
     void vscode.commands.executeCommand('setContext', 'mcpTunnel.hasUrl', 'url' in ctl.state && !!ctl.state.url);
@@ -125,7 +127,8 @@ export function activate(context: vscode.ExtensionContext): McpTunnelExtensionAp
       if (config.checkCloudflaredUpdates && cloudflared.path === managedCloudflaredPath(context)) void loadInstallUi().maybeOfferUpdate(installDeps, cloudflared, true);
     } catch (err) {
       cloudflared = undefined;
-      log.warn((err as Error).message);
+      lookupError = (err as Error).message;
+      log.warn(lookupError);
     }
     void vscode.commands.executeCommand('setContext', 'mcpTunnel.cloudflaredMissing', !cloudflared);
     // The walkthrough's first step completes on it.
@@ -180,7 +183,7 @@ export function activate(context: vscode.ExtensionContext): McpTunnelExtensionAp
     sharePort: async (target, originHeaders) => (originHeaders ? runStart(commandDeps, { ...target, access: config.target.access }, false, { originHeaders }) : vscode.commands.executeCommand('mcpTunnel.start', target)),
   };
   const installDeps: InstallDeps = { context, log, recheck: async () => void (await checkCloudflared()), explicitPath: () => config.cloudflaredPath };
-  const commandDeps = { installCloudflared: async () => !!(await loadInstallUi().installWithProgress(installDeps)), controller: ctl, log, defaultTarget: () => config.target, recheckCloudflared: async () => void (await checkCloudflared()), qr, inspector, secrets: context.secrets, allowedHosts: () => config.allowedHosts, reachability };
+  const commandDeps = { installCloudflared: async () => !!(await loadInstallUi().installWithProgress(installDeps)), controller: ctl, log, defaultTarget: () => config.target, recheckCloudflared: async () => void (await checkCloudflared()), findCloudflared: async () => (await checkCloudflared()) ?? { error: lookupError }, qr, inspector, secrets: context.secrets, allowedHosts: () => config.allowedHosts, reachability };
   context.subscriptions.push(
     ...registerCommands(commandDeps),
   );

@@ -27,6 +27,7 @@ export const enum CommandId {
   ShowActions = 'mcpTunnel.showActions',
   LocateCloudflared = 'mcpTunnel.locateCloudflared',
   InstallCloudflared = 'mcpTunnel.installCloudflared',
+  FindCloudflared = 'mcpTunnel.findCloudflared',
   CopyItem = 'mcpTunnel.copyItem',
   OpenItem = 'mcpTunnel.openItem',
   CopyClientConfig = 'mcpTunnel.copyClientConfig',
@@ -82,6 +83,8 @@ export interface CommandDeps {
   reachability: ReachabilityMonitor;
   /** Install cloudflared…: the managed copy, with progress; true when it was installed. */
   installCloudflared: () => Promise<boolean>;
+  /** Looks for cloudflared now (runs `cloudflared --version`): what it found, or why nothing. */
+  findCloudflared: () => Promise<{ version: string; path: string } | { error: string }>;
 }
 
 export const TUNNEL_TOKEN_KEY = 'mcpTunnel.namedTunnel.token';
@@ -169,6 +172,22 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
       if (await locateCloudflared(log)) await deps.recheckCloudflared();
     },
     [CommandId.InstallCloudflared]: () => deps.installCloudflared(),
+    // Check for cloudflared (the walkthrough's first step, when it was installed before MCP Tunnel):
+    // the lookup runs when asked, never at start-up. True when found.
+    [CommandId.FindCloudflared]: async () => {
+      const found = await deps.findCloudflared();
+      if ('path' in found) {
+        void vscode.window.showInformationMessage(vscode.l10n.t('Found cloudflared {0} at {1}.', found.version, found.path));
+        return true;
+      }
+      const install = vscode.l10n.t('Install cloudflared');
+      const locate = vscode.l10n.t('Locate cloudflared…');
+      void vscode.window.showWarningMessage(found.error, install, locate).then((a) => {
+        if (a === install) void deps.installCloudflared();
+        else if (a === locate) void vscode.commands.executeCommand(CommandId.LocateCloudflared);
+      });
+      return false;
+    },
     [CommandId.CopyItem]: (row: TunnelTreeRow) => copy(row?.value, row?.label ?? vscode.l10n.t('value')),
     [CommandId.OpenItem]: async (row: TunnelTreeRow) => {
       if (row?.value) await vscode.env.openExternal(vscode.Uri.parse(row.value));

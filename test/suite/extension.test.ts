@@ -521,11 +521,14 @@ suite('MCP Tunnel in VS Code', () => {
       assert.equal(api.statusBarText(), '$(error) Tunnel failed');
       assert.deepEqual(api.tree.rows(), [], 'the view shows the install guidance instead of rows');
       assert.equal(await api.checkCloudflared(), undefined);
+      // The walkthrough's "Check for cloudflared": nothing found, and it says so.
+      assert.equal(await vscode.commands.executeCommand<boolean>('mcpTunnel.findCloudflared'), false);
     } finally {
       await cfg().update('cloudflaredPath', FAKE, vscode.ConfigurationTarget.Global);
       await waitFor(() => api.config().cloudflaredPath === FAKE, 3000, 'setting restored');
     }
     assert.equal((await api.checkCloudflared())?.version, '2026.8.2');
+    assert.equal(await vscode.commands.executeCommand<boolean>('mcpTunnel.findCloudflared'), true, 'Check for cloudflared finds the fake');
   });
 
   test('invalid settings: a warning naming the setting, and the default is used', async () => {
