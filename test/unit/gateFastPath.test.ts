@@ -40,7 +40,7 @@ describe('response reader', () => {
   });
 
   it('frames bodies by RFC 9112 §6.3 and refuses contradictions', () => {
-    const h = (status: number, ...raw: string[]) => ({ status, reason: '', raw });
+    const h = (status: number, ...raw: string[]) => ({ status, reason: '', raw, lower: raw.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase()) });
     assert.deepEqual(framingOf(h(200, 'Content-Length', '5'), 'GET'), { kind: 'length', length: 5 });
     assert.deepEqual(framingOf(h(200, 'Content-Length', '5'), 'HEAD'), { kind: 'none' });
     assert.deepEqual(framingOf(h(204), 'GET'), { kind: 'none' });
@@ -266,6 +266,19 @@ describe('the gate over its fast path', () => {
     assert.equal(await res.text(), 'abcde');
     assert.equal(res.headers.get('x-hop'), null);
     assert.notEqual(res.headers.get('keep-alive'), 'timeout=5', "the gate's own Keep-Alive, not the origin's");
+    assert.equal(res.headers.get('x-kept'), '1');
+  });
+
+  it('drops the fields every Connection header names, when the origin sends more than one', async () => {
+    const origin = await rawOrigin((sock) =>
+      sock.once('data', () => sock.write('HTTP/1.1 200 OK\r\nConnection: x-first\r\nX-First: hop\r\nConnection: keep-alive, X-Second\r\nX-Second: hop\r\nX-Kept: 1\r\nContent-Length: 2\r\n\r\nok')),
+    );
+    const gate = await newGate({ origin: { host: '127.0.0.1', port: origin.port } });
+    const res = await fetch(`http://127.0.0.1:${gate.port}/${secretOf(gate)}/x`);
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), 'ok');
+    assert.equal(res.headers.get('x-first'), null, 'named by the first Connection field');
+    assert.equal(res.headers.get('x-second'), null, 'named by the second');
     assert.equal(res.headers.get('x-kept'), '1');
   });
 

@@ -274,6 +274,26 @@ function digest(s: string): Buffer {
   return oneShot ? oneShot('sha256', s, 'buffer') : createHash('sha256').update(s, 'utf8').digest();
 }
 
+/**
+ * The hex digest of a presented secret (a bearer token, a first path segment), remembered for the
+ * next request (a client sends the same one every time): up to 256 of at most 512 characters, then
+ * forgotten all at once. A string's digest never changes, so this cache cannot route anything
+ * differently; what a secret maps to is looked up anew on every request. A hit needs the exact
+ * string, so its timing tells a guesser nothing a 401 does not.
+ */
+const presentedHex = new Map<string, string>();
+function digestHexOf(s: string): string {
+  let hex = presentedHex.get(s);
+  if (hex === undefined) {
+    hex = digest(s).toString('hex');
+    if (s.length <= 512) {
+      if (presentedHex.size >= 256) presentedHex.clear();
+      presentedHex.set(s, hex);
+    }
+  }
+  return hex;
+}
+
 /** Digests have equal length, so `timingSafeEqual` never throws and the length does not leak. */
 function sameDigest(candidate: string, secretDigest: Buffer): boolean {
   return timingSafeEqual(digest(candidate), secretDigest);
@@ -437,8 +457,11 @@ const HOP_BY_HOP = new Set([
 const NEVER_NAMED = new Set(['content-length', 'transfer-encoding', 'host']);
 
 /** The fields `Connection` names that are dropped with it (never a framing field, nor Host). */
-function connectionTokens(headers: IncomingHttpHeaders): Set<string> {
+const NO_TOKENS: ReadonlySet<string> = new Set();
+
+function connectionTokens(headers: IncomingHttpHeaders): ReadonlySet<string> {
   const v = headers['connection'];
+  if (v === undefined) return NO_TOKENS;
   const all = Array.isArray(v) ? v.join(',') : (v ?? '');
   return new Set(
     all
@@ -852,7 +875,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     const form = target !== undefined ? discoveryForm(target) : undefined;
     if (form) {
       const { segment } = splitFirstSegment(form.inner);
-      const hex = SECRET_SHAPE.test(segment) ? digest(segment).toString('hex') : undefined;
+      const hex = SECRET_SHAPE.test(segment) ? digestHexOf(segment) : undefined;
       if (hex !== undefined && (bySecret.has(hex) || byLink.has(hex) || endedLinks.has(hex) || spentHex.has(hex))) {
         const d = resolveTarget(form.inner, headers);
         return d.ok && d.via === 'path' ? { ...d, path: discoveryOriginPath(form.doc, d.path) } : d;
@@ -864,10 +887,10 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
   /** `target`: the request target in origin form (undefined: malformed). */
   const resolveTarget = (target: string | undefined, headers: IncomingHttpHeaders): Decision => {
     const bearer = bearerToken(headers);
-    const bearerHex = bearer.state === 'token' ? digest(bearer.token).toString('hex') : undefined;
+    const bearerHex = bearer.state === 'token' ? digestHexOf(bearer.token) : undefined;
     const bearerRoute = bearerHex !== undefined ? bySecret.get(bearerHex) : undefined;
     const split = target !== undefined ? splitFirstSegment(target) : undefined;
-    const segmentHex = split && split.segment !== '' && SECRET_SHAPE.test(split.segment) ? digest(split.segment).toString('hex') : undefined;
+    const segmentHex = split && split.segment !== '' && SECRET_SHAPE.test(split.segment) ? digestHexOf(split.segment) : undefined;
     const bySegment = segmentHex !== undefined ? bySecret.get(segmentHex) : undefined;
     const segLink = !bySegment ? liveLink(segmentHex) : undefined;
     const bearerLink = !bearerRoute ? liveLink(bearerHex) : undefined;
@@ -1240,17 +1263,17 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
 
   /** A response head's fields as the client gets them: hop-by-hop dropped, framing the gate's, self-references public. */
   const relayedHeaders = (h: ResponseHead, framing: Framing, req: IncomingMessage, route: Route, path: string): string[] => {
-    const raw = h.raw;
-    let named: Set<string> | undefined;
-    for (let i = 0; i + 1 < raw.length; i += 2) {
-      if ((raw[i] ?? '').toLowerCase() === 'connection') named = connectionTokens({ connection: raw[i + 1] ?? '' });
-    }
+    const { raw, lower: names } = h;
+    // Every Connection field's tokens (a response may send more than one).
+    let connection: string[] | undefined;
+    for (let i = 0; i < names.length; i++) if (names[i] === 'connection') (connection ??= []).push(raw[2 * i + 1] ?? '');
+    const named = connection ? connectionTokens({ connection: connection.join(',') }) : undefined;
     const out: string[] = [];
     let length: string | undefined;
     let mapping: PublicMapping | undefined | null = null;
     for (let i = 0; i + 1 < raw.length; i += 2) {
       const name = raw[i] ?? '';
-      const lower = name.toLowerCase();
+      const lower = names[i / 2] ?? '';
       let value = raw[i + 1] ?? '';
       if (lower === 'content-length') {
         length ??= value.split(',')[0]?.trim();

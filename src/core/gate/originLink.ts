@@ -275,8 +275,8 @@ export class OriginLink {
 }
 
 function connectionClose(head: ResponseHead): boolean {
-  for (let i = 0; i + 1 < head.raw.length; i += 2) {
-    if ((head.raw[i] ?? '').toLowerCase() === 'connection' && /(?:^|,)\s*close\s*(?:,|$)/i.test(head.raw[i + 1] ?? '')) return true;
+  for (let i = 0; i < head.lower.length; i++) {
+    if (head.lower[i] === 'connection' && /(?:^|,)\s*close\s*(?:,|$)/i.test(head.raw[2 * i + 1] ?? '')) return true;
   }
   return false;
 }

@@ -13,6 +13,8 @@ export interface ResponseHead {
   reason: string;
   /** `[name, value, name, value, …]` as sent (Node's `writeHead` takes this form). */
   raw: string[];
+  /** The names lowercased, one per field (`lower[i]` is `raw[2 * i]`'s). */
+  lower: string[];
 }
 
 /** How the body that follows a head is delimited. */
@@ -46,6 +48,7 @@ export function readHead(buf: Buffer): { head: ResponseHead; size: number; http1
   const m = STATUS_LINE.exec(lines[0] ?? '');
   if (!m) throw new ResponseHeadError('its status line is not "HTTP/1.x <3-digit status> <reason>"');
   const raw: string[] = [];
+  const lower: string[] = [];
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i] ?? '';
     if (line.startsWith(' ') || line.startsWith('\t')) throw new ResponseHeadError('it folded a header line (obs-fold)');
@@ -55,8 +58,9 @@ export function readHead(buf: Buffer): { head: ResponseHead; size: number; http1
     const value = line.slice(colon + 1).trim();
     if (BAD_VALUE.test(value)) throw new ResponseHeadError(`the header ${name} holds a bare CR or NUL`);
     raw.push(name, value);
+    lower.push(name.toLowerCase());
   }
-  return { head: { status: Number(m[2]), reason: m[3] ?? '', raw }, size: end + 4, http10: m[1] === '0' };
+  return { head: { status: Number(m[2]), reason: m[3] ?? '', raw, lower }, size: end + 4, http10: m[1] === '0' };
 }
 
 /** The framing of a response's body (RFC 9112 §6.3), given the request method. Throws on a contradiction. */
@@ -64,9 +68,9 @@ export function framingOf(head: ResponseHead, method: string): Framing {
   if (method === 'HEAD' || head.status === 204 || head.status === 304 || (head.status >= 100 && head.status < 200)) return { kind: 'none' };
   let te: string | undefined;
   let cl: string | undefined;
-  for (let i = 0; i + 1 < head.raw.length; i += 2) {
-    const lower = (head.raw[i] ?? '').toLowerCase();
-    const v = head.raw[i + 1] ?? '';
+  for (let i = 0; i < head.lower.length; i++) {
+    const lower = head.lower[i];
+    const v = head.raw[2 * i + 1] ?? '';
     if (lower === 'transfer-encoding') te = te === undefined ? v : `${te}, ${v}`;
     else if (lower === 'content-length') {
       for (const part of v.split(',')) {
