@@ -16,6 +16,7 @@ import { Recorder, type RecordedCall, type RecorderOptions } from './gate/record
 import { protocolMemory, type ProtocolMemory } from './cloudflared/protocolMemory';
 import type { AccessGate } from './gate/accessGate';
 import { gateModule } from './gate/loadGate';
+import { isSelfCheck } from './util/selfCheck';
 import { describePolicy, type ToolPolicy } from './policy/toolPolicy';
 import { MetricsPoller, readMetrics, readQuickTunnel } from './metrics/metrics';
 import { newRunId, reapOrphans, removeRun, writeRunRecord, type ReapResult } from './supervisor/orphans';
@@ -841,6 +842,8 @@ export class TunnelController implements TunnelApi {
     const [first, ...rest] = this.registry.list();
     if (!first) throw new RunPreparationAborted();
     const gate = await gateModule().startAccessGate({
+      // The monitor's token lives in this bundle's copy of util/selfCheck, not in dist/gate.js's.
+      isSelfCheck,
       routeId: first.id,
       ...(first.secret ? { secret: first.secret } : {}),
       mode: first.target.access,

@@ -21,7 +21,8 @@ import { validateTarget, MAX_TARGET_PATH_LENGTH } from '../core/model/target';
 import { checkPolicy, describePolicy, type ToolPolicy } from '../core/policy/toolPolicy';
 import {
   DEFAULT_TARGET,
-  TunnelBusyError,
+  isTunnelBusyError,
+  type TunnelBusyError,
   isLive,
   joinUrl,
   localUrlOf,
@@ -362,7 +363,7 @@ export function createTunnelMcpServer(controller: TunnelApi, options: TunnelMcpS
       try {
         state = await controller.start(target, policy ? { policy } : {});
       } catch (err) {
-        if (err instanceof TunnelBusyError) return errorResult(busyMessage(err));
+        if (isTunnelBusyError(err)) return errorResult(busyMessage(err));
         log('error', `start_tunnel ${where} failed: ${errorText(err)}`);
         return errorResult(`Could not start a tunnel to ${where}: ${errorText(err)}`);
       }

@@ -5,7 +5,7 @@ import { validateTarget } from '../core/model/target';
 import { ALLOW_HOST_HINT } from './config';
 import { shareUrlPrefix, type ShareOptions } from '../core/shares/shares';
 import { maskSharePath } from '../core/util/format';
-import { TunnelBusyError, isLive, joinUrl, localUrlOf, type AccessMode, type TunnelError, type TunnelState, type TunnelTarget } from '../core/model/tunnelState';
+import { isLive, isTunnelBusyError, joinUrl, localUrlOf, type AccessMode, type TunnelError, type TunnelState, type TunnelTarget } from '../core/model/tunnelState';
 import type { CommandDeps } from './commands';
 import type { TunnelLog } from './log';
 
@@ -45,7 +45,7 @@ export async function runStart(deps: CommandDeps, target: TunnelTarget, restart:
       },
     );
   } catch (err) {
-    if (err instanceof TunnelBusyError) {
+    if (isTunnelBusyError(err)) {
       const restartNew = vscode.l10n.t('Restart with New Target');
       const stop = vscode.l10n.t('Stop');
       void vscode.window.showWarningMessage(err.message, restartNew, stop).then((a) => {

@@ -76,6 +76,13 @@ export interface AccessGateOptions {
   maxConnections?: number;
   /** Never receives the secret: every message is redacted before it gets here. */
   log?: (level: AccessGateLogLevel, message: string) => void;
+  /**
+   * Tells the process's own reachability checks (not counted, not recorded, no idle reset) from
+   * traffic. Pass the caller's `isSelfCheck` (util/selfCheck): the gate is a bundle of its own
+   * (dist/gate.js) with its own copy of that module, whose token no check ever carries. Default:
+   * this module's copy (right only when gate and monitor share one module graph, as in the tests).
+   */
+  isSelfCheck?: (headers: IncomingHttpHeaders) => boolean;
   /** The first route's id (default `default`). */
   routeId?: string;
   /** The first route's public name, if it is open (see `GateRouteOptions.name`). */
@@ -641,6 +648,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
   const headersTimeoutMs = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
   if (!Number.isInteger(headersTimeoutMs) || headersTimeoutMs < 1) throw new RangeError(`headersTimeoutMs must be a positive integer, got ${headersTimeoutMs}`);
   const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  const selfCheck = options.isSelfCheck ?? isSelfCheck;
   if (!Number.isInteger(maxConnections) || maxConnections < 1) throw new RangeError(`maxConnections must be a positive integer, got ${maxConnections}`);
   // A held 401 holds its connection: held ones never take more than half of the connections, so
   // a flood of guesses leaves room for the owner's requests.
@@ -936,7 +944,7 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
     const d = resolve(req.url ?? '/', req.headers);
     if (d.ok) {
       // The tunnel's own reachability check is not traffic: not counted, no idle reset, not recorded.
-      if (isSelfCheck(req.headers)) {
+      if (selfCheck(req.headers)) {
         pass(d.route, d.path, d.stripBearer, d.knowsSecret, d.link, true);
         return;
       }

@@ -297,3 +297,11 @@ export class TunnelBusyError extends Error {
     this.name = 'TunnelBusyError';
   }
 }
+
+/**
+ * Whether `err` is a TunnelBusyError: also one from another bundle's copy of the class (the
+ * controller throws the extension's; dist/mcp.js has its own), which `instanceof` says is not.
+ */
+export function isTunnelBusyError(err: unknown): err is TunnelBusyError {
+  return err instanceof Error && err.name === 'TunnelBusyError' && (err as { code?: unknown }).code === 'busy';
+}
