@@ -862,6 +862,9 @@ async function shareLocalServer(page: Page, port: number): Promise<void> {
 
 /** Copy MCP URL of Share, picking `name`; waits until the clipboard holds a URL other than `not`. */
 async function copyShareUrl(page: Page, name: string, not: string[]): Promise<string> {
+  // Emptied first: an earlier scenario's MCP URL (another tunnel's secret, same shape) must not pass
+  // for this copy when the command has not written yet.
+  await page.evaluate('navigator.clipboard.writeText("")');
   await runCommandOpeningPick(page, 'MCP Tunnel: Copy MCP URL of Share');
   await pickQuickItem(page, name);
   return waitUntil(async () => {
