@@ -18,7 +18,8 @@ import { DEFAULT_TARGET, joinUrl, localUrlOf, snapshotOf, type TunnelState, type
 import { shareKey, type ShareOrigin } from './core/shares/shares';
 import { checkPolicy, type ToolPolicy } from './core/policy/toolPolicy';
 import { lifetimeInMinutes } from './core/shares/lifetime';
-import { defaultServerName, type StdioServerDefinition } from './bridge/child';
+import type { StdioServerDefinition } from './bridge/child';
+import { defaultServerName } from './bridge/serverName';
 import { checkReachability, connectToFor, parseConnectTo, redirectedCheck, showUrl, type ConnectTo, type ReachabilityResult } from './core/doctor/reachability';
 import { ReachabilityMonitor, type ReachabilityChange } from './core/doctor/monitor';
 
