@@ -1,10 +1,31 @@
 // Build: esbuild bundles each entry to CommonJS for Node; `vscode` stays external.
 // `--production` minifies and drops source maps; `--watch` rebuilds on change; `--only=<name>` builds one entry.
+import * as path from 'node:path';
 import * as esbuild from 'esbuild';
 
 const production = process.argv.includes('--production');
 const { version } = JSON.parse((await import('node:fs')).readFileSync(new URL('./package.json', import.meta.url), 'utf8'));
 const watch = process.argv.includes('--watch');
+
+/**
+ * zod 4 re-exports every locale it has as `z.locales` (about 260 KB minified, over a quarter of
+ * dist/mcp.js); nothing here or in the MCP SDK picks one, and English, the default, is imported by
+ * zod's schemas on their own. So that namespace holds English only.
+ * @type {import('esbuild').Plugin}
+ */
+const zodEnglishOnly = {
+  name: 'zod-english-only',
+  setup(build) {
+    build.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) =>
+      /[\\/]zod[\\/]v4[\\/]/.test(args.importer) ? { path: path.resolve(args.resolveDir, args.path), namespace: 'zod-english-only' } : undefined,
+    );
+    build.onLoad({ filter: /.*/, namespace: 'zod-english-only' }, (args) => ({
+      contents: 'export { default as en } from "./en.js";',
+      resolveDir: path.dirname(args.path),
+      loader: 'js',
+    }));
+  },
+};
 
 /** @type {import('esbuild').BuildOptions} */
 const common = {
@@ -19,6 +40,7 @@ const common = {
   // jsonc-parser's `main` is a UMD build whose requires esbuild cannot follow: bundle its ESM build.
   alias: { 'jsonc-parser': 'jsonc-parser/lib/esm/main.js' },
   logLevel: 'warning',
+  plugins: [zodEnglishOnly],
 };
 
 const builds = [

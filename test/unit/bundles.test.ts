@@ -5,6 +5,9 @@
  * sources (the loading bundle's copies) and check that what crosses the seam is still understood.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -15,7 +18,7 @@ import type * as McpBundle from '../../src/mcp/index';
 import { isSelfCheck, selfCheckHeaders } from '../../src/core/util/selfCheck';
 import { get, startStrictOrigin, type Origin } from '../support/origins';
 import { FakeController } from '../support/fakeController';
-import { REPO } from '../support/proc';
+import { FAKE_CLOUDFLARED, REPO, waitFor } from '../support/proc';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports -- the built bundle, as the extension loads it
 const gateBundle = require(path.join(REPO, 'dist', 'gate.js')) as typeof GateBundle;
@@ -56,5 +59,27 @@ describe('bundles loaded on first use', () => {
     const first = busy.content[0];
     assert.ok(first?.type === 'text');
     assert.match(first.text, /^A tunnel to http:\/\/localhost:8002\/mcp is already running\..* Stop that share first \(stop_tunnel with its share_id from list_shares\)/s);
+  });
+
+  it("dist/mcp.js keeps zod's English messages (the build gives z.locales English only): a malformed request is told what is wrong", async () => {
+    // In a process of its own: zod keeps its locale in a global that this process's zod (the
+    // sources' SDK) has already set to English, which would hide the bundle's.
+    const home = mkdtempSync(path.join(tmpdir(), 'mcpt-bundles-'));
+    closers.push(() => Promise.resolve(rmSync(home, { recursive: true, force: true })));
+    const child = spawn(process.execPath, [path.join(REPO, 'dist', 'cli.js'), 'mcp', '--cloudflared', FAKE_CLOUDFLARED], {
+      env: { PATH: process.env['PATH'] ?? '', HOME: home, MCP_TUNNEL_STATE_DIR: path.join(home, 'state') },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const exited = new Promise((r) => child.once('exit', r));
+    closers.push(() => (child.kill('SIGTERM'), exited));
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const send = (m: object): boolean => child.stdin.write(`${JSON.stringify(m)}\n`);
+    send({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } });
+    send({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { arguments: {} } });
+    const answer = await waitFor(() => out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { id?: number; error?: { message: string } }).find((m) => m.id === 2), 20_000, 'the answer to the malformed call');
+    assert.ok(answer.error, `an error answer, got ${JSON.stringify(answer)}`);
+    assert.match(answer.error.message, /Invalid input: expected string, received undefined/);
+    assert.match(answer.error.message, /"name"/);
   });
 });
