@@ -469,7 +469,7 @@ const NO_TOKENS: ReadonlySet<string> = new Set();
 function connectionTokens(headers: IncomingHttpHeaders): ReadonlySet<string> {
   const v = headers['connection'];
   if (v === undefined) return NO_TOKENS;
-  const all = Array.isArray(v) ? v.join(',') : (v ?? '');
+  const all = Array.isArray(v) ? v.join(',') : v;
   return new Set(
     all
       .split(',')
@@ -648,8 +648,8 @@ export async function startAccessGate(options: AccessGateOptions): Promise<Acces
   const headersTimeoutMs = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
   if (!Number.isInteger(headersTimeoutMs) || headersTimeoutMs < 1) throw new RangeError(`headersTimeoutMs must be a positive integer, got ${headersTimeoutMs}`);
   const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
-  const selfCheck = options.isSelfCheck ?? isSelfCheck;
   if (!Number.isInteger(maxConnections) || maxConnections < 1) throw new RangeError(`maxConnections must be a positive integer, got ${maxConnections}`);
+  const selfCheck = options.isSelfCheck ?? isSelfCheck;
   // A held 401 holds its connection: held ones never take more than half of the connections, so
   // a flood of guesses leaves room for the owner's requests.
   const maxPendingDelays = Math.max(1, Math.min(MAX_PENDING_DELAYS, Math.floor(maxConnections / 2)));
