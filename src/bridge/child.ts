@@ -71,9 +71,6 @@ export function resolveCommand(command: string, env: NodeJS.ProcessEnv, cwd: str
   return undefined;
 }
 
-// Pure naming helpers, in a module of their own so the CLI can use them without the SDK (and zod).
-export { commandLine, defaultServerName } from './serverName';
-
 export interface ChildOptions {
   /** Where run records go (the host's state dir); none: no record. */
   stateDir?: string;

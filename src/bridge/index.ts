@@ -4,7 +4,8 @@
  */
 export { startStdioBridge } from './stdioBridge';
 export type { BridgeCheck, BridgeLogLevel, StdioBridge, StdioBridgeOptions } from './stdioBridge';
-export { commandLine, defaultServerName, reapChildren, resolveCommand, serverEnv } from './child';
+export { reapChildren, resolveCommand, serverEnv } from './child';
+export { commandLine, defaultServerName } from './serverName';
 export type { StdioServerDefinition } from './child';
 export { bridgeOrigin, stdioShareKey } from './shareOrigin';
 export type { BridgeOrigin } from './shareOrigin';

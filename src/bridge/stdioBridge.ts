@@ -28,7 +28,8 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo, Socket } from 'node:net';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { Emitter, type Event } from '../core/util/events';
-import { StdioChild, commandLine, type ChildExit, type ChildOptions, type StdioServerDefinition } from './child';
+import { StdioChild, type ChildExit, type ChildOptions, type StdioServerDefinition } from './child';
+import { commandLine } from './serverName';
 
 export type BridgeLogLevel = 'debug' | 'info' | 'warn' | 'error';
 

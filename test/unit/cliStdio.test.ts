@@ -14,7 +14,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { defaultServerName } from '../../src/bridge/child';
+import { defaultServerName } from '../../src/bridge/serverName';
 import { get, startStrictOrigin, type Origin } from '../support/origins';
 import { FAKE_CLOUDFLARED, REPO, publicPath, readFakeState, waitFor, waitGone } from '../support/proc';
 
